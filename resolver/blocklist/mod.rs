@@ -1,0 +1,416 @@
+//! Named domain lists: the shipped Kaspersky catalogue and the files users
+//! bring, read into one [`SuffixSet`] each.
+//!
+//! Sits before the query path: `config::load` reads every list while it
+//! validates, so a running server only ever holds lists that loaded. Two
+//! formats: the categorised catalogue (`catalogue`, YAML, used for the shipped
+//! list) and line lists (`lines`: plain, hosts, adblock, wildcard).
+
+mod catalogue;
+mod lines;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use catalogue::{Catalogue, CatalogueEntry, Confidence};
+pub use lines::{LineProblem, LineReport, domain, read_lines};
+
+use crate::matcher::{Coverage, Hit, SuffixSet};
+
+/// The shipped Kaspersky catalogue, compiled into the binary.
+pub const KASPERSKY_YAML: &str = include_str!("../../blocklists/kaspersky/kaspersky.yaml");
+
+/// Names of the lists built into the binary (`builtin: NAME` in the config).
+pub const BUILTIN: &[&str] = &["kaspersky"];
+
+/// What an entry is for; rules select entries by category.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// Signature and software update servers.
+    Update,
+    /// Kaspersky Security Network (KSN) reputation and statistics.
+    Telemetry,
+    /// Activation and licensing.
+    Activation,
+    /// Product web services and portals.
+    Web,
+    /// Corporate and brand domains.
+    Brand,
+    /// The UltraAV/UltraVPN migration (not Kaspersky).
+    Migration,
+}
+
+impl Category {
+    /// Every category, in payload order.
+    pub const ALL: [Self; 6] = [
+        Self::Update,
+        Self::Telemetry,
+        Self::Activation,
+        Self::Web,
+        Self::Brand,
+        Self::Migration,
+    ];
+
+    /// The word used in config, output and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Update => "update",
+            Self::Telemetry => "telemetry",
+            Self::Activation => "activation",
+            Self::Web => "web",
+            Self::Brand => "brand",
+            Self::Migration => "migration",
+        }
+    }
+
+    /// Parses the config word.
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == word)
+    }
+
+    /// The matcher payload: 0 means "no category", 1..=6 the categories.
+    pub(crate) fn payload(category: Option<Self>) -> u8 {
+        category.map_or(0, |c| c as u8 + 1)
+    }
+
+    pub(crate) fn from_payload(payload: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(payload).checked_sub(1)?).copied()
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a list comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Compiled into the binary.
+    Builtin(String),
+    /// A file on disk.
+    File(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Builtin(name) => write!(f, "builtin:{name}"),
+            Self::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// How to read a list.
+#[derive(Clone, Debug)]
+pub struct ListSpec {
+    /// The list's name in the config.
+    pub name: String,
+    /// Where it comes from.
+    pub source: Source,
+    /// Category given to entries of a line list (catalogues carry their own).
+    pub category: Option<Category>,
+    /// Coverage of plain and hosts-file lines (`||x^` is always a suffix,
+    /// `*.x` always below).
+    pub coverage: Coverage,
+}
+
+/// A loaded list: the active entries in a [`SuffixSet`], and what was seen.
+#[derive(Debug)]
+pub struct List {
+    /// The list's name in the config.
+    pub name: String,
+    /// Where it came from.
+    pub source: Source,
+    /// The list's own version, when the format carries one (catalogues).
+    pub version: Option<String>,
+    /// Active entries.
+    pub set: SuffixSet,
+    /// Active entries per category; index 0 counts entries without one.
+    pub active: [usize; 7],
+    /// Entries present but marked disabled.
+    pub disabled: usize,
+    /// Lines or entries that were repeated.
+    pub duplicates: usize,
+    /// Bad lines: skipped, counted, the first few kept for the report.
+    pub problems: LineReport,
+    /// Per-entry provenance, for catalogues.
+    pub catalogue: Option<Catalogue>,
+}
+
+impl List {
+    /// The most specific active entry covering `name` (normalised).
+    pub fn lookup<'q>(&self, name: &'q [u8]) -> Option<(Hit<'q>, Option<Category>)> {
+        self.set
+            .lookup(name)
+            .map(|hit| (hit, Category::from_payload(hit.payload)))
+    }
+
+    /// Number of active entries.
+    pub fn active_total(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Active entries per category, for the categories that have any.
+    pub fn active_by_category(&self) -> BTreeMap<Option<Category>, usize> {
+        let mut out = BTreeMap::new();
+        for (i, &n) in self.active.iter().enumerate() {
+            if n > 0 {
+                let key = u8::try_from(i).ok().and_then(Category::from_payload);
+                out.insert(key, n);
+            }
+        }
+        out
+    }
+}
+
+/// Why a list could not be loaded at all (bad lines are not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A catalogue file is not valid.
+    #[error("{origin}: {message}")]
+    Catalogue {
+        /// The file or builtin name.
+        origin: String,
+        /// What is wrong, with its line.
+        message: String,
+    },
+    /// No builtin list has this name.
+    #[error("no builtin list named `{0}` (builtin lists: {builtins})", builtins = BUILTIN.join(", "))]
+    UnknownBuiltin(String),
+}
+
+/// Reads a list as its spec says. Catalogue files are recognised by a
+/// `.yaml`/`.yml` extension; everything else is read line by line.
+pub fn load(spec: &ListSpec) -> Result<List, ListError> {
+    match &spec.source {
+        Source::Builtin(name) if name == "kaspersky" => {
+            let cat = Catalogue::parse(KASPERSKY_YAML, "builtin:kaspersky")?;
+            Ok(from_catalogue(spec, cat))
+        }
+        Source::Builtin(name) => Err(ListError::UnknownBuiltin(name.clone())),
+        Source::File(path) if is_catalogue(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ListError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let cat = Catalogue::parse(&text, &path.display().to_string())?;
+            Ok(from_catalogue(spec, cat))
+        }
+        Source::File(path) => {
+            let file = std::fs::File::open(path).map_err(|source| ListError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let mut list = empty(spec, None, None);
+            let payload = Category::payload(spec.category);
+            let report = read_lines(std::io::BufReader::new(file), spec.coverage, |name, cov| {
+                add(&mut list, name, cov, payload);
+            })
+            .map_err(|source| ListError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            list.problems = report;
+            list.set.finish();
+            Ok(list)
+        }
+    }
+}
+
+fn is_catalogue(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+fn empty(spec: &ListSpec, version: Option<String>, catalogue: Option<Catalogue>) -> List {
+    List {
+        name: spec.name.clone(),
+        source: spec.source.clone(),
+        version,
+        set: SuffixSet::new(),
+        active: [0; 7],
+        disabled: 0,
+        duplicates: 0,
+        problems: LineReport::default(),
+        catalogue,
+    }
+}
+
+fn add(list: &mut List, name: &[u8], coverage: Coverage, payload: u8) {
+    match list.set.insert(name, coverage, payload) {
+        crate::matcher::Inserted::New => list.active[usize::from(payload)] += 1,
+        crate::matcher::Inserted::Duplicate => list.duplicates += 1,
+    }
+}
+
+fn from_catalogue(spec: &ListSpec, cat: Catalogue) -> List {
+    let mut list = empty(spec, Some(cat.version.clone()), None);
+    for entry in &cat.entries {
+        if !entry.enabled {
+            list.disabled += 1;
+            continue;
+        }
+        let payload = Category::payload(Some(entry.category));
+        add(&mut list, entry.domain.as_bytes(), entry.coverage, payload);
+    }
+    list.problems = cat.problems.clone();
+    list.set.finish();
+    list.catalogue = Some(cat);
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtin() -> List {
+        load(&ListSpec {
+            name: "kaspersky".into(),
+            source: Source::Builtin("kaspersky".into()),
+            category: None,
+            coverage: Coverage::Suffix,
+        })
+        .unwrap()
+    }
+
+    fn category_of(list: &List, name: &str) -> Option<Category> {
+        list.lookup(name.as_bytes()).and_then(|(_, c)| c)
+    }
+
+    #[test]
+    fn shipped_list_parses_without_problems() {
+        let list = builtin();
+        assert!(list.problems.count == 0, "{:?}", list.problems);
+        assert!(list.active_total() > 150, "{}", list.active_total());
+        assert_eq!(list.disabled, 25);
+        assert_eq!(list.version.as_deref(), Some("2026.11.26"));
+    }
+
+    #[test]
+    fn shipped_list_covers_numbered_hosts_no_source_names_yet() {
+        let list = builtin();
+        assert_eq!(
+            category_of(&list, "s42.upd.kaspersky.com"),
+            Some(Category::Update)
+        );
+        assert_eq!(
+            category_of(&list, "dnl-77.geo.kaspersky.com"),
+            Some(Category::Update)
+        );
+        assert_eq!(
+            category_of(&list, "ksn-new.geoksn.kaspersky.com"),
+            Some(Category::Telemetry)
+        );
+        assert_eq!(
+            category_of(&list, "dc9.ksn.kaspersky-labs.com"),
+            Some(Category::Telemetry)
+        );
+    }
+
+    #[test]
+    fn shipped_list_gives_the_most_specific_category() {
+        let list = builtin();
+        assert_eq!(
+            category_of(&list, "activation-v2.geo.kaspersky.com"),
+            Some(Category::Activation)
+        );
+        assert_eq!(
+            category_of(&list, "opentip.kaspersky.com"),
+            Some(Category::Web)
+        );
+        assert_eq!(
+            category_of(&list, "www.kaspersky.com"),
+            Some(Category::Brand)
+        );
+        assert_eq!(
+            category_of(&list, "ultravpn.com"),
+            Some(Category::Migration)
+        );
+        assert_eq!(category_of(&list, "example.com"), None);
+    }
+
+    #[test]
+    fn low_confidence_entries_are_present_but_not_active() {
+        let list = builtin();
+        let cat = list.catalogue.as_ref().unwrap();
+        let tel = cat
+            .entries
+            .iter()
+            .find(|e| e.domain == "telemetry.kaspersky.com")
+            .unwrap();
+        assert!(!tel.enabled);
+        assert_eq!(tel.confidence, Confidence::Low);
+        // Still covered by the brand suffix, which is active.
+        assert_eq!(
+            category_of(&list, "telemetry.kaspersky.com"),
+            Some(Category::Brand)
+        );
+        assert_eq!(category_of(&list, "kasperskyupdate.com"), None);
+    }
+
+    #[test]
+    fn shipped_list_on_disk_equals_the_embedded_one() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("blocklists/kaspersky/kaspersky.yaml");
+        let disk = load(&ListSpec {
+            name: "k".into(),
+            source: Source::File(path),
+            category: None,
+            coverage: Coverage::Suffix,
+        })
+        .unwrap();
+        let embedded = builtin();
+        assert_eq!(disk.active, embedded.active);
+        assert_eq!(disk.disabled, embedded.disabled);
+    }
+
+    #[test]
+    fn line_list_gets_the_configured_category() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("extra.txt");
+        std::fs::write(
+            &path,
+            "example.org\n0.0.0.0 ads.example.net\nbad line here\n",
+        )
+        .unwrap();
+        let list = load(&ListSpec {
+            name: "extra".into(),
+            source: Source::File(path),
+            category: Some(Category::Update),
+            coverage: Coverage::Suffix,
+        })
+        .unwrap();
+        assert_eq!(list.active_total(), 2);
+        assert_eq!(list.problems.count, 1);
+        assert_eq!(
+            category_of(&list, "www.example.org"),
+            Some(Category::Update)
+        );
+    }
+
+    #[test]
+    fn missing_file_is_an_error_naming_the_path() {
+        let err = load(&ListSpec {
+            name: "x".into(),
+            source: Source::File("/nonexistent/list.txt".into()),
+            category: None,
+            coverage: Coverage::Suffix,
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/list.txt"), "{err}");
+    }
+}

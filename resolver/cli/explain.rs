@@ -1,0 +1,192 @@
+//! `cutoff explain`: the decision for one client, name and instant, and why.
+//! It calls the same `Snapshot::decide` as serving does.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::{ConfigArg, print_config_error};
+use crate::matcher::NameBuf;
+use crate::policy::{Decision, Snapshot};
+
+/// Arguments of `cutoff explain`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The client's address (IPv4 or IPv6).
+    #[arg(long, value_name = "IP")]
+    client: IpAddr,
+    /// The instant to decide at, RFC 3339 with an offset (default: now).
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<Timestamp>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The name being looked up.
+    name: String,
+}
+
+/// The JSON form of a decision (stable field names; documented in
+/// docs/configuration.md).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Explanation {
+    /// allow, log, block or refuse.
+    pub action: String,
+    /// The client's network.
+    pub network: Option<String>,
+    /// The CIDR that put the client in it.
+    pub cidr: Option<String>,
+    /// The rule that decided.
+    pub rule: Option<String>,
+    /// The list of the matched entry.
+    pub list: Option<String>,
+    /// The matched entry's category.
+    pub category: Option<String>,
+    /// The matched entry.
+    pub entry: Option<String>,
+    /// exact, suffix or below.
+    #[serde(rename = "match")]
+    pub coverage: Option<String>,
+    /// The rule's phase: always, before, active or after.
+    pub phase: Option<String>,
+    /// The name as looked up (lowercase, no trailing dot).
+    pub name: String,
+    /// The client.
+    pub client: String,
+    /// The instant decided at.
+    pub at: String,
+    /// The config version.
+    pub config_version: String,
+    /// Sources of the matched entry, when its list records them.
+    pub sources: Vec<String>,
+}
+
+/// Builds the explanation of a decision.
+pub fn explanation(
+    s: &Snapshot,
+    d: &Decision<'_>,
+    client: IpAddr,
+    name: &[u8],
+    at: Timestamp,
+) -> Explanation {
+    let c = &s.config;
+    let m = d.matched.as_ref();
+    let entry = m.map(|m| String::from_utf8_lossy(m.entry).into_owned());
+    let sources = match (m, &entry) {
+        (Some(m), Some(e)) => c.lists[m.list]
+            .catalogue
+            .as_ref()
+            .and_then(|cat| cat.entry(e, m.coverage))
+            .map(|e| e.sources.clone())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    Explanation {
+        action: d.verdict.as_str().to_owned(),
+        network: d.network.map(|n| s.network_name(n).to_owned()),
+        cidr: d.cidr.map(|n| n.to_string()),
+        rule: d.rule.map(|(r, _)| c.rules[r].name.clone()),
+        list: m.map(|m| c.lists[m.list].name.clone()),
+        category: m.and_then(|m| m.category).map(|c| c.as_str().to_owned()),
+        entry,
+        coverage: m.map(|m| m.coverage.as_str().to_owned()),
+        phase: d.rule.map(|(_, p)| p.as_str().to_owned()),
+        name: String::from_utf8_lossy(name).into_owned(),
+        client: client.to_string(),
+        at: at.to_string(),
+        config_version: c.version.clone(),
+        sources,
+    }
+}
+
+pub(super) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    let config = match args.config.load() {
+        Ok(c) => c,
+        Err(e) => {
+            print_config_error(&e);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let Some(name) = NameBuf::new(args.name.as_bytes()) else {
+        eprintln!(
+            "error: `{}` is not a DNS name (empty or longer than 253 bytes)",
+            args.name
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    let snapshot = Snapshot::new(config);
+    let at = args.at.unwrap_or_else(Timestamp::now);
+    let d = snapshot.decide(args.client, name.as_bytes(), at);
+    let e = explanation(&snapshot, &d, args.client, name.as_bytes(), at);
+    if args.json {
+        println!("{}", serde_json::to_string(&e)?);
+    } else {
+        print!("{}", text(&snapshot, &e));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text(s: &Snapshot, e: &Explanation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} for {} asking {} at {}",
+        e.action.to_uppercase(),
+        e.client,
+        e.name,
+        e.at
+    );
+    match (&e.network, &e.cidr) {
+        (None, _) => {
+            let _ = writeln!(
+                out,
+                "  client   outside `access.allow`: refused before any rule"
+            );
+            return out;
+        }
+        (Some(n), Some(c)) => {
+            let _ = writeln!(out, "  network  {n} (client is in {c})");
+        }
+        (Some(n), None) => {
+            let _ = writeln!(out, "  network  {n} (in no named network)");
+        }
+    }
+    match (&e.rule, &e.phase) {
+        (Some(r), Some(p)) => {
+            let rule = s.config.rules.iter().find(|x| &x.name == r);
+            let when = rule
+                .and_then(|x| x.from_text.as_ref().map(|f| format!(", from {f}")))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  rule     {r} (phase {p}{when})");
+        }
+        _ => {
+            let why = if e.entry.is_some() {
+                "no rule of this network applies to this entry now"
+            } else {
+                "the name is in no list of this network's rules"
+            };
+            let _ = writeln!(out, "  rule     none: {why}");
+        }
+    }
+    if let (Some(list), Some(entry)) = (&e.list, &e.entry) {
+        let cat = e.category.as_deref().unwrap_or("uncategorised");
+        let cov = e.coverage.as_deref().unwrap_or("");
+        let _ = writeln!(
+            out,
+            "  entry    {entry} ({cov}, category {cat}) in list {list}"
+        );
+        for src in &e.sources {
+            let _ = writeln!(out, "  source   {src}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  config   {} (version {})",
+        s.config.origin, e.config_version
+    );
+    out
+}

@@ -1,0 +1,83 @@
+//! The command line: clap definitions and one file per command.
+//!
+//! Sits outside the query flow: commands load a config (`config::load`), build
+//! a `policy::Snapshot` and either print (`check`, `explain`) or serve. Every
+//! command returns its exit code here; `main` only maps errors.
+
+mod check;
+mod explain;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use check::{CheckArgs, summary};
+pub use explain::{ExplainArgs, Explanation, explanation};
+
+use crate::config::{self, Config, ConfigError};
+
+/// DNS sinkhole and policy engine for the Kaspersky cut-off.
+///
+/// cutoff answers DNS for a network. For the names of Kaspersky's update,
+/// telemetry and activation services it blocks or only logs the lookup, per
+/// client network, from dated cut-offs onward; everything else goes to the
+/// upstream resolvers. With no --config it runs the embedded default policy.
+#[derive(Debug, Parser)]
+#[command(name = "cutoff", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config: exit 0 with a summary, or 1 listing every problem.
+    #[command(
+        after_help = "Examples:\n  cutoff check\n  cutoff check --config /etc/cutoff/cutoff.yaml"
+    )]
+    Check(CheckArgs),
+    /// Show what the policy does with one name for one client, and why.
+    #[command(
+        after_help = "Examples:\n  cutoff explain --client 10.1.2.3 s05.upd.kaspersky.com\n  cutoff explain --client 10.1.2.3 --at 2024-09-28T12:00:00-04:00 dnl-01.geo.kaspersky.com\n  cutoff explain --config office.yaml --client 192.168.1.20 --json ksn-file-geo.kaspersky-labs.com"
+    )]
+    Explain(ExplainArgs),
+}
+
+/// `--config`, shared by every command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// Config file (YAML). Without it, the embedded default policy is used.
+    #[arg(long, short = 'c', value_name = "PATH", env = "CUTOFF_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// Loads the config the argument names (or the embedded default).
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match &self.config {
+            Some(path) => config::load(path),
+            None => config::load_default(),
+        }
+    }
+}
+
+/// Runs a parsed command line; the exit code is chosen here.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Explain(args) => explain::run(&args),
+    }
+}
+
+/// Prints a config error with every problem, one per line, on stderr.
+pub fn print_config_error(e: &ConfigError) {
+    eprintln!("error: {e}");
+    if let ConfigError::Invalid { problems, .. } = e {
+        for p in problems {
+            eprintln!("  {p}");
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Configuration: YAML → what was written (`raw`) → a validated [`Config`].
+//!
+//! Sits before everything else: `check`, `explain` and `serve` all start with
+//! [`load`], and a reload calls it again off the query path. A `Config` only
+//! exists once every key, CIDR, instant, cross-reference and list has been
+//! checked, and loading reports **every** problem with its line and key path
+//! instead of stopping at the first. Lists are read here too, so a config
+//! that validates is one that can serve.
+
+mod raw;
+mod upstream;
+mod validate;
+mod yaml;
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use jiff::Timestamp;
+
+pub use upstream::{Upstream, UpstreamError};
+
+use crate::blocklist::{Category, List};
+use crate::networks::NetworkId;
+
+/// The shipped policy, compiled into the binary: used when no `--config`.
+pub const DEFAULT_YAML: &str = include_str!("default.yaml");
+
+/// One problem in a config file: where, which key, what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line, when known.
+    pub line: Option<u32>,
+    /// Key path such as `rules[1].lists[0]` (empty for the whole file).
+    pub path: String,
+    /// What is wrong, and what would be right.
+    pub message: String,
+}
+
+impl Problem {
+    pub(crate) fn new(line: Option<u32>, path: &str, message: String) -> Self {
+        Self {
+            line,
+            path: path.to_owned(),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid config.
+    #[error("{origin}: {} problem{}", problems.len(), if problems.len() == 1 { "" } else { "s" })]
+    Invalid {
+        /// The file (or "embedded default").
+        origin: String,
+        /// Every problem found, in file order.
+        problems: Vec<Problem>,
+    },
+}
+
+/// What a blocked name is answered with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerMode {
+    /// NXDOMAIN with a synthetic SOA, so clients cache the negative answer.
+    NxDomain,
+    /// NOERROR with no records (and the SOA).
+    NoData,
+    /// REFUSED.
+    Refused,
+    /// A → the sinkhole IPv4 address, AAAA → the sinkhole IPv6 address,
+    /// other types NODATA.
+    Sinkhole,
+}
+
+impl AnswerMode {
+    /// The config word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NxDomain => "nxdomain",
+            Self::NoData => "nodata",
+            Self::Refused => "refused",
+            Self::Sinkhole => "sinkhole",
+        }
+    }
+}
+
+/// How blocked names are answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    /// The answer.
+    pub answer: AnswerMode,
+    /// TTL of synthesised records and of the negative answer, seconds.
+    pub ttl: u32,
+    /// A record in sinkhole mode.
+    pub sinkhole_ipv4: Ipv4Addr,
+    /// AAAA record in sinkhole mode.
+    pub sinkhole_ipv6: Ipv6Addr,
+}
+
+/// What clients outside the allowed ranges get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// A REFUSED answer.
+    Refuse,
+    /// No answer at all.
+    Drop,
+}
+
+/// Who may use the resolver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Allowed CIDRs.
+    pub allow: Vec<IpNet>,
+    /// Denied CIDRs (the most specific of allow/deny wins).
+    pub deny: Vec<IpNet>,
+    /// What denied clients get.
+    pub denied: Denied,
+}
+
+/// A named set of CIDRs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    /// The name (`default` for the built-in catch-all, which is last).
+    pub name: String,
+    /// Its CIDRs (empty for `default`).
+    pub cidrs: Vec<IpNet>,
+}
+
+/// What a rule does to a matching query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Answer normally and record "would have blocked".
+    Log,
+    /// Answer with the configured blocked answer; never forward.
+    Block,
+    /// Answer normally; beats `block` and `log` of other rules.
+    Allow,
+}
+
+impl Action {
+    /// The config word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Block => "block",
+            Self::Allow => "allow",
+        }
+    }
+}
+
+/// A validated rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Unique name.
+    pub name: String,
+    /// Networks it applies to; `None` means every network.
+    pub networks: Option<Vec<NetworkId>>,
+    /// Indices into [`Config::lists`].
+    pub lists: Vec<usize>,
+    /// Categories selected; `None` means every entry of the lists.
+    pub categories: Option<Vec<Category>>,
+    /// The action from `from` until `until`.
+    pub action: Action,
+    /// When `action` starts (inclusive).
+    pub from: Option<Timestamp>,
+    /// When `action` ends (exclusive).
+    pub until: Option<Timestamp>,
+    /// `from` as written (keeps the admin's offset for display).
+    pub from_text: Option<String>,
+    /// `until` as written.
+    pub until_text: Option<String>,
+    /// The action before `from`; `None`: the rule does not apply then.
+    pub before: Option<Action>,
+    /// The action from `until` on; `None`: the rule does not apply then.
+    pub after: Option<Action>,
+}
+
+/// A validated configuration, lists loaded. Built only by [`load`],
+/// [`load_default`] or [`from_str`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where it came from (a path, or "embedded default").
+    pub origin: String,
+    /// Short fingerprint of the config text and the list versions.
+    pub version: String,
+    /// DNS listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Upstream resolvers, in order.
+    pub upstreams: Vec<Upstream>,
+    /// Admin HTTP endpoint.
+    pub http: SocketAddr,
+    /// Who may use the resolver.
+    pub access: Access,
+    /// Named networks in file order, then `default`.
+    pub networks: Vec<Network>,
+    /// Loaded lists, in file order.
+    pub lists: Vec<Arc<List>>,
+    /// Rules, in file order (ties between equal actions go to the first).
+    pub rules: Vec<Rule>,
+    /// How blocked names are answered.
+    pub blocking: Blocking,
+    /// Things that load but look wrong.
+    pub warnings: Vec<Problem>,
+}
+
+/// Reads and validates a config file. Relative list paths are taken from
+/// the file's directory.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    from_str(&text, &path.display().to_string(), base)
+}
+
+/// The embedded default config.
+pub fn load_default() -> Result<Config, ConfigError> {
+    from_str(DEFAULT_YAML, "embedded default", Path::new("."))
+}
+
+/// Validates config text; `origin` names it in messages, `base` resolves
+/// relative list paths.
+pub fn from_str(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+    let invalid = |problems| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        problems,
+    };
+    let root = yaml::parse(text).map_err(|p| invalid(vec![p]))?;
+    let mut reader = yaml::Reader::new();
+    let raw = raw::read(&root, &mut reader);
+    let mut problems = reader.problems;
+    let mut config = validate::validate(raw, base, &mut problems);
+    if !problems.is_empty() {
+        problems.sort_by_key(|p| p.line.unwrap_or(u32::MAX));
+        return Err(invalid(problems));
+    }
+    let Some(mut c) = config.take() else {
+        return Err(invalid(problems));
+    };
+    c.origin = origin.to_owned();
+    c.version = fingerprint(text, &c.lists);
+    Ok(c)
+}
+
+/// Every key path the schema knows (`lists.NAME.path`, `rules[].from`, ...).
+pub fn known_keys() -> Vec<String> {
+    raw::all_keys()
+}
+
+/// FNV-1a over the config text and each list's name and size: stable across
+/// runs and builds, so two replicas with the same files report the same version.
+fn fingerprint(text: &str, lists: &[Arc<List>]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(text.as_bytes());
+    for l in lists {
+        eat(l.name.as_bytes());
+        eat(l.version.as_deref().unwrap_or("").as_bytes());
+        eat(&l.active_total().to_le_bytes());
+        for (name, coverage, payload) in l.set.iter() {
+            eat(name);
+            eat(&[coverage as u8, payload]);
+        }
+    }
+    format!("{h:016x}")
+}

@@ -1,0 +1,257 @@
+//! What the admin wrote: the YAML read into plain structs, every value with
+//! its line and key path, every unknown key and wrong type recorded. Nothing
+//! here is cross-checked; `validate` does that.
+//!
+//! The field docs here, `docs/configuration.md` and `docs/examples/` describe
+//! the same keys; `tests/config_docs.rs` keeps them in step.
+
+use super::yaml::{Fields, Node, Path, Reader};
+
+/// A value with the place it was written.
+#[derive(Clone, Debug)]
+pub(crate) struct At<T> {
+    pub(crate) value: T,
+    pub(crate) line: u32,
+    pub(crate) path: Path,
+}
+
+/// The whole file.
+#[derive(Debug, Default)]
+pub(crate) struct RawConfig {
+    /// `listen`: addresses to answer DNS on, UDP and TCP each.
+    pub(crate) listen: Option<Vec<At<String>>>,
+    /// `upstreams`: resolvers to forward allowed queries to, in order.
+    pub(crate) upstreams: Option<Vec<At<String>>>,
+    /// `http`: the admin endpoint (metrics, health).
+    pub(crate) http: Option<At<String>>,
+    /// `access`: which clients may use the resolver.
+    pub(crate) access: RawAccess,
+    /// `networks`: named sets of CIDRs.
+    pub(crate) networks: Vec<RawNetwork>,
+    /// `lists`: named domain lists.
+    pub(crate) lists: Vec<RawList>,
+    /// `rules`: what to do with listed names, per network.
+    pub(crate) rules: Vec<RawRule>,
+    /// `blocking`: how blocked names are answered.
+    pub(crate) blocking: RawBlocking,
+    /// Line of the `rules` key, for "no rules" warnings.
+    pub(crate) rules_line: Option<u32>,
+}
+
+/// `access:`.
+#[derive(Debug, Default)]
+pub(crate) struct RawAccess {
+    /// `allow`: CIDRs whose clients may query (default: loopback and private).
+    pub(crate) allow: Option<Vec<At<String>>>,
+    /// `deny`: CIDRs refused even inside `allow` (more specific wins).
+    pub(crate) deny: Vec<At<String>>,
+    /// `denied`: `refuse` (answer REFUSED) or `drop` (no answer).
+    pub(crate) denied: Option<At<String>>,
+}
+
+/// One entry of `networks:`.
+#[derive(Debug)]
+pub(crate) struct RawNetwork {
+    pub(crate) name: At<String>,
+    pub(crate) cidrs: Vec<At<String>>,
+}
+
+/// One entry of `lists:`.
+#[derive(Debug)]
+pub(crate) struct RawList {
+    pub(crate) name: At<String>,
+    /// `builtin`: a list compiled into the binary (`kaspersky`).
+    pub(crate) builtin: Option<At<String>>,
+    /// `path`: a list file (catalogue `.yaml`, or lines).
+    pub(crate) path: Option<At<String>>,
+    /// `category`: category of every entry of a line list.
+    pub(crate) category: Option<At<String>>,
+    /// `match`: `suffix` (default) or `exact`, for plain and hosts lines.
+    pub(crate) coverage: Option<At<String>>,
+}
+
+/// One entry of `rules:`.
+#[derive(Debug)]
+pub(crate) struct RawRule {
+    pub(crate) line: u32,
+    pub(crate) path: Path,
+    /// `name`: unique; shown in logs, metrics and answers.
+    pub(crate) name: Option<At<String>>,
+    /// `networks`: which networks it applies to (default: all).
+    pub(crate) networks: Option<Vec<At<String>>>,
+    /// `lists`: which lists it selects from.
+    pub(crate) lists: Vec<At<String>>,
+    /// `categories`: which entry categories (default: every entry).
+    pub(crate) categories: Option<Vec<At<String>>>,
+    /// `action`: `block`, `log` or `allow`, from `from` until `until`.
+    pub(crate) action: Option<At<String>>,
+    /// `from`: RFC 3339 instant with offset when `action` starts.
+    pub(crate) from: Option<At<String>>,
+    /// `until`: RFC 3339 instant with offset when `action` ends.
+    pub(crate) until: Option<At<String>>,
+    /// `before`: action before `from` (default: the rule does not apply).
+    pub(crate) before: Option<At<String>>,
+    /// `after`: action from `until` on (default: the rule does not apply).
+    pub(crate) after: Option<At<String>>,
+}
+
+/// `blocking:`.
+#[derive(Debug, Default)]
+pub(crate) struct RawBlocking {
+    /// `answer`: `nxdomain`, `nodata`, `refused` or `sinkhole`.
+    pub(crate) answer: Option<At<String>>,
+    /// `ttl`: seconds clients may cache a blocked answer.
+    pub(crate) ttl: Option<At<i128>>,
+    /// `sinkhole_ipv4`: address returned for A queries in sinkhole mode.
+    pub(crate) sinkhole_ipv4: Option<At<String>>,
+    /// `sinkhole_ipv6`: address returned for AAAA queries in sinkhole mode.
+    pub(crate) sinkhole_ipv6: Option<At<String>>,
+}
+
+/// Top-level keys.
+pub(crate) const TOP_KEYS: &[&str] = &[
+    "listen",
+    "upstreams",
+    "http",
+    "access",
+    "networks",
+    "lists",
+    "rules",
+    "blocking",
+];
+const ACCESS_KEYS: &[&str] = &["allow", "deny", "denied"];
+const LIST_KEYS: &[&str] = &["builtin", "path", "category", "match"];
+const RULE_KEYS: &[&str] = &[
+    "name",
+    "networks",
+    "lists",
+    "categories",
+    "action",
+    "from",
+    "until",
+    "before",
+    "after",
+];
+const BLOCKING_KEYS: &[&str] = &["answer", "ttl", "sinkhole_ipv4", "sinkhole_ipv6"];
+
+/// Every key path the schema knows, for the docs test.
+pub(crate) fn all_keys() -> Vec<String> {
+    let mut out: Vec<String> = TOP_KEYS.iter().map(|k| (*k).to_owned()).collect();
+    out.extend(ACCESS_KEYS.iter().map(|k| format!("access.{k}")));
+    out.extend(LIST_KEYS.iter().map(|k| format!("lists.NAME.{k}")));
+    out.extend(RULE_KEYS.iter().map(|k| format!("rules[].{k}")));
+    out.extend(BLOCKING_KEYS.iter().map(|k| format!("blocking.{k}")));
+    out
+}
+
+/// Reads the tree into a [`RawConfig`], recording every problem in `r`.
+pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
+    let mut raw = RawConfig::default();
+    let top = Path::default();
+    let Some(f) = r.fields(root, &top, TOP_KEYS) else {
+        return raw;
+    };
+    raw.listen = f.get("listen").map(|(n, p)| strings(r, n, &p));
+    raw.upstreams = f.get("upstreams").map(|(n, p)| strings(r, n, &p));
+    raw.http = string(r, &f, "http");
+    if let Some((n, p)) = f.get("access")
+        && let Some(a) = r.fields(n, &p, ACCESS_KEYS)
+    {
+        raw.access.allow = a.get("allow").map(|(n, p)| strings(r, n, &p));
+        raw.access.deny = a
+            .get("deny")
+            .map(|(n, p)| strings(r, n, &p))
+            .unwrap_or_default();
+        raw.access.denied = string(r, &a, "denied");
+    }
+    if let Some((n, p)) = f.get("networks") {
+        for (name, line, value) in r.named(n, &p) {
+            let path = p.key(&name);
+            let cidrs = strings(r, value, &path);
+            raw.networks.push(RawNetwork {
+                name: At {
+                    value: name,
+                    line,
+                    path,
+                },
+                cidrs,
+            });
+        }
+    }
+    if let Some((n, p)) = f.get("lists") {
+        for (name, line, value) in r.named(n, &p) {
+            let path = p.key(&name);
+            let Some(l) = r.fields(value, &path, LIST_KEYS) else {
+                continue;
+            };
+            raw.lists.push(RawList {
+                builtin: string(r, &l, "builtin"),
+                path: string(r, &l, "path"),
+                category: string(r, &l, "category"),
+                coverage: string(r, &l, "match"),
+                name: At {
+                    value: name,
+                    line,
+                    path,
+                },
+            });
+        }
+    }
+    if let Some((n, p)) = f.get("rules") {
+        raw.rules_line = Some(n.line);
+        for (i, item) in r.seq(n, &p).iter().enumerate() {
+            let path = p.index(i);
+            let Some(rf) = r.fields(item, &path, RULE_KEYS) else {
+                continue;
+            };
+            raw.rules.push(RawRule {
+                line: item.line,
+                name: string(r, &rf, "name"),
+                networks: rf.get("networks").map(|(n, p)| strings(r, n, &p)),
+                lists: rf
+                    .get("lists")
+                    .map(|(n, p)| strings(r, n, &p))
+                    .unwrap_or_default(),
+                categories: rf.get("categories").map(|(n, p)| strings(r, n, &p)),
+                action: string(r, &rf, "action"),
+                from: string(r, &rf, "from"),
+                until: string(r, &rf, "until"),
+                before: string(r, &rf, "before"),
+                after: string(r, &rf, "after"),
+                path,
+            });
+        }
+    }
+    if let Some((n, p)) = f.get("blocking")
+        && let Some(b) = r.fields(n, &p, BLOCKING_KEYS)
+    {
+        raw.blocking.answer = string(r, &b, "answer");
+        raw.blocking.ttl = b.get("ttl").and_then(|(n, p)| {
+            r.int(n, &p, 0, i128::from(u32::MAX)).map(|value| At {
+                value,
+                line: n.line,
+                path: p,
+            })
+        });
+        raw.blocking.sinkhole_ipv4 = string(r, &b, "sinkhole_ipv4");
+        raw.blocking.sinkhole_ipv6 = string(r, &b, "sinkhole_ipv6");
+    }
+    raw
+}
+
+fn string(r: &mut Reader, f: &Fields<'_>, key: &str) -> Option<At<String>> {
+    let (n, path) = f.get(key)?;
+    let value = r.string(n, &path)?;
+    Some(At {
+        value,
+        line: n.line,
+        path,
+    })
+}
+
+fn strings(r: &mut Reader, n: &Node, path: &Path) -> Vec<At<String>> {
+    r.strings(n, path)
+        .into_iter()
+        .map(|(value, line, path)| At { value, line, path })
+        .collect()
+}

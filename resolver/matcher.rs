@@ -1,0 +1,466 @@
+//! "Is this name, or a parent of it, in the set?"
+//!
+//! Sits under `policy::decide`: every list is compiled into one [`SuffixSet`],
+//! and a decision walks the query name's suffixes through it, most specific
+//! first. The walk is label-aware (`notkaspersky.com` is not under
+//! `kaspersky.com`), case-insensitive, ignores a trailing dot and allocates
+//! nothing.
+//!
+//! Layout, chosen for a million entries in little memory: every name lives in
+//! one byte arena (`[len][tag][name bytes]`), and an open-addressing table of
+//! `u64` slots holds `arena offset + 1` in the low half and the upper half of the
+//! name's hash in the high half, so a probe rejects almost every non-match
+//! without touching the arena. Linear probing at a load factor of at most 0.7.
+
+use std::hash::BuildHasher;
+
+/// How an entry covers names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Coverage {
+    /// Only the name itself.
+    Exact,
+    /// The name and every name below it.
+    Suffix,
+    /// Only names strictly below it (`*.example.com`).
+    Below,
+}
+
+impl Coverage {
+    fn bits(self) -> u8 {
+        match self {
+            Self::Exact => 0,
+            Self::Suffix => 1,
+            Self::Below => 2,
+        }
+    }
+
+    fn from_bits(bits: u8) -> Self {
+        match bits & 0b11 {
+            0 => Self::Exact,
+            2 => Self::Below,
+            _ => Self::Suffix,
+        }
+    }
+
+    /// Whether an entry of this coverage matches when it equals the whole
+    /// query name (`whole`) or only one of its parents.
+    fn applies(self, whole: bool) -> bool {
+        match self {
+            Self::Exact => whole,
+            Self::Suffix => true,
+            Self::Below => !whole,
+        }
+    }
+
+    /// Short name used in output (`exact`, `suffix`, `below`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Suffix => "suffix",
+            Self::Below => "below",
+        }
+    }
+}
+
+/// What a match found: the entry's name (a suffix of the query), its coverage
+/// and the caller's one-byte payload (the category, for lists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit<'q> {
+    /// The matched entry, borrowed from the query name (lowercase, no dot).
+    pub entry: &'q [u8],
+    /// How the entry covers names.
+    pub coverage: Coverage,
+    /// The payload stored with the entry.
+    pub payload: u8,
+}
+
+/// Longest DNS name in presentation form without the trailing dot.
+pub const MAX_NAME_LEN: usize = 253;
+
+/// A stack buffer holding a query name lowercased, without its trailing dot.
+pub struct NameBuf {
+    bytes: [u8; MAX_NAME_LEN],
+    len: usize,
+}
+
+impl NameBuf {
+    /// Lowercases `name` and strips one trailing dot; `None` when the result is
+    /// empty (the root) or longer than a DNS name can be.
+    pub fn new(name: &[u8]) -> Option<Self> {
+        let name = name.strip_suffix(b".").unwrap_or(name);
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_NAME_LEN];
+        for (dst, src) in bytes.iter_mut().zip(name) {
+            *dst = src.to_ascii_lowercase();
+        }
+        Some(Self {
+            bytes,
+            len: name.len(),
+        })
+    }
+
+    /// The normalised name.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+const EMPTY: u64 = 0;
+const MAX_LOAD_NUM: usize = 7;
+const MAX_LOAD_DEN: usize = 10;
+
+/// An immutable-after-build set of domain names with per-entry coverage and a
+/// one-byte payload. Build with [`SuffixSet::insert`], then [`SuffixSet::finish`].
+#[derive(Clone)]
+pub struct SuffixSet {
+    arena: Vec<u8>,
+    slots: Vec<u64>,
+    len: usize,
+    min_labels: u8,
+    max_labels: u8,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl std::fmt::Debug for SuffixSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SuffixSet")
+            .field("len", &self.len)
+            .field("arena_bytes", &self.arena.len())
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+impl Default for SuffixSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What [`SuffixSet::insert`] did with an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new name.
+    New,
+    /// The name was already there; the entry with the wider coverage is kept,
+    /// and the first payload.
+    Duplicate,
+}
+
+impl SuffixSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self {
+            arena: Vec::new(),
+            slots: vec![EMPTY; 16],
+            len: 0,
+            min_labels: u8::MAX,
+            max_labels: 0,
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// Number of distinct names.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the set holds no name.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Heap bytes held by the set (arena and table).
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity() + self.slots.capacity() * std::mem::size_of::<u64>()
+    }
+
+    /// Adds a name that is already normalised (lowercase ASCII, no trailing
+    /// dot, 1..=253 bytes; the list reader guarantees it).
+    pub fn insert(&mut self, name: &[u8], coverage: Coverage, payload: u8) -> Inserted {
+        debug_assert!(!name.is_empty() && name.len() <= MAX_NAME_LEN);
+        let hash = self.hasher.hash_one(name);
+        if let Some(offset) = self.find(name, hash) {
+            let tag_at = offset + 1;
+            let old = Coverage::from_bits(self.arena[tag_at] >> 6);
+            let wider = match (old, coverage) {
+                (Coverage::Suffix, _) | (_, Coverage::Suffix) => Coverage::Suffix,
+                (a, b) if a == b => a,
+                // Exact + Below together cover the name and everything below.
+                _ => Coverage::Suffix,
+            };
+            self.arena[tag_at] = (self.arena[tag_at] & 0x3f) | (wider.bits() << 6);
+            return Inserted::Duplicate;
+        }
+        if (self.len + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM {
+            self.rebuild(self.slots.len() * 2);
+        }
+        let offset = self.arena.len();
+        // `name.len() <= 253` always fits a byte; payloads use the low 6 bits.
+        self.arena.push(name.len() as u8);
+        self.arena.push((payload & 0x3f) | (coverage.bits() << 6));
+        self.arena.extend_from_slice(name);
+        self.place(offset, hash);
+        self.len += 1;
+        let labels = label_count(name);
+        self.min_labels = self.min_labels.min(labels);
+        self.max_labels = self.max_labels.max(labels);
+        Inserted::New
+    }
+
+    /// Shrinks the table to the final size; call once after the last insert.
+    pub fn finish(&mut self) {
+        let want = (self.len * MAX_LOAD_DEN / MAX_LOAD_NUM + 1).max(16);
+        self.rebuild(want);
+        self.arena.shrink_to_fit();
+    }
+
+    /// The most specific entry covering `name` (normalised: lowercase, no
+    /// trailing dot), if any.
+    pub fn lookup<'q>(&self, name: &'q [u8]) -> Option<Hit<'q>> {
+        if self.len == 0 || name.is_empty() {
+            return None;
+        }
+        let mut labels = label_count(name);
+        let mut start = 0usize;
+        loop {
+            let suffix = &name[start..];
+            if labels >= self.min_labels && labels <= self.max_labels {
+                let hash = self.hasher.hash_one(suffix);
+                if let Some(offset) = self.find(suffix, hash) {
+                    let tag = self.arena[offset + 1];
+                    let coverage = Coverage::from_bits(tag >> 6);
+                    if coverage.applies(start == 0) {
+                        return Some(Hit {
+                            entry: suffix,
+                            coverage,
+                            payload: tag & 0x3f,
+                        });
+                    }
+                }
+            }
+            if labels <= self.min_labels {
+                return None;
+            }
+            let dot = suffix.iter().position(|&b| b == b'.')?;
+            start += dot + 1;
+            labels -= 1;
+        }
+    }
+
+    /// Every entry, in insertion order: (name, coverage, payload).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Coverage, u8)> + '_ {
+        let mut at = 0usize;
+        std::iter::from_fn(move || {
+            let len = usize::from(*self.arena.get(at)?);
+            let tag = self.arena[at + 1];
+            let name = &self.arena[at + 2..at + 2 + len];
+            at += 2 + len;
+            Some((name, Coverage::from_bits(tag >> 6), tag & 0x3f))
+        })
+    }
+
+    fn slot_index(&self, hash: u64) -> usize {
+        // Lemire's multiply-shift maps the hash onto any table size without a modulo.
+        ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize
+    }
+
+    fn find(&self, name: &[u8], hash: u64) -> Option<usize> {
+        let tag = hash >> 32;
+        let mut i = self.slot_index(hash);
+        loop {
+            let slot = self.slots[i];
+            if slot == EMPTY {
+                return None;
+            }
+            if slot >> 32 == tag {
+                let offset = (slot & 0xffff_ffff) as usize - 1;
+                let len = usize::from(self.arena[offset]);
+                if &self.arena[offset + 2..offset + 2 + len] == name {
+                    return Some(offset);
+                }
+            }
+            i += 1;
+            if i == self.slots.len() {
+                i = 0;
+            }
+        }
+    }
+
+    fn place(&mut self, offset: usize, hash: u64) {
+        let slot = (hash & 0xffff_ffff_0000_0000) | (offset as u64 + 1);
+        let mut i = self.slot_index(hash);
+        while self.slots[i] != EMPTY {
+            i += 1;
+            if i == self.slots.len() {
+                i = 0;
+            }
+        }
+        self.slots[i] = slot;
+    }
+
+    fn rebuild(&mut self, size: usize) {
+        self.slots = vec![EMPTY; size];
+        let mut at = 0usize;
+        while at < self.arena.len() {
+            let len = usize::from(self.arena[at]);
+            let hash = self.hasher.hash_one(&self.arena[at + 2..at + 2 + len]);
+            self.place(at, hash);
+            at += 2 + len;
+        }
+    }
+}
+
+fn label_count(name: &[u8]) -> u8 {
+    // A 253-byte name has at most 127 labels, so this fits a byte.
+    (name.iter().filter(|&&b| b == b'.').count() + 1) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(entries: &[(&str, Coverage)]) -> SuffixSet {
+        let mut s = SuffixSet::new();
+        for (i, (name, cov)) in entries.iter().enumerate() {
+            s.insert(name.as_bytes(), *cov, i as u8);
+        }
+        s.finish();
+        s
+    }
+
+    fn hit(s: &SuffixSet, q: &str) -> Option<String> {
+        let buf = NameBuf::new(q.as_bytes())?;
+        s.lookup(buf.as_bytes())
+            .map(|h| String::from_utf8(h.entry.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn suffix_entry_covers_the_name_and_names_below() {
+        let s = set(&[("kaspersky.com", Coverage::Suffix)]);
+        assert_eq!(hit(&s, "kaspersky.com").as_deref(), Some("kaspersky.com"));
+        assert_eq!(
+            hit(&s, "a.b.kaspersky.com").as_deref(),
+            Some("kaspersky.com")
+        );
+    }
+
+    #[test]
+    fn parent_of_an_entry_is_not_covered() {
+        let s = set(&[("upd.kaspersky.com", Coverage::Suffix)]);
+        assert_eq!(hit(&s, "kaspersky.com"), None);
+        assert_eq!(hit(&s, "com"), None);
+    }
+
+    #[test]
+    fn matching_stops_at_label_boundaries() {
+        let s = set(&[("kaspersky.com", Coverage::Suffix)]);
+        assert_eq!(hit(&s, "notkaspersky.com"), None);
+        assert_eq!(hit(&s, "kaspersky.com.evil.net"), None);
+        assert_eq!(hit(&s, "xkaspersky.com"), None);
+    }
+
+    #[test]
+    fn exact_entry_covers_only_its_own_name() {
+        let s = set(&[("touch.kaspersky.com", Coverage::Exact)]);
+        assert_eq!(
+            hit(&s, "touch.kaspersky.com").as_deref(),
+            Some("touch.kaspersky.com")
+        );
+        assert_eq!(hit(&s, "a.touch.kaspersky.com"), None);
+    }
+
+    #[test]
+    fn wildcard_entry_covers_only_names_below_it() {
+        let s = set(&[("example.com", Coverage::Below)]);
+        assert_eq!(hit(&s, "example.com"), None);
+        assert_eq!(hit(&s, "www.example.com").as_deref(), Some("example.com"));
+    }
+
+    #[test]
+    fn most_specific_entry_wins() {
+        let s = set(&[
+            ("kaspersky.com", Coverage::Suffix),
+            ("upd.kaspersky.com", Coverage::Suffix),
+            ("s05.upd.kaspersky.com", Coverage::Exact),
+        ]);
+        assert_eq!(
+            hit(&s, "s05.upd.kaspersky.com").as_deref(),
+            Some("s05.upd.kaspersky.com")
+        );
+        assert_eq!(
+            hit(&s, "s99.upd.kaspersky.com").as_deref(),
+            Some("upd.kaspersky.com")
+        );
+        assert_eq!(
+            hit(&s, "x.s05.upd.kaspersky.com").as_deref(),
+            Some("upd.kaspersky.com")
+        );
+        assert_eq!(
+            hit(&s, "www.kaspersky.com").as_deref(),
+            Some("kaspersky.com")
+        );
+    }
+
+    #[test]
+    fn lookup_ignores_case_and_one_trailing_dot() {
+        let s = set(&[("kaspersky.com", Coverage::Suffix)]);
+        assert_eq!(
+            hit(&s, "DNL-01.Geo.KASPERSKY.com.").as_deref(),
+            Some("kaspersky.com")
+        );
+        assert_eq!(hit(&s, "."), None);
+        assert_eq!(hit(&s, ""), None);
+    }
+
+    #[test]
+    fn punycode_names_match_as_ascii_labels() {
+        let s = set(&[("xn--80ak6aa92e.com", Coverage::Suffix)]);
+        assert_eq!(
+            hit(&s, "www.XN--80AK6AA92E.com").as_deref(),
+            Some("xn--80ak6aa92e.com")
+        );
+        assert_eq!(hit(&s, "xn--80ak6aa92e.net"), None);
+    }
+
+    #[test]
+    fn duplicate_keeps_the_wider_coverage_and_the_first_payload() {
+        let mut s = SuffixSet::new();
+        assert_eq!(s.insert(b"a.com", Coverage::Exact, 3), Inserted::New);
+        assert_eq!(s.insert(b"a.com", Coverage::Suffix, 4), Inserted::Duplicate);
+        s.finish();
+        assert_eq!(s.len(), 1);
+        let h = s.lookup(b"x.a.com").unwrap();
+        assert_eq!((h.coverage, h.payload), (Coverage::Suffix, 3));
+    }
+
+    #[test]
+    fn many_entries_survive_growth_and_shrink() {
+        let mut s = SuffixSet::new();
+        for i in 0..20_000u32 {
+            s.insert(
+                format!("host{i}.example{}.net", i % 7).as_bytes(),
+                Coverage::Exact,
+                (i % 60) as u8,
+            );
+        }
+        s.finish();
+        assert_eq!(s.len(), 20_000);
+        for i in (0..20_000u32).step_by(97) {
+            let q = format!("host{i}.example{}.net", i % 7);
+            let h = s.lookup(q.as_bytes()).unwrap();
+            assert_eq!(h.payload, (i % 60) as u8);
+        }
+        assert!(s.lookup(b"host20001.example1.net").is_none());
+        assert_eq!(s.iter().count(), 20_000);
+    }
+
+    #[test]
+    fn name_buffer_rejects_names_longer_than_dns_allows() {
+        let long = "a".repeat(254);
+        assert!(NameBuf::new(long.as_bytes()).is_none());
+        assert!(NameBuf::new(format!("{}.", "a".repeat(253)).as_bytes()).is_some());
+    }
+}
