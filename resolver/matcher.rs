@@ -108,6 +108,8 @@ impl NameBuf {
 }
 
 const EMPTY: u64 = 0;
+/// Coverage bits of a record merged into an earlier one with the same name.
+const DEAD: u8 = 3;
 const MAX_LOAD_NUM: usize = 7;
 const MAX_LOAD_DEN: usize = 10;
 
@@ -118,6 +120,7 @@ pub struct SuffixSet {
     arena: Vec<u8>,
     slots: Vec<u64>,
     len: usize,
+    pending: usize,
     min_labels: u8,
     max_labels: u8,
     hasher: foldhash::fast::RandomState,
@@ -139,16 +142,6 @@ impl Default for SuffixSet {
     }
 }
 
-/// What [`SuffixSet::insert`] did with an entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inserted {
-    /// A new name.
-    New,
-    /// The name was already there; the entry with the wider coverage is kept,
-    /// and the first payload.
-    Duplicate,
-}
-
 impl SuffixSet {
     /// An empty set.
     pub fn new() -> Self {
@@ -156,6 +149,7 @@ impl SuffixSet {
             arena: Vec::new(),
             slots: vec![EMPTY; 16],
             len: 0,
+            pending: 0,
             min_labels: u8::MAX,
             max_labels: 0,
             hasher: foldhash::fast::RandomState::default(),
@@ -177,44 +171,63 @@ impl SuffixSet {
         self.arena.capacity() + self.slots.capacity() * std::mem::size_of::<u64>()
     }
 
+    /// Reserves room for about `bytes` of names in `entries` entries.
+    pub fn reserve(&mut self, entries: usize, bytes: usize) {
+        self.arena.reserve(bytes + 2 * entries);
+    }
+
     /// Adds a name that is already normalised (lowercase ASCII, no trailing
-    /// dot, 1..=253 bytes; the list reader guarantees it).
-    pub fn insert(&mut self, name: &[u8], coverage: Coverage, payload: u8) -> Inserted {
+    /// dot, 1..=253 bytes; the list reader guarantees it). Lookups see it
+    /// after [`SuffixSet::finish`], which also merges duplicates.
+    pub fn insert(&mut self, name: &[u8], coverage: Coverage, payload: u8) {
         debug_assert!(!name.is_empty() && name.len() <= MAX_NAME_LEN);
-        let hash = self.hasher.hash_one(name);
-        if let Some(offset) = self.find(name, hash) {
-            let tag_at = offset + 1;
-            let old = Coverage::from_bits(self.arena[tag_at] >> 6);
-            let wider = match (old, coverage) {
-                (Coverage::Suffix, _) | (_, Coverage::Suffix) => Coverage::Suffix,
-                (a, b) if a == b => a,
-                // Exact + Below together cover the name and everything below.
-                _ => Coverage::Suffix,
-            };
-            self.arena[tag_at] = (self.arena[tag_at] & 0x3f) | (wider.bits() << 6);
-            return Inserted::Duplicate;
-        }
-        if (self.len + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM {
-            self.rebuild(self.slots.len() * 2);
-        }
-        let offset = self.arena.len();
         // `name.len() <= 253` always fits a byte; payloads use the low 6 bits.
         self.arena.push(name.len() as u8);
         self.arena.push((payload & 0x3f) | (coverage.bits() << 6));
         self.arena.extend_from_slice(name);
-        self.place(offset, hash);
-        self.len += 1;
+        self.pending += 1;
         let labels = label_count(name);
         self.min_labels = self.min_labels.min(labels);
         self.max_labels = self.max_labels.max(labels);
-        Inserted::New
     }
 
-    /// Shrinks the table to the final size; call once after the last insert.
-    pub fn finish(&mut self) {
-        let want = (self.len * MAX_LOAD_DEN / MAX_LOAD_NUM + 1).max(16);
-        self.rebuild(want);
+    /// Builds the lookup table once, at its final size (so loading a million
+    /// names never holds two tables), and merges duplicate names: the wider
+    /// coverage is kept, with the first payload. Returns how many inserted
+    /// names were duplicates.
+    pub fn finish(&mut self) -> usize {
+        let live = self.len + self.pending;
+        self.slots = vec![EMPTY; (live * MAX_LOAD_DEN / MAX_LOAD_NUM + 1).max(16)];
+        self.len = 0;
+        self.pending = 0;
+        let mut duplicates = 0;
+        let mut at = 0usize;
+        while at < self.arena.len() {
+            let len = usize::from(self.arena[at]);
+            let tag = self.arena[at + 1];
+            let record = at;
+            at += 2 + len;
+            if tag >> 6 == DEAD {
+                continue;
+            }
+            let name = &self.arena[record + 2..record + 2 + len];
+            let hash = self.hasher.hash_one(name);
+            match self.find(name, hash) {
+                Some(first) => {
+                    let old = Coverage::from_bits(self.arena[first + 1] >> 6);
+                    let wider = widest(old, Coverage::from_bits(tag >> 6));
+                    self.arena[first + 1] = (self.arena[first + 1] & 0x3f) | (wider.bits() << 6);
+                    self.arena[record + 1] = DEAD << 6;
+                    duplicates += 1;
+                }
+                None => {
+                    self.place(record, hash);
+                    self.len += 1;
+                }
+            }
+        }
         self.arena.shrink_to_fit();
+        duplicates
     }
 
     /// The most specific entry covering `name` (normalised: lowercase, no
@@ -250,15 +263,19 @@ impl SuffixSet {
         }
     }
 
-    /// Every entry, in insertion order: (name, coverage, payload).
+    /// Every distinct entry, in insertion order: (name, coverage, payload).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Coverage, u8)> + '_ {
         let mut at = 0usize;
         std::iter::from_fn(move || {
-            let len = usize::from(*self.arena.get(at)?);
-            let tag = self.arena[at + 1];
-            let name = &self.arena[at + 2..at + 2 + len];
-            at += 2 + len;
-            Some((name, Coverage::from_bits(tag >> 6), tag & 0x3f))
+            loop {
+                let len = usize::from(*self.arena.get(at)?);
+                let tag = self.arena[at + 1];
+                let name = &self.arena[at + 2..at + 2 + len];
+                at += 2 + len;
+                if tag >> 6 != DEAD {
+                    return Some((name, Coverage::from_bits(tag >> 6), tag & 0x3f));
+                }
+            }
         })
     }
 
@@ -300,16 +317,14 @@ impl SuffixSet {
         }
         self.slots[i] = slot;
     }
+}
 
-    fn rebuild(&mut self, size: usize) {
-        self.slots = vec![EMPTY; size];
-        let mut at = 0usize;
-        while at < self.arena.len() {
-            let len = usize::from(self.arena[at]);
-            let hash = self.hasher.hash_one(&self.arena[at + 2..at + 2 + len]);
-            self.place(at, hash);
-            at += 2 + len;
-        }
+fn widest(a: Coverage, b: Coverage) -> Coverage {
+    if a == b {
+        a
+    } else {
+        // Suffix with anything, or Exact with Below, covers the name and all below.
+        Coverage::Suffix
     }
 }
 
@@ -428,10 +443,12 @@ mod tests {
     #[test]
     fn duplicate_keeps_the_wider_coverage_and_the_first_payload() {
         let mut s = SuffixSet::new();
-        assert_eq!(s.insert(b"a.com", Coverage::Exact, 3), Inserted::New);
-        assert_eq!(s.insert(b"a.com", Coverage::Suffix, 4), Inserted::Duplicate);
-        s.finish();
-        assert_eq!(s.len(), 1);
+        s.insert(b"a.com", Coverage::Exact, 3);
+        s.insert(b"a.com", Coverage::Suffix, 4);
+        s.insert(b"b.com", Coverage::Exact, 5);
+        assert_eq!(s.finish(), 1);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.iter().count(), 2);
         let h = s.lookup(b"x.a.com").unwrap();
         assert_eq!((h.coverage, h.payload), (Coverage::Suffix, 3));
     }

@@ -214,16 +214,20 @@ pub fn load(spec: &ListSpec) -> Result<List, ListError> {
                 source,
             })?;
             let mut list = empty(spec, None, None);
+            // Size the arena from the file once: no doubling of a large list's bytes.
+            let bytes = file.metadata().map_or(0, |m| m.len());
+            let bytes = usize::try_from(bytes).unwrap_or(0);
+            list.set.reserve(bytes / 16, bytes);
             let payload = Category::payload(spec.category);
             let report = read_lines(std::io::BufReader::new(file), spec.coverage, |name, cov| {
-                add(&mut list, name, cov, payload);
+                list.set.insert(name, cov, payload);
             })
             .map_err(|source| ListError::Read {
                 path: path.clone(),
                 source,
             })?;
             list.problems = report;
-            list.set.finish();
+            seal(&mut list);
             Ok(list)
         }
     }
@@ -250,10 +254,11 @@ fn empty(spec: &ListSpec, version: Option<String>, catalogue: Option<Catalogue>)
     }
 }
 
-fn add(list: &mut List, name: &[u8], coverage: Coverage, payload: u8) {
-    match list.set.insert(name, coverage, payload) {
-        crate::matcher::Inserted::New => list.active[usize::from(payload)] += 1,
-        crate::matcher::Inserted::Duplicate => list.duplicates += 1,
+/// Builds the lookup table and counts what it holds.
+fn seal(list: &mut List) {
+    list.duplicates += list.set.finish();
+    for (_, _, payload) in list.set.iter() {
+        list.active[usize::from(payload).min(6)] += 1;
     }
 }
 
@@ -265,10 +270,11 @@ fn from_catalogue(spec: &ListSpec, cat: Catalogue) -> List {
             continue;
         }
         let payload = Category::payload(Some(entry.category));
-        add(&mut list, entry.domain.as_bytes(), entry.coverage, payload);
+        list.set
+            .insert(entry.domain.as_bytes(), entry.coverage, payload);
     }
     list.problems = cat.problems.clone();
-    list.set.finish();
+    seal(&mut list);
     list.catalogue = Some(cat);
     list
 }

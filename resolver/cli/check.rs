@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use jiff::Timestamp;
 
 use super::{ConfigArg, print_config_error};
-use crate::config::Config;
+use crate::config::{AnswerMode, Config, Denied};
+use crate::networks::DEFAULT_NETWORK;
 use crate::policy::rule_at;
 
 /// Arguments of `cutoff check`.
@@ -31,30 +32,58 @@ pub(super) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
 
 /// The summary `check` prints for a valid config, as of `now`.
 pub fn summary(c: &Config, now: Timestamp) -> String {
+    let join =
+        |items: &mut dyn Iterator<Item = String>, sep: &str| items.collect::<Vec<_>>().join(sep);
+    // One column width for every name, so long rule names stay aligned.
+    let w = c
+        .networks
+        .iter()
+        .map(|n| n.name.len())
+        .chain(c.lists.iter().map(|l| l.name.len()))
+        .chain(c.rules.iter().map(|r| r.name.len()))
+        .max()
+        .unwrap_or(0)
+        .max(12);
     let mut s = String::new();
     let _ = writeln!(s, "config {}: OK (version {})", c.origin, c.version);
-    let listen: Vec<String> = c.listen.iter().map(ToString::to_string).collect();
-    let ups: Vec<String> = c.upstreams.iter().map(ToString::to_string).collect();
-    let _ = writeln!(s, "listen     {}", listen.join(", "));
-    let _ = writeln!(s, "upstreams  {}", ups.join(", "));
-    let allow: Vec<String> = c.access.allow.iter().map(ToString::to_string).collect();
     let _ = writeln!(
         s,
-        "access     allow {} ({} others)",
-        allow.join(" "),
-        match c.access.denied {
-            crate::config::Denied::Refuse => "refuse",
-            crate::config::Denied::Drop => "drop",
-        }
+        "listen     {}",
+        join(&mut c.listen.iter().map(ToString::to_string), ", ")
     );
+    let _ = writeln!(
+        s,
+        "upstreams  {}",
+        join(&mut c.upstreams.iter().map(ToString::to_string), ", ")
+    );
+    let _ = writeln!(s, "http       {}", c.http);
+    let denied = match c.access.denied {
+        Denied::Refuse => "refused",
+        Denied::Drop => "dropped",
+    };
+    let _ = writeln!(
+        s,
+        "access     allow {}",
+        join(&mut c.access.allow.iter().map(ToString::to_string), " ")
+    );
+    if !c.access.deny.is_empty() {
+        let _ = writeln!(
+            s,
+            "           deny {}",
+            join(&mut c.access.deny.iter().map(ToString::to_string), " ")
+        );
+    }
+    let _ = writeln!(s, "           other clients are {denied}");
     let _ = writeln!(s, "\nnetworks ({}):", c.networks.len());
     for n in &c.networks {
-        if n.cidrs.is_empty() {
-            let _ = writeln!(s, "  {:<20} every other allowed client", n.name);
+        let what = if n.name == DEFAULT_NETWORK {
+            "every allowed client in no other network".to_owned()
+        } else if n.cidrs.is_empty() {
+            "no CIDRs: no client is in it".to_owned()
         } else {
-            let cidrs: Vec<String> = n.cidrs.iter().map(ToString::to_string).collect();
-            let _ = writeln!(s, "  {:<20} {}", n.name, cidrs.join(" "));
-        }
+            join(&mut n.cidrs.iter().map(ToString::to_string), " ")
+        };
+        let _ = writeln!(s, "  {:<w$} {what}", n.name);
     }
     let _ = writeln!(s, "\nlists ({}):", c.lists.len());
     for l in &c.lists {
@@ -65,64 +94,67 @@ pub fn summary(c: &Config, now: Timestamp) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "  {:<20} {}{}: {} active, {} disabled, {} duplicate, {} bad line(s)",
+            "  {:<w$} {}{version}: {} active, {} disabled, {} duplicate, {} bad line(s)",
             l.name,
             l.source,
-            version,
             l.active_total(),
             l.disabled,
             l.duplicates,
             l.problems.count
         );
-        let cats: Vec<String> = l
-            .active_by_category()
-            .into_iter()
-            .map(|(cat, n)| format!("{} {n}", cat.map_or("uncategorised", |c| c.as_str())))
-            .collect();
-        let _ = writeln!(s, "  {:<20} {}", "", cats.join(", "));
+        let cats = join(
+            &mut l
+                .active_by_category()
+                .into_iter()
+                .map(|(cat, n)| format!("{} {n}", cat.map_or("uncategorised", |c| c.as_str()))),
+            ", ",
+        );
+        let _ = writeln!(s, "  {:<w$} {cats}", "");
     }
     let _ = writeln!(s, "\nrules ({}), phase at {now}:", c.rules.len());
     for r in &c.rules {
         let nets = match &r.networks {
             None => "all networks".to_owned(),
-            Some(ids) => ids
-                .iter()
-                .map(|&i| c.networks[i].name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            Some(ids) => join(&mut ids.iter().map(|&i| c.networks[i].name.clone()), ", "),
         };
-        let lists: Vec<&str> = r.lists.iter().map(|&i| c.lists[i].name.as_str()).collect();
+        let lists = join(&mut r.lists.iter().map(|&i| c.lists[i].name.clone()), ", ");
         let cats = r
             .categories
             .as_ref()
             .map(|cs| {
                 format!(
                     " [{}]",
-                    cs.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                    join(&mut cs.iter().map(|c| c.as_str().to_owned()), ", ")
                 )
             })
             .unwrap_or_default();
         let (now_action, phase) = rule_at(r, now);
-        let timeline = timeline(r);
-        let _ = writeln!(s, "  {:<20} {nets}: {}{cats}", r.name, lists.join(", "));
+        let _ = writeln!(s, "  {:<w$} {nets}: {lists}{cats}", r.name);
         let _ = writeln!(
             s,
-            "  {:<20} {timeline}; now: {} ({})",
+            "  {:<w$} {}; now: {} ({})",
             "",
+            timeline(r),
             now_action.map_or("does not apply", |a| a.as_str()),
             phase.as_str()
         );
     }
+    let b = &c.blocking;
+    let sinkhole = if b.answer == AnswerMode::Sinkhole {
+        format!(", A {} AAAA {}", b.sinkhole_ipv4, b.sinkhole_ipv6)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         s,
-        "\nblocked answer: {} (ttl {}s)",
-        c.blocking.answer.as_str(),
-        c.blocking.ttl
+        "\nblocked answer: {} (ttl {}s{sinkhole})",
+        b.answer.as_str(),
+        b.ttl
     );
     if !c.warnings.is_empty() {
         let _ = writeln!(s, "\nwarnings ({}):", c.warnings.len());
-        for w in &c.warnings {
-            let _ = writeln!(s, "  {w}");
+        for warning in &c.warnings {
+            let _ = writeln!(s, "  {warning}");
         }
     }
     s

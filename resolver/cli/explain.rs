@@ -144,7 +144,7 @@ fn text(s: &Snapshot, e: &Explanation) -> String {
         (None, _) => {
             let _ = writeln!(
                 out,
-                "  client   outside `access.allow`: refused before any rule"
+                "  client   refused by `access` (not in `access.allow`, or in `access.deny`) before any rule"
             );
             return out;
         }
@@ -158,9 +158,13 @@ fn text(s: &Snapshot, e: &Explanation) -> String {
     match (&e.rule, &e.phase) {
         (Some(r), Some(p)) => {
             let rule = s.config.rules.iter().find(|x| &x.name == r);
-            let when = rule
-                .and_then(|x| x.from_text.as_ref().map(|f| format!(", from {f}")))
-                .unwrap_or_default();
+            let from = rule
+                .and_then(|x| x.from_text.as_ref())
+                .map(|f| format!(", from {f}"));
+            let until = rule
+                .and_then(|x| x.until_text.as_ref())
+                .map(|u| format!(" until {u}"));
+            let when = format!("{}{}", from.unwrap_or_default(), until.unwrap_or_default());
             let _ = writeln!(out, "  rule     {r} (phase {p}{when})");
         }
         _ => {

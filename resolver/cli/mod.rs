@@ -75,9 +75,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Prints a config error with every problem, one per line, on stderr.
 pub fn print_config_error(e: &ConfigError) {
     eprintln!("error: {e}");
-    if let ConfigError::Invalid { problems, .. } = e {
+    if let ConfigError::Invalid {
+        problems, warnings, ..
+    } = e
+    {
         for p in problems {
             eprintln!("  {p}");
+        }
+        if !warnings.is_empty() {
+            eprintln!("warnings ({}):", warnings.len());
+            for w in warnings {
+                eprintln!("  {w}");
+            }
         }
     }
 }

@@ -79,6 +79,8 @@ pub enum ConfigError {
         origin: String,
         /// Every problem found, in file order.
         problems: Vec<Problem>,
+        /// Warnings found on the way, in file order.
+        warnings: Vec<Problem>,
     },
 }
 
@@ -246,21 +248,20 @@ pub fn load_default() -> Result<Config, ConfigError> {
 /// Validates config text; `origin` names it in messages, `base` resolves
 /// relative list paths.
 pub fn from_str(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
-    let invalid = |problems| ConfigError::Invalid {
+    let invalid = |problems, warnings| ConfigError::Invalid {
         origin: origin.to_owned(),
         problems,
+        warnings,
     };
-    let root = yaml::parse(text).map_err(|p| invalid(vec![p]))?;
+    let root = yaml::parse(text).map_err(|p| invalid(vec![p], Vec::new()))?;
     let mut reader = yaml::Reader::new();
     let raw = raw::read(&root, &mut reader);
     let mut problems = reader.problems;
-    let mut config = validate::validate(raw, base, &mut problems);
-    if !problems.is_empty() {
-        problems.sort_by_key(|p| p.line.unwrap_or(u32::MAX));
-        return Err(invalid(problems));
-    }
-    let Some(mut c) = config.take() else {
-        return Err(invalid(problems));
+    let mut warnings = Vec::new();
+    let config = validate::validate(raw, base, &mut problems, &mut warnings);
+    problems.sort_by_key(|p| p.line.unwrap_or(u32::MAX));
+    let Some(mut c) = config.filter(|_| problems.is_empty()) else {
+        return Err(invalid(problems, warnings));
     };
     c.origin = origin.to_owned();
     c.version = fingerprint(text, &c.lists);

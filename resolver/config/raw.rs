@@ -19,9 +19,9 @@ pub(crate) struct At<T> {
 #[derive(Debug, Default)]
 pub(crate) struct RawConfig {
     /// `listen`: addresses to answer DNS on, UDP and TCP each.
-    pub(crate) listen: Option<Vec<At<String>>>,
+    pub(crate) listen: Option<At<Vec<At<String>>>>,
     /// `upstreams`: resolvers to forward allowed queries to, in order.
-    pub(crate) upstreams: Option<Vec<At<String>>>,
+    pub(crate) upstreams: Option<At<Vec<At<String>>>>,
     /// `http`: the admin endpoint (metrics, health).
     pub(crate) http: Option<At<String>>,
     /// `access`: which clients may use the resolver.
@@ -42,7 +42,7 @@ pub(crate) struct RawConfig {
 #[derive(Debug, Default)]
 pub(crate) struct RawAccess {
     /// `allow`: CIDRs whose clients may query (default: loopback and private).
-    pub(crate) allow: Option<Vec<At<String>>>,
+    pub(crate) allow: Option<At<Vec<At<String>>>>,
     /// `deny`: CIDRs refused even inside `allow` (more specific wins).
     pub(crate) deny: Vec<At<String>>,
     /// `denied`: `refuse` (answer REFUSED) or `drop` (no answer).
@@ -78,11 +78,11 @@ pub(crate) struct RawRule {
     /// `name`: unique; shown in logs, metrics and answers.
     pub(crate) name: Option<At<String>>,
     /// `networks`: which networks it applies to (default: all).
-    pub(crate) networks: Option<Vec<At<String>>>,
+    pub(crate) networks: Option<At<Vec<At<String>>>>,
     /// `lists`: which lists it selects from.
     pub(crate) lists: Vec<At<String>>,
     /// `categories`: which entry categories (default: every entry).
-    pub(crate) categories: Option<Vec<At<String>>>,
+    pub(crate) categories: Option<At<Vec<At<String>>>>,
     /// `action`: `block`, `log` or `allow`, from `from` until `until`.
     pub(crate) action: Option<At<String>>,
     /// `from`: RFC 3339 instant with offset when `action` starts.
@@ -151,13 +151,25 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
     let Some(f) = r.fields(root, &top, TOP_KEYS) else {
         return raw;
     };
-    raw.listen = f.get("listen").map(|(n, p)| strings(r, n, &p));
-    raw.upstreams = f.get("upstreams").map(|(n, p)| strings(r, n, &p));
+    raw.listen = f.get("listen").map(|(n, p)| At {
+        value: strings(r, n, &p),
+        line: n.line,
+        path: p,
+    });
+    raw.upstreams = f.get("upstreams").map(|(n, p)| At {
+        value: strings(r, n, &p),
+        line: n.line,
+        path: p,
+    });
     raw.http = string(r, &f, "http");
     if let Some((n, p)) = f.get("access")
         && let Some(a) = r.fields(n, &p, ACCESS_KEYS)
     {
-        raw.access.allow = a.get("allow").map(|(n, p)| strings(r, n, &p));
+        raw.access.allow = a.get("allow").map(|(n, p)| At {
+            value: strings(r, n, &p),
+            line: n.line,
+            path: p,
+        });
         raw.access.deny = a
             .get("deny")
             .map(|(n, p)| strings(r, n, &p))
@@ -207,12 +219,20 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
             raw.rules.push(RawRule {
                 line: item.line,
                 name: string(r, &rf, "name"),
-                networks: rf.get("networks").map(|(n, p)| strings(r, n, &p)),
+                networks: rf.get("networks").map(|(n, p)| At {
+                    value: strings(r, n, &p),
+                    line: n.line,
+                    path: p,
+                }),
                 lists: rf
                     .get("lists")
                     .map(|(n, p)| strings(r, n, &p))
                     .unwrap_or_default(),
-                categories: rf.get("categories").map(|(n, p)| strings(r, n, &p)),
+                categories: rf.get("categories").map(|(n, p)| At {
+                    value: strings(r, n, &p),
+                    line: n.line,
+                    path: p,
+                }),
                 action: string(r, &rf, "action"),
                 from: string(r, &rf, "from"),
                 until: string(r, &rf, "until"),

@@ -11,10 +11,9 @@ use std::net::{IpAddr, SocketAddr};
 pub enum Upstream {
     /// The nameservers in /etc/resolv.conf, read at start and on reload.
     System,
-    /// UDP, retried over TCP when the answer is truncated.
+    /// UDP, retried over TCP when the answer is truncated (`IP[:port]`
+    /// or `udp://IP[:port]`).
     Plain(SocketAddr),
-    /// UDP only (a truncated answer is still retried over TCP).
-    Udp(SocketAddr),
     /// TCP only.
     Tcp(SocketAddr),
     /// DNS over TLS, checking the certificate against `name`.
@@ -62,7 +61,7 @@ impl Upstream {
         };
         match scheme {
             None => addr(rest, 53).map(Self::Plain).map_err(|r| err(&r)),
-            Some("udp") => addr(rest, 53).map(Self::Udp).map_err(|r| err(&r)),
+            Some("udp") => addr(rest, 53).map(Self::Plain).map_err(|r| err(&r)),
             Some("tcp") => addr(rest, 53).map(Self::Tcp).map_err(|r| err(&r)),
             Some("tls") => {
                 let (a, name) = rest
@@ -97,7 +96,7 @@ impl Upstream {
     pub fn addr(&self) -> Option<SocketAddr> {
         match self {
             Self::System => None,
-            Self::Plain(a) | Self::Udp(a) | Self::Tcp(a) => Some(*a),
+            Self::Plain(a) | Self::Tcp(a) => Some(*a),
             Self::Tls { addr, .. } | Self::Https { addr, .. } => Some(*addr),
         }
     }
@@ -108,7 +107,6 @@ impl fmt::Display for Upstream {
         match self {
             Self::System => f.write_str("system"),
             Self::Plain(a) => write!(f, "{a}"),
-            Self::Udp(a) => write!(f, "udp://{a}"),
             Self::Tcp(a) => write!(f, "tcp://{a}"),
             Self::Tls { addr, name } => write!(f, "tls://{addr}#{name}"),
             Self::Https { addr, path, name } => write!(f, "https://{addr}{path}#{name}"),
@@ -156,7 +154,7 @@ mod tests {
         );
         assert_eq!(
             Upstream::parse("udp://127.0.0.1:5300").unwrap(),
-            Upstream::Udp("127.0.0.1:5300".parse().unwrap())
+            Upstream::Plain("127.0.0.1:5300".parse().unwrap())
         );
         assert_eq!(
             Upstream::parse("tcp://127.0.0.1").unwrap(),

@@ -42,38 +42,54 @@ impl Checker<'_> {
 }
 
 /// Validates `raw`; `None` when any problem was recorded.
-pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
+pub(crate) fn validate(
+    raw: RawConfig,
+    base: &Path,
+    problems: &mut Vec<Problem>,
+    warnings_out: &mut Vec<Problem>,
+) -> Option<Config> {
     let mut c = Checker {
         problems,
         warnings: Vec::new(),
     };
     let listen = match &raw.listen {
-        Some(items) => items.iter().filter_map(|a| socket(&mut c, a, 53)).collect(),
+        Some(items) => {
+            if items.value.is_empty() {
+                c.error(items, "needs at least one address to answer DNS on");
+            }
+            items
+                .value
+                .iter()
+                .filter_map(|a| socket(&mut c, a, 53))
+                .collect()
+        }
         None => vec![
             SocketAddr::from((Ipv4Addr::LOCALHOST, 5353)),
             SocketAddr::from((Ipv6Addr::LOCALHOST, 5353)),
         ],
     };
     let upstreams = match &raw.upstreams {
-        Some(items) => items
-            .iter()
-            .filter_map(|a| match Upstream::parse(&a.value) {
-                Ok(u) => Some(u),
-                Err(e) => {
-                    c.error(a, e.to_string());
-                    None
-                }
-            })
-            .collect(),
+        Some(items) => {
+            if items.value.is_empty() {
+                c.error(
+                    items,
+                    "needs at least one upstream (`system` reads /etc/resolv.conf)",
+                );
+            }
+            items
+                .value
+                .iter()
+                .filter_map(|a| match Upstream::parse(&a.value) {
+                    Ok(u) => Some(u),
+                    Err(e) => {
+                        c.error(a, e.to_string());
+                        None
+                    }
+                })
+                .collect()
+        }
         None => vec![Upstream::System],
     };
-    if raw.upstreams.as_ref().is_some_and(Vec::is_empty) {
-        c.problems.push(Problem::new(
-            None,
-            "upstreams",
-            "needs at least one upstream".into(),
-        ));
-    }
     let http = match &raw.http {
         Some(a) => socket(&mut c, a, 9153),
         None => Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9153))),
@@ -103,24 +119,28 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
             );
         }
     }
+    let acl = networks::AccessList::new(&access.allow, &access.deny);
     for n in &networks {
+        let Some(raw_net) = raw.networks.iter().find(|r| r.name.value == n.name) else {
+            continue;
+        };
         for cidr in &n.cidrs {
-            let first = cidr.network();
-            if !access.deny.iter().any(|d| d.contains(&first))
-                && !access.allow.iter().any(|a| a.contains(cidr))
-            {
-                c.warnings.push(Problem::new(
-                    None,
-                    &format!("networks.{}", n.name),
-                    format!("{cidr} is not inside `access.allow`: its clients are refused"),
-                ));
+            if !acl.allows(cidr.network()) || !acl.allows(cidr.broadcast()) {
+                c.warn(
+                    &raw_net.name,
+                    format!(
+                        "{cidr} is not (wholly) allowed by `access`: those clients are refused"
+                    ),
+                );
             }
         }
     }
     let blocking = blocking(&mut c, &raw);
 
-    let warnings = c.warnings;
+    let mut warnings = c.warnings;
+    warnings.sort_by_key(|p| p.line.unwrap_or(u32::MAX));
     if !problems.is_empty() {
+        *warnings_out = warnings;
         return None;
     }
     Some(Config {
@@ -157,28 +177,47 @@ fn socket(c: &mut Checker<'_>, a: &At<String>, default_port: u16) -> Option<Sock
 }
 
 fn cidr(c: &mut Checker<'_>, a: &At<String>) -> Option<IpNet> {
-    if let Ok(n) = a.value.parse::<IpNet>() {
-        if n.trunc() != n {
-            c.warn(
-                a,
-                format!("{} has host bits set; it means {}", a.value, n.trunc()),
-            );
-        }
-        return Some(n.trunc());
+    let parsed = a
+        .value
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| a.value.parse::<IpAddr>().ok().map(IpNet::from));
+    let Some(n) = parsed else {
+        c.error(
+            a,
+            format!("`{}` is not a CIDR like 10.1.0.0/16 or fd00::/64", a.value),
+        );
+        return None;
+    };
+    if n.trunc() != n {
+        c.warn(
+            a,
+            format!("{} has host bits set; it means {}", a.value, n.trunc()),
+        );
     }
-    if let Ok(ip) = a.value.parse::<IpAddr>() {
-        return Some(IpNet::from(ip));
+    Some(canonical(n.trunc()))
+}
+
+/// Clients are looked up by their IPv4 address when they come as
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`), so such CIDRs are stored as IPv4 too.
+fn canonical(n: IpNet) -> IpNet {
+    match n {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(n, IpNet::V4),
+            None => n,
+        },
+        _ => n,
     }
-    c.error(
-        a,
-        format!("`{}` is not a CIDR like 10.1.0.0/16 or fd00::/64", a.value),
-    );
-    None
 }
 
 fn access(c: &mut Checker<'_>, raw: &RawConfig) -> Access {
     let allow = match &raw.access.allow {
-        Some(items) => items.iter().filter_map(|a| cidr(c, a)).collect(),
+        Some(items) => {
+            if items.value.is_empty() {
+                c.warn(items, "`access.allow` is empty: every client is refused");
+            }
+            items.value.iter().filter_map(|a| cidr(c, a)).collect()
+        }
         None => networks::default_allowed(),
     };
     let deny = raw.access.deny.iter().filter_map(|a| cidr(c, a)).collect();
@@ -332,6 +371,18 @@ fn list(c: &mut Checker<'_>, l: &RawList, base: &Path) -> Option<Arc<blocklist::
             return None;
         }
     };
+    let catalogue = match &source {
+        Source::Builtin(_) => true,
+        Source::File(p) => matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")),
+    };
+    if catalogue {
+        for a in [&l.category, &l.coverage].into_iter().flatten() {
+            c.error(
+                a,
+                "only line lists take this: catalogue entries carry their own category and match",
+            );
+        }
+    }
     let spec = ListSpec {
         name: l.name.value.clone(),
         source,
@@ -443,8 +494,15 @@ fn rules(
                     None
                 }
             };
+            if let Some(items) = r.networks.as_ref().filter(|i| i.value.is_empty()) {
+                c.warn(items, "`networks: []` selects no network: the rule never applies (leave it out for every network)");
+            }
+            if let Some(items) = r.categories.as_ref().filter(|i| i.value.is_empty()) {
+                c.warn(items, "`categories: []` selects no entry: the rule never applies (leave it out for every entry)");
+            }
             let nets = r.networks.as_ref().map(|items| {
                 items
+                    .value
                     .iter()
                     .filter_map(|a| match networks.iter().position(|n| n.name == a.value) {
                         Some(i) => Some(i),
@@ -474,18 +532,19 @@ fn rules(
             for a in &r.lists {
                 match list_names.iter().position(|n| *n == a.value) {
                     Some(i) => list_ids.push(i),
+                    None if list_names.is_empty() => c.error(
+                        a,
+                        format!("no list named `{}`: no lists are defined under `lists`", a.value),
+                    ),
                     None => c.error(
                         a,
-                        format!(
-                            "no list named `{}`; lists: {}",
-                            a.value,
-                            list_names.join(", ")
-                        ),
+                        format!("no list named `{}`; lists: {}", a.value, list_names.join(", ")),
                     ),
                 }
             }
             let categories = r.categories.as_ref().map(|items| {
                 items
+                    .value
                     .iter()
                     .filter_map(|a| match Category::parse(&a.value) {
                         Some(cat) => {

@@ -136,7 +136,11 @@ pub(crate) fn parse(text: &str) -> Result<Node, Problem> {
             text: None,
         });
     }
-    match serde_saphyr::from_str::<Spanned<Tree>>(text) {
+    // Duplicate keys reach our reader, which reports each with its path.
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+    };
+    match serde_saphyr::from_str_with_options::<Spanned<Tree>>(text, options) {
         Ok(tree) => {
             let mut root = node(tree);
             attach_raw(&mut root, text);

@@ -1,0 +1,132 @@
+//! `cutoff check` and `cutoff explain`, run as an admin would.
+
+use crate::util::{root, run, temp_file};
+
+#[test]
+fn check_accepts_the_embedded_default_and_summarises_it() {
+    let (code, out, err) = run(&["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("config embedded default: OK"), "{out}");
+    assert!(out.contains("kaspersky-cutoff"), "{out}");
+    assert!(out.contains("162 active, 25 disabled"), "{out}");
+    assert!(out.contains("now: block (active)"), "{out}");
+}
+
+#[test]
+fn check_lists_every_problem_with_its_line_and_exits_1() {
+    let (_dir, path) = temp_file(
+        "bad.yaml",
+        "listen: [nope]\nlisen: x\nnetworks:\n  a: [10.1.0.0/16, 10.2.0.0/33]\n  b: [10.1.0.0/16]\nlists:\n  k: {builtin: kaspersky}\nrules:\n  - name: r\n    lists: [k, missing]\n    networks: [nowhere]\n    action: blok\n    from: 2024-09-29\n",
+    );
+    let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "line 1: listen[0]",
+        "line 2: lisen: unknown key",
+        "did you mean `listen`",
+        "line 4: networks.a[1]: `10.2.0.0/33` is not a CIDR",
+        "line 5: networks.b[0]: 10.1.0.0/16 is already in network `a`",
+        "line 10: rules[0].lists[1]: no list named `missing`",
+        "line 11: rules[0].networks[0]: no network named `nowhere`",
+        "line 12: rules[0].action: `blok` is not an action",
+        "line 13: rules[0].from: `2024-09-29` is not an instant",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("8 problems"), "{err}");
+}
+
+#[test]
+fn check_reports_a_yaml_syntax_error_with_its_line() {
+    let (_dir, path) = temp_file("broken.yaml", "rules:\n  - name: x\n    lists: [k\n");
+    let (code, _, err) = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not valid YAML"), "{err}");
+    assert!(err.contains("line "), "{err}");
+}
+
+#[test]
+fn check_names_a_missing_config_file() {
+    let (code, _, err) = run(&["check", "--config", "/nonexistent/cutoff.yaml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/cutoff.yaml"), "{err}");
+}
+
+#[test]
+fn explain_json_has_the_documented_fields() {
+    let (code, out, err) = run(&[
+        "explain",
+        "--client",
+        "10.1.2.3",
+        "--at",
+        "2024-09-29T00:00:00-04:00",
+        "--json",
+        "S05.UPD.kaspersky.com.",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["action"], "block");
+    assert_eq!(v["network"], "default");
+    assert_eq!(v["rule"], "kaspersky-cutoff");
+    assert_eq!(v["list"], "kaspersky");
+    assert_eq!(v["category"], "update");
+    assert_eq!(v["entry"], "s05.upd.kaspersky.com");
+    assert_eq!(v["phase"], "active");
+    assert_eq!(v["name"], "s05.upd.kaspersky.com");
+    assert!(v["sources"].as_array().is_some_and(|s| !s.is_empty()));
+}
+
+#[test]
+fn explain_one_nanosecond_before_the_cutoff_logs() {
+    let (_, out, _) = run(&[
+        "explain",
+        "--client",
+        "192.168.1.9",
+        "--at",
+        "2024-09-29T03:59:59.999999999Z",
+        "--json",
+        "dnl-01.geo.kaspersky.com",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        (v["action"].as_str(), v["phase"].as_str()),
+        (Some("log"), Some("before"))
+    );
+}
+
+#[test]
+fn explain_refuses_a_public_client() {
+    let (code, out, _) = run(&["explain", "--client", "8.8.8.8", "--json", "example.com"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["action"], "refuse");
+    assert!(v["network"].is_null());
+}
+
+#[test]
+fn explain_uses_a_config_file_and_its_networks() {
+    let office = root().join("docs/examples/office.yaml");
+    let (code, out, err) = run(&[
+        "explain",
+        "--config",
+        office.to_str().unwrap(),
+        "--client",
+        "10.20.1.1",
+        "--json",
+        "s01.upd.kaspersky.com",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["network"], "lab");
+    assert_eq!(v["action"], "log");
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for cmd in ["check", "explain"] {
+        let (code, out, _) = run(&[cmd, "--help"]);
+        assert_eq!(code, 0);
+        assert!(out.contains("Examples:"), "{cmd}: {out}");
+        assert!(out.contains(&format!("cutoff {cmd}")), "{cmd}: {out}");
+    }
+}
