@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The built `cutoff` binary.
-pub fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cutoff"))
 }
 
 /// Runs the binary with `args`; returns (exit code, stdout, stderr).
-pub fn run(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn run(args: &[&str]) -> (i32, String, String) {
     let Output {
         status,
         stdout,
@@ -23,12 +23,12 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
 }
 
 /// The repository root.
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_owned()
 }
 
 /// Writes `text` to `name` in a fresh temp dir.
-pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(name);
     std::fs::write(&path, text).expect("write");
