@@ -27,9 +27,16 @@
 //! The decision always comes before any upstream I/O, and `cutoff explain`
 //! calls the same `decide` as serving does.
 
+pub mod answer;
 pub mod blocklist;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod matcher;
 pub mod networks;
+pub mod pipeline;
 pub mod policy;
+pub mod reload;
+pub mod server;
+pub mod upstream;
+pub mod wire;

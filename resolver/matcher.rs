@@ -101,6 +101,28 @@ impl NameBuf {
         })
     }
 
+    /// Joins wire-format labels with dots, lowercased; `None` for the root
+    /// or a name longer than 253 bytes.
+    pub fn from_labels<'a>(labels: impl Iterator<Item = &'a [u8]>) -> Option<Self> {
+        let mut bytes = [0u8; MAX_NAME_LEN];
+        let mut len = 0usize;
+        for label in labels {
+            let need = label.len() + usize::from(len > 0);
+            if len + need > MAX_NAME_LEN {
+                return None;
+            }
+            if len > 0 {
+                bytes[len] = b'.';
+                len += 1;
+            }
+            for (dst, src) in bytes[len..].iter_mut().zip(label) {
+                *dst = src.to_ascii_lowercase();
+            }
+            len += label.len();
+        }
+        (len > 0).then_some(Self { bytes, len })
+    }
+
     /// The normalised name.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]

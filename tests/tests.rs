@@ -5,5 +5,15 @@
 mod cli;
 /// The docs, the commented examples and the schema stay in step.
 mod config_docs;
+/// The built binary under dig, SIGHUP and SIGTERM.
+mod e2e;
+/// The in-process upstream DNS server the tests forward to.
+mod fakeup;
+/// fakeup answers as its tests expect.
+mod fakeup_selftest;
+/// Runs the server in-process and queries it over real sockets.
+mod harness;
+/// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.
+mod serve;
 /// Shared helpers: temp configs, running the binary.
 mod util;

@@ -6,6 +6,7 @@
 
 mod check;
 mod explain;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 pub use check::{CheckArgs, summary};
 pub use explain::{ExplainArgs, Explanation, explanation};
+pub use serve::ServeArgs;
 
 use crate::config::{self, Config, ConfigError};
 
@@ -34,6 +36,11 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Answer DNS: block or log what the policy says, forward the rest.
+    #[command(
+        after_help = "Examples:\n  cutoff serve\n  cutoff serve --config /etc/cutoff/cutoff.yaml\n  cutoff serve --listen 127.0.0.1:5353 --upstream 9.9.9.9 --upstream 149.112.112.112\n\nSignals: HUP reloads the config (an invalid one is logged and the running one kept); TERM and INT stop after in-flight queries finish."
+    )]
+    Serve(ServeArgs),
     /// Validate a config: exit 0 with a summary, or 1 listing every problem.
     #[command(
         after_help = "Examples:\n  cutoff check\n  cutoff check --config /etc/cutoff/cutoff.yaml"
@@ -67,6 +74,7 @@ impl ConfigArg {
 /// Runs a parsed command line; the exit code is chosen here.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Explain(args) => explain::run(&args),
     }

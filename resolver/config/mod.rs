@@ -123,6 +123,25 @@ pub struct Blocking {
     pub sinkhole_ipv6: Ipv6Addr,
 }
 
+/// Serving limits and timeouts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Serve {
+    /// Time allowed for each upstream try.
+    pub upstream_timeout: std::time::Duration,
+    /// Queries waiting for upstreams at once.
+    pub max_inflight: usize,
+    /// Answers kept in the cache.
+    pub cache_size: usize,
+    /// Longest time an answer is kept, seconds.
+    pub cache_max_ttl: u32,
+    /// A TCP connection idle this long is closed.
+    pub tcp_idle_timeout: std::time::Duration,
+    /// Open TCP connections.
+    pub tcp_max_connections: usize,
+    /// Queries per TCP connection.
+    pub tcp_max_queries: usize,
+}
+
 /// What clients outside the allowed ranges get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Denied {
@@ -225,6 +244,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// How blocked names are answered.
     pub blocking: Blocking,
+    /// Serving limits and timeouts.
+    pub serve: Serve,
     /// Things that load but look wrong.
     pub warnings: Vec<Problem>,
 }

@@ -34,6 +34,20 @@ pub(crate) struct RawConfig {
     pub(crate) rules: Vec<RawRule>,
     /// `blocking`: how blocked names are answered.
     pub(crate) blocking: RawBlocking,
+    /// `upstream_timeout`: time allowed for each upstream try (`1500ms`, `2s`).
+    pub(crate) upstream_timeout: Option<At<String>>,
+    /// `max_inflight`: queries waiting for upstreams at once.
+    pub(crate) max_inflight: Option<At<i128>>,
+    /// `cache.size`: answers kept; `cache.max_ttl`: longest time one is kept.
+    pub(crate) cache_size: Option<At<i128>>,
+    /// See `cache_size`.
+    pub(crate) cache_max_ttl: Option<At<i128>>,
+    /// `tcp.idle_timeout`, `tcp.max_connections`, `tcp.max_queries`.
+    pub(crate) tcp_idle_timeout: Option<At<String>>,
+    /// See `tcp_idle_timeout`.
+    pub(crate) tcp_max_connections: Option<At<i128>>,
+    /// See `tcp_idle_timeout`.
+    pub(crate) tcp_max_queries: Option<At<i128>>,
     /// Line of the `rules` key, for "no rules" warnings.
     pub(crate) rules_line: Option<u32>,
 }
@@ -118,7 +132,13 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "lists",
     "rules",
     "blocking",
+    "upstream_timeout",
+    "max_inflight",
+    "cache",
+    "tcp",
 ];
+const CACHE_KEYS: &[&str] = &["size", "max_ttl"];
+const TCP_KEYS: &[&str] = &["idle_timeout", "max_connections", "max_queries"];
 const ACCESS_KEYS: &[&str] = &["allow", "deny", "denied"];
 const LIST_KEYS: &[&str] = &["builtin", "path", "category", "match"];
 const RULE_KEYS: &[&str] = &[
@@ -141,6 +161,8 @@ pub(crate) fn all_keys() -> Vec<String> {
     out.extend(LIST_KEYS.iter().map(|k| format!("lists.NAME.{k}")));
     out.extend(RULE_KEYS.iter().map(|k| format!("rules[].{k}")));
     out.extend(BLOCKING_KEYS.iter().map(|k| format!("blocking.{k}")));
+    out.extend(CACHE_KEYS.iter().map(|k| format!("cache.{k}")));
+    out.extend(TCP_KEYS.iter().map(|k| format!("tcp.{k}")));
     out
 }
 
@@ -162,6 +184,21 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
         path: p,
     });
     raw.http = string(r, &f, "http");
+    raw.upstream_timeout = string(r, &f, "upstream_timeout");
+    raw.max_inflight = int(r, &f, "max_inflight", 1, 1_000_000);
+    if let Some((n, p)) = f.get("cache")
+        && let Some(c) = r.fields(n, &p, CACHE_KEYS)
+    {
+        raw.cache_size = int(r, &c, "size", 0, 10_000_000);
+        raw.cache_max_ttl = int(r, &c, "max_ttl", 0, 604_800);
+    }
+    if let Some((n, p)) = f.get("tcp")
+        && let Some(t) = r.fields(n, &p, TCP_KEYS)
+    {
+        raw.tcp_idle_timeout = string(r, &t, "idle_timeout");
+        raw.tcp_max_connections = int(r, &t, "max_connections", 1, 100_000);
+        raw.tcp_max_queries = int(r, &t, "max_queries", 1, 1_000_000);
+    }
     if let Some((n, p)) = f.get("access")
         && let Some(a) = r.fields(n, &p, ACCESS_KEYS)
     {
@@ -262,6 +299,16 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
 fn string(r: &mut Reader, f: &Fields<'_>, key: &str) -> Option<At<String>> {
     let (n, path) = f.get(key)?;
     let value = r.string(n, &path)?;
+    Some(At {
+        value,
+        line: n.line,
+        path,
+    })
+}
+
+fn int(r: &mut Reader, f: &Fields<'_>, key: &str, min: i128, max: i128) -> Option<At<i128>> {
+    let (n, path) = f.get(key)?;
+    let value = r.int(n, &path, min, max)?;
     Some(At {
         value,
         line: n.line,

@@ -136,6 +136,7 @@ pub(crate) fn validate(
         }
     }
     let blocking = blocking(&mut c, &raw);
+    let serve = serve(&mut c, &raw);
 
     let mut warnings = c.warnings;
     warnings.sort_by_key(|p| p.line.unwrap_or(u32::MAX));
@@ -154,6 +155,7 @@ pub(crate) fn validate(
         lists: lists.into_iter().flatten().collect(),
         rules: rules.into_iter().flatten().collect(),
         blocking: blocking?,
+        serve: serve?,
         warnings,
     })
 }
@@ -670,4 +672,58 @@ fn blocking(c: &mut Checker<'_>, raw: &RawConfig) -> Option<Blocking> {
         sinkhole_ipv4: v4?,
         sinkhole_ipv6: v6?,
     })
+}
+
+/// Parses `1500ms`, `2s`, `1m` (or a bare number of seconds).
+pub(crate) fn duration(text: &str) -> Option<std::time::Duration> {
+    let t = text.trim();
+    let (num, unit) = t
+        .find(|ch: char| !ch.is_ascii_digit() && ch != '.')
+        .map_or((t, "s"), |i| (&t[..i], t[i..].trim()));
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs > 0.0 && secs <= 3600.0)
+        .then(|| std::time::Duration::from_secs_f64(secs))
+}
+
+fn serve(c: &mut Checker<'_>, raw: &RawConfig) -> Option<super::Serve> {
+    let mut ok = true;
+    let mut dur = |a: &Option<At<String>>, default_ms: u64| match a {
+        None => std::time::Duration::from_millis(default_ms),
+        Some(a) => duration(&a.value).unwrap_or_else(|| {
+            c.error(
+                a,
+                format!(
+                    "`{}` is not a duration like 1500ms, 2s or 1m (up to 1 hour)",
+                    a.value
+                ),
+            );
+            ok = false;
+            std::time::Duration::from_millis(default_ms)
+        }),
+    };
+    let upstream_timeout = dur(&raw.upstream_timeout, 2000);
+    let tcp_idle_timeout = dur(&raw.tcp_idle_timeout, 10_000);
+    let num = |a: &Option<At<i128>>, default: usize| {
+        a.as_ref()
+            .map_or(default, |a| usize::try_from(a.value).unwrap_or(default))
+    };
+    let s = super::Serve {
+        upstream_timeout,
+        max_inflight: num(&raw.max_inflight, 4096),
+        cache_size: num(&raw.cache_size, 10_000),
+        cache_max_ttl: raw
+            .cache_max_ttl
+            .as_ref()
+            .map_or(86_400, |a| u32::try_from(a.value).unwrap_or(86_400)),
+        tcp_idle_timeout,
+        tcp_max_connections: num(&raw.tcp_max_connections, 256),
+        tcp_max_queries: num(&raw.tcp_max_queries, 100),
+    };
+    ok.then_some(s)
 }

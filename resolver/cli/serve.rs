@@ -1,0 +1,186 @@
+//! `cutoff serve`: answer DNS on the configured addresses until SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::{ConfigArg, print_config_error};
+use crate::config::Upstream;
+use crate::networks;
+use crate::reload::{DRAIN, Overrides, Runtime, State};
+use crate::server::{self, Limits, Listeners};
+
+/// Arguments of `cutoff serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Answer DNS on this address, UDP and TCP (repeatable; replaces `listen`).
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// Forward to this upstream (repeatable; replaces `upstreams`):
+    /// IP[:port], udp://, tcp://, or `system`.
+    #[arg(long, value_name = "URL", value_parser = parse_upstream)]
+    upstream: Vec<Upstream>,
+    /// Log level: error, warn, info, debug or trace (RUST_LOG overrides).
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        default_value = "info",
+        env = "CUTOFF_LOG_LEVEL"
+    )]
+    log_level: String,
+    /// Where `system` upstreams are read from.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/etc/resolv.conf",
+        hide = true
+    )]
+    resolv_conf: PathBuf,
+}
+
+fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    Upstream::parse(s).map_err(|e| e.to_string())
+}
+
+fn init_logging(level: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub(super) fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging(&args.log_level);
+    let overrides = Overrides {
+        listen: args.listen.clone(),
+        upstreams: args.upstream.clone(),
+        http: None,
+    };
+    let config = match State::load_config(args.config.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            print_config_error(&e);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for w in &config.warnings {
+        tracing::warn!("config: {w}");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(config, args, overrides))
+}
+
+async fn serve(
+    config: crate::config::Config,
+    args: &ServeArgs,
+    overrides: Overrides,
+) -> anyhow::Result<ExitCode> {
+    let listeners = match Listeners::bind(&config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                eprintln!(
+                    "  ports below 1024 need root or CAP_NET_BIND_SERVICE (see deploy/systemd/cutoff.service)"
+                );
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let bound = listeners.addrs();
+    let runtime = match Runtime::build(config, &args.resolv_conf) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for addr in &bound {
+        if !networks::is_private(addr.ip()) {
+            tracing::warn!(%addr, "listening on an address that is not loopback or private: only `access.allow` stands between this resolver and the internet");
+        }
+    }
+    let c = &runtime.policy.config;
+    let limits = Limits {
+        inflight: c.serve.max_inflight,
+        tcp_connections: c.serve.tcp_max_connections,
+        tcp_idle: c.serve.tcp_idle_timeout,
+        tcp_queries: c.serve.tcp_max_queries,
+    };
+    let upstreams: Vec<String> = runtime
+        .upstreams
+        .endpoints
+        .iter()
+        .map(|e| e.label())
+        .collect();
+    tracing::info!(
+        listen = ?bound,
+        upstreams = ?upstreams,
+        config = %c.origin,
+        version = %c.version,
+        "serving"
+    );
+    let state = Arc::new(State::new(
+        runtime,
+        args.config.config.clone(),
+        overrides,
+        args.resolv_conf.clone(),
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(signals(state.clone(), stop_tx));
+    server::run(listeners, state, limits, stop_rx, DRAIN).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One behaviour per signal (docs/operations.md): HUP reloads, TERM and INT
+/// stop gracefully.
+async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                // Build off the query path; a failure keeps the running policy.
+                let state = state.clone();
+                let result = tokio::task::spawn_blocking(move || state.reload()).await;
+                match result {
+                    Ok(Ok(version)) => tracing::info!(%version, "reloaded"),
+                    Ok(Err(e)) => {
+                        tracing::error!("reload failed, keeping the running config: {e}");
+                        if let crate::reload::BuildError::Config(crate::config::ConfigError::Invalid { problems, .. }) = &e {
+                            for p in problems {
+                                tracing::error!("  {p}");
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!("reload task failed: {e}"),
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!(
+        "stopping: no new queries, {}s for those in flight",
+        DRAIN.as_secs()
+    );
+    let _ = stop.send(true);
+}

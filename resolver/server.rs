@@ -1,0 +1,251 @@
+//! Listeners: UDP and TCP on every listen address, with the limits that keep
+//! one abusive client from starving the rest.
+//!
+//! Sits at the edge of the query flow: bytes in, [`pipeline`] in the middle,
+//! bytes out. Queries answered locally (blocks, refusals, cache hits) are
+//! answered inside the receive loop; only upstream work is spawned, and the
+//! number of such tasks is capped. TCP has a cap on open connections, an idle
+//! timeout and a cap on queries per connection, so a flood of idle
+//! connections cannot stop UDP or new TCP clients.
+//!
+//! We run our own loops over tokio sockets instead of `hickory_server::Server`,
+//! which has none of these caps: see docs/adr/0001-own-listeners.md.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::pipeline::{self, Protocol, Step};
+use crate::reload::State;
+
+/// Bound sockets, before serving starts.
+#[derive(Debug)]
+pub struct Listeners {
+    /// One UDP socket per listen address.
+    pub udp: Vec<UdpSocket>,
+    /// One TCP listener per listen address.
+    pub tcp: Vec<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds UDP and TCP on every address (port 0 picks one port for both).
+    pub async fn bind(addrs: &[SocketAddr]) -> io::Result<Self> {
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        for addr in addrs {
+            let u = UdpSocket::bind(addr).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on udp {addr}: {e}"))
+            })?;
+            let bound = u.local_addr()?;
+            let t = TcpListener::bind(bound).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on tcp {bound}: {e}"))
+            })?;
+            udp.push(u);
+            tcp.push(t);
+        }
+        Ok(Self { udp, tcp })
+    }
+
+    /// The bound UDP addresses (the TCP ones are the same).
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+}
+
+/// Limits on what clients can hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Queries waiting for an upstream at once (UDP and TCP together).
+    pub inflight: usize,
+    /// Open TCP connections.
+    pub tcp_connections: usize,
+    /// A TCP connection with no complete query for this long is closed.
+    pub tcp_idle: Duration,
+    /// Queries answered on one TCP connection before it is closed.
+    pub tcp_queries: usize,
+}
+
+/// Serves until `shutdown` turns true, then stops accepting and gives
+/// in-flight queries `drain` to finish.
+pub async fn run(
+    listeners: Listeners,
+    state: Arc<State>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) -> io::Result<()> {
+    let inflight = Arc::new(Semaphore::new(limits.inflight));
+    let connections = Arc::new(Semaphore::new(limits.tcp_connections));
+    let mut tasks = JoinSet::new();
+    for socket in listeners.udp {
+        tasks.spawn(udp_loop(
+            Arc::new(socket),
+            state.clone(),
+            inflight.clone(),
+            shutdown.clone(),
+        ));
+    }
+    for listener in listeners.tcp {
+        tasks.spawn(tcp_loop(
+            listener,
+            state.clone(),
+            limits,
+            inflight.clone(),
+            connections.clone(),
+            shutdown.clone(),
+        ));
+    }
+    stopped(&mut shutdown).await;
+    // Loops exit on the signal; give them (and their queries) the grace period.
+    let _ = tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+    tasks.abort_all();
+    Ok(())
+}
+
+async fn udp_loop(
+    socket: Arc<UdpSocket>,
+    state: Arc<State>,
+    inflight: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 65535];
+    let mut pending = JoinSet::new();
+    loop {
+        let (n, src) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on Linux; keep serving.
+                    tracing::debug!(error = %e, "udp receive error");
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        match pipeline::prepare(&state, &buf[..n], src, Protocol::Udp) {
+            Step::Reply(Some(bytes), _) => {
+                let _ = socket.send_to(&bytes, src).await;
+            }
+            Step::Reply(None, _) => {}
+            Step::Forward(p) => {
+                // A full table drops the query: the client retries, and a
+                // pile-up of upstream waits (DNSBomb) stays bounded.
+                let Ok(permit) = inflight.clone().try_acquire_owned() else {
+                    tracing::debug!(%src, "too many queries in flight; dropped");
+                    continue;
+                };
+                let (state, socket) = (state.clone(), socket.clone());
+                pending.spawn(async move {
+                    let (bytes, _) = pipeline::finish(&state, *p).await;
+                    if let Some(bytes) = bytes {
+                        let _ = socket.send_to(&bytes, src).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
+        while pending.try_join_next().is_some() {}
+    }
+    while pending.join_next().await.is_some() {}
+}
+
+async fn tcp_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    limits: Limits,
+    inflight: Arc<Semaphore>,
+    connections: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut open = JoinSet::new();
+    loop {
+        let (stream, src) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "tcp accept error");
+                    // EMFILE and friends: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        // At the cap, close at once: a refused connection costs nothing and
+        // the client can fall back to UDP or retry later.
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(%src, "too many tcp connections; closed");
+            drop(stream);
+            continue;
+        };
+        let (state, inflight, shutdown) = (state.clone(), inflight.clone(), shutdown.clone());
+        open.spawn(async move {
+            let _ = connection(stream, src, &state, limits, &inflight, shutdown).await;
+            drop(permit);
+        });
+        while open.try_join_next().is_some() {}
+    }
+    while open.join_next().await.is_some() {}
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    src: SocketAddr,
+    state: &State,
+    limits: Limits,
+    inflight: &Semaphore,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    for _ in 0..limits.tcp_queries {
+        let mut len = [0u8; 2];
+        // The idle timer covers the whole next message, so a client sending
+        // one byte a second (slowloris) is cut off too.
+        let read = async {
+            stream.read_exact(&mut len).await?;
+            let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            stream.read_exact(&mut msg).await?;
+            Ok::<_, io::Error>(msg)
+        };
+        let msg = tokio::select! {
+            r = tokio::time::timeout(limits.tcp_idle, read) => match r {
+                Ok(Ok(msg)) => msg,
+                Ok(Err(_)) | Err(_) => return Ok(()),
+            },
+            _ = stopped(&mut shutdown) => return Ok(()),
+        };
+        let bytes = match pipeline::prepare(state, &msg, src, Protocol::Tcp) {
+            Step::Reply(bytes, _) => bytes,
+            Step::Forward(p) => {
+                let Ok(_permit) = inflight.try_acquire() else {
+                    return Ok(());
+                };
+                pipeline::finish(state, *p).await.0
+            }
+        };
+        let Some(bytes) = bytes else { continue };
+        let Ok(n) = u16::try_from(bytes.len()) else {
+            continue;
+        };
+        let mut framed = Vec::with_capacity(bytes.len() + 2);
+        framed.extend_from_slice(&n.to_be_bytes());
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).await?;
+    }
+    Ok(())
+}
+
+/// Resolves once shutdown has been asked for (the watch guard is dropped
+/// here, so callers can hold the future across other awaits).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}

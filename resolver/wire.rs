@@ -1,0 +1,191 @@
+//! Byte-level views of DNS messages that the hot path needs without a full
+//! parse: the offsets of every TTL (to age cached answers in place), the OPT
+//! record (to strip it for clients that sent none), and small header edits.
+//!
+//! Sits under `cache` and `pipeline`: a forwarded answer is walked once when
+//! it arrives; serving it again only patches bytes.
+
+/// Offsets into one message, found by [`walk`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// End of the question section.
+    pub question_end: usize,
+    /// Offset of each TTL field outside the OPT record.
+    pub ttls: Vec<u16>,
+    /// Byte range of the OPT record, if any.
+    pub opt: Option<(usize, usize)>,
+}
+
+/// Walks a message's sections. `None` when it is malformed or truncated.
+pub fn walk(msg: &[u8]) -> Option<Layout> {
+    if msg.len() < 12 || msg.len() > usize::from(u16::MAX) {
+        return None;
+    }
+    let count = |i: usize| usize::from(u16::from_be_bytes([msg[i], msg[i + 1]]));
+    let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
+    let mut at = 12;
+    for _ in 0..qd {
+        at = skip_name(msg, at)? + 4;
+    }
+    if at > msg.len() {
+        return None;
+    }
+    let mut layout = Layout {
+        question_end: at,
+        ..Layout::default()
+    };
+    for _ in 0..an + ns + ar {
+        let start = at;
+        at = skip_name(msg, at)?;
+        let fixed = msg.get(at..at + 10)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        let end = at + 10 + rdlen;
+        if end > msg.len() {
+            return None;
+        }
+        if rtype == 41 {
+            layout.opt = Some((start, end));
+        } else {
+            layout.ttls.push(u16::try_from(at + 4).ok()?);
+        }
+        at = end;
+    }
+    Some(layout)
+}
+
+/// Skips a (possibly compressed) name starting at `at`; returns the offset
+/// after it.
+fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(at)?;
+        match len {
+            0 => return Some(at + 1),
+            l if l & 0xc0 == 0xc0 => {
+                msg.get(at + 1)?;
+                return Some(at + 2);
+            }
+            l if l & 0xc0 == 0 => at += 1 + usize::from(l),
+            _ => return None,
+        }
+    }
+}
+
+/// Reads a TTL at `offset`.
+pub fn ttl_at(msg: &[u8], offset: usize) -> u32 {
+    u32::from_be_bytes([
+        msg[offset],
+        msg[offset + 1],
+        msg[offset + 2],
+        msg[offset + 3],
+    ])
+}
+
+/// Writes a TTL at `offset`.
+pub fn set_ttl_at(msg: &mut [u8], offset: usize, ttl: u32) {
+    msg[offset..offset + 4].copy_from_slice(&ttl.to_be_bytes());
+}
+
+/// The message ID.
+pub fn id(msg: &[u8]) -> u16 {
+    u16::from_be_bytes([msg[0], msg[1]])
+}
+
+/// Sets the message ID.
+pub fn set_id(msg: &mut [u8], id: u16) {
+    msg[0..2].copy_from_slice(&id.to_be_bytes());
+}
+
+/// Whether the TC flag is set.
+pub fn truncated(msg: &[u8]) -> bool {
+    msg.len() > 2 && msg[2] & 0x02 != 0
+}
+
+/// The response code in the header (low 4 bits).
+pub fn rcode(msg: &[u8]) -> u8 {
+    if msg.len() > 3 { msg[3] & 0x0f } else { 0 }
+}
+
+/// Removes the OPT record (for a client that sent no EDNS: RFC 6891 forbids
+/// an OPT in the answer). Only done when the OPT is the last record, so no
+/// compression pointer can point past it; otherwise `false`.
+pub fn strip_opt(msg: &mut Vec<u8>, layout: &Layout) -> bool {
+    match layout.opt {
+        Some((start, end)) if end == msg.len() => {
+            msg.truncate(start);
+            let ar = u16::from_be_bytes([msg[10], msg[11]]).saturating_sub(1);
+            msg[10..12].copy_from_slice(&ar.to_be_bytes());
+            true
+        }
+        Some(_) => false,
+        None => true,
+    }
+}
+
+/// A minimal truncated reply built from `msg`: its header with TC=1, its
+/// question, no records; with an OPT advertising 1232 when `edns`.
+pub fn truncate(msg: &[u8], question_end: usize, edns: bool) -> Vec<u8> {
+    let mut out = msg[..question_end].to_vec();
+    out[2] |= 0x02;
+    out[6..12].fill(0);
+    if edns {
+        out.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        out[11] = 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// example.com A? answered with one A record and an OPT, as bytes.
+    fn sample() -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1];
+        m.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4, 192, 0, 2, 1]);
+        m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        m
+    }
+
+    #[test]
+    fn walk_finds_ttls_and_the_opt_record() {
+        let m = sample();
+        let l = walk(&m).unwrap();
+        assert_eq!(l.question_end, 29);
+        assert_eq!(l.ttls, vec![35]);
+        assert_eq!(ttl_at(&m, 35), 300);
+        assert_eq!(l.opt, Some((45, 56)));
+    }
+
+    #[test]
+    fn stripping_the_opt_fixes_the_additional_count() {
+        let mut m = sample();
+        let l = walk(&m).unwrap();
+        assert!(strip_opt(&mut m, &l));
+        assert_eq!(m.len(), 45);
+        assert_eq!(&m[10..12], &[0, 0]);
+        assert!(walk(&m).unwrap().opt.is_none());
+    }
+
+    #[test]
+    fn truncated_reply_keeps_the_question_and_sets_tc() {
+        let m = sample();
+        let t = truncate(&m, 29, true);
+        assert!(truncated(&t));
+        let l = walk(&t).unwrap();
+        assert!(l.ttls.is_empty());
+        assert!(l.opt.is_some());
+        assert_eq!(&t[4..6], &[0, 1]);
+    }
+
+    #[test]
+    fn malformed_messages_are_rejected() {
+        let m = sample();
+        assert!(walk(&m[..40]).is_none());
+        assert!(walk(&[0; 5]).is_none());
+        let mut bad = m.clone();
+        bad[12] = 0x80; // reserved label type
+        assert!(walk(&bad).is_none());
+    }
+}

@@ -1,0 +1,186 @@
+//! Runs the real server in-process on 127.0.0.1:0 and queries it over real
+//! UDP and TCP sockets, from chosen loopback source addresses (127.0.0.2,
+//! 127.0.0.3, ... stand for clients of different networks).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cutoff::reload::{Overrides, Runtime, State};
+use cutoff::server::{self, Limits, Listeners};
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::{Name, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A server running on a test's runtime.
+pub(crate) struct Running {
+    /// Where it answers (UDP and TCP).
+    pub(crate) addr: SocketAddr,
+    /// Its shared state (for reloads).
+    pub(crate) state: Arc<State>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Stops it and waits for it to finish (as SIGTERM does).
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+/// Writes `yaml` (with `{upstream}` replaced) as the config and serves it.
+pub(crate) async fn serve(yaml: &str, upstream: SocketAddr) -> Running {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cutoff.yaml");
+    std::fs::write(&path, yaml.replace("{upstream}", &upstream.to_string())).expect("write config");
+    let config =
+        State::load_config(Some(&path), &Overrides::default()).unwrap_or_else(|e| match e {
+            cutoff::config::ConfigError::Invalid { problems, .. } => panic!("{problems:#?}"),
+            other => panic!("{other}"),
+        });
+    let listeners = Listeners::bind(&["127.0.0.1:0".parse().expect("addr")])
+        .await
+        .expect("bind");
+    let addr = listeners.addrs()[0];
+    let s = &config.serve;
+    let limits = Limits {
+        inflight: s.max_inflight,
+        tcp_connections: s.tcp_max_connections,
+        tcp_idle: s.tcp_idle_timeout,
+        tcp_queries: s.tcp_max_queries,
+    };
+    let runtime =
+        Runtime::build(config, std::path::Path::new("/etc/resolv.conf")).expect("runtime");
+    let state = Arc::new(State::new(
+        runtime,
+        Some(path),
+        Overrides::default(),
+        "/etc/resolv.conf".into(),
+    ));
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(server::run(
+        listeners,
+        state.clone(),
+        limits,
+        rx,
+        Duration::from_secs(2),
+    ));
+    Running {
+        addr,
+        state,
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+/// A query message for `name`/`qtype`, with EDNS (advertising `edns`) or not.
+pub(crate) fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Message {
+    let mut q = Message::query();
+    q.metadata.id = rand_id();
+    q.metadata.recursion_desired = true;
+    q.add_query(Query::query(Name::from_ascii(name).expect("name"), qtype));
+    if let Some(size) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        q.set_edns(e);
+    }
+    q
+}
+
+fn rand_id() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(1000);
+    NEXT.fetch_add(7, Ordering::Relaxed)
+}
+
+/// Sends raw bytes over UDP from `from` and waits up to `wait` for an answer.
+pub(crate) async fn udp_raw(
+    server: SocketAddr,
+    from: &str,
+    bytes: &[u8],
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    let ip: IpAddr = from.parse().expect("ip");
+    let sock = UdpSocket::bind(SocketAddr::new(ip, 0))
+        .await
+        .expect("bind client");
+    sock.send_to(bytes, server).await.expect("send");
+    let mut buf = vec![0u8; 65535];
+    match tokio::time::timeout(wait, sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+/// Sends `q` over UDP from `from`; the parsed answer and its size.
+pub(crate) async fn udp(server: SocketAddr, from: &str, q: &Message) -> (Message, usize) {
+    let bytes = udp_raw(
+        server,
+        from,
+        &q.to_vec().expect("encode"),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("an answer over UDP");
+    let m = Message::from_vec(&bytes).expect("parse answer");
+    assert_eq!(m.metadata.id, q.metadata.id, "answer has the query's ID");
+    (m, bytes.len())
+}
+
+/// Opens a TCP connection from `from`.
+pub(crate) async fn tcp_connect(server: SocketAddr, from: &str) -> TcpStream {
+    let ip: IpAddr = from.parse().expect("ip");
+    let sock = TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::new(ip, 0)).expect("bind");
+    sock.connect(server).await.expect("connect")
+}
+
+/// Sends `q` on an open connection and reads one answer.
+pub(crate) async fn tcp_on(stream: &mut TcpStream, q: &Message) -> Option<Message> {
+    let bytes = q.to_vec().expect("encode");
+    let mut framed = u16::try_from(bytes.len())
+        .expect("len")
+        .to_be_bytes()
+        .to_vec();
+    framed.extend_from_slice(&bytes);
+    stream.write_all(&framed).await.ok()?;
+    let read = async {
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .ok()?
+        .ok()?;
+    Message::from_vec(&buf).ok()
+}
+
+/// Sends `q` over a new TCP connection from `from`.
+pub(crate) async fn tcp(server: SocketAddr, from: &str, q: &Message) -> Message {
+    let mut s = tcp_connect(server, from).await;
+    let m = tcp_on(&mut s, q).await.expect("an answer over TCP");
+    assert_eq!(m.metadata.id, q.metadata.id);
+    m
+}
+
+/// The Extended DNS Error of an answer: (code, text).
+pub(crate) fn ede(m: &Message) -> Option<(u16, String)> {
+    match m.edns.as_ref()?.option(EdnsCode::Unknown(15))? {
+        EdnsOption::Unknown(_, data) if data.len() >= 2 => Some((
+            u16::from_be_bytes([data[0], data[1]]),
+            String::from_utf8_lossy(&data[2..]).into_owned(),
+        )),
+        _ => None,
+    }
+}
