@@ -49,6 +49,22 @@ impl<T> PrefixTable<T> {
         }
     }
 
+    /// Every CIDR in the table.
+    pub fn iter(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.v4
+            .iter()
+            .map(|(n, _)| IpNet::V4(n))
+            .chain(self.v6.iter().map(|(n, _)| IpNet::V6(n)))
+    }
+
+    /// The value of the most specific CIDR containing all of `net`.
+    pub fn lookup_net(&self, net: IpNet) -> Option<(IpNet, &T)> {
+        match net {
+            IpNet::V4(n) => self.v4.get_lpm(&n).map(|(n, v)| (IpNet::V4(n), v)),
+            IpNet::V6(n) => self.v6.get_lpm(&n).map(|(n, v)| (IpNet::V6(n), v)),
+        }
+    }
+
     /// The value of the most specific CIDR holding `ip`, and that CIDR.
     pub fn lookup(&self, ip: IpAddr) -> Option<(IpNet, &T)> {
         match ip.to_canonical() {
@@ -119,6 +135,58 @@ impl Networks {
             Some((net, id)) => (*id, Some(net)),
             None => (self.default, None),
         }
+    }
+}
+
+/// Access and network in one longest-prefix lookup, for the query path.
+///
+/// Every CIDR of the access list and of the networks is one entry holding
+/// both answers for the addresses it covers: whether they are allowed (the
+/// most specific access CIDR containing it) and their network (the most
+/// specific network CIDR containing it). Because CIDRs nest, the most
+/// specific entry holding a client gives the same two answers as two
+/// separate lookups would.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    table: PrefixTable<(bool, NetworkId, Option<IpNet>)>,
+    default: NetworkId,
+}
+
+impl Clients {
+    /// Builds the combined table.
+    pub fn new(access: &AccessList, networks: &Networks) -> Self {
+        let mut table = PrefixTable::default();
+        let prefixes = access
+            .table
+            .iter()
+            .chain(networks.table.iter())
+            .collect::<Vec<IpNet>>();
+        for p in prefixes {
+            let allowed = access.table.lookup_net(p).is_some_and(|(_, a)| *a);
+            let (network, cidr) = match networks.table.lookup_net(p) {
+                Some((net, id)) => (*id, Some(net)),
+                None => (networks.default, None),
+            };
+            table.insert(p, (allowed, network, cidr));
+        }
+        Self {
+            table,
+            default: networks.default,
+        }
+    }
+
+    /// `None` when the client may not use the resolver; else its network
+    /// and the CIDR that put it there (`None` for `default`).
+    pub fn lookup(&self, ip: IpAddr) -> Option<(NetworkId, Option<IpNet>)> {
+        match self.table.lookup(ip) {
+            Some((_, (true, network, cidr))) => Some((*network, *cidr)),
+            _ => None,
+        }
+    }
+
+    /// The default network's id.
+    pub fn default_network(&self) -> NetworkId {
+        self.default
     }
 }
 
@@ -222,5 +290,42 @@ mod tests {
         let acl = AccessList::new(&[net("10.0.0.0/8")], &[net("10.66.0.0/16")]);
         assert!(acl.allows(ip("10.1.1.1")));
         assert!(!acl.allows(ip("10.66.1.1")));
+    }
+}
+
+#[cfg(test)]
+mod combined_tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn one_lookup_answers_access_and_network_like_two() {
+        let acl = AccessList::new(
+            &[net("10.0.0.0/8"), net("192.168.0.0/16")],
+            &[net("10.1.5.0/24")],
+        );
+        let office = [net("10.1.0.0/16")];
+        let outside = [net("8.8.8.0/24")];
+        let lab = [net("10.1.5.128/25")];
+        let nets = Networks::new([(0, &office[..]), (1, &outside[..]), (2, &lab[..])], 3);
+        let c = Clients::new(&acl, &nets);
+        for ip in [
+            "10.1.2.3",
+            "10.1.5.7",
+            "10.1.5.200",
+            "10.2.0.1",
+            "192.168.1.1",
+            "8.8.8.8",
+            "9.9.9.9",
+            "::1",
+            "::ffff:10.1.2.3",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let expected = acl.allows(ip).then(|| nets.lookup(ip));
+            assert_eq!(c.lookup(ip), expected, "{ip}");
+        }
     }
 }

@@ -14,10 +14,13 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use jiff::Timestamp;
 
 use crate::answer;
+use crate::blocklist::Category;
 use crate::cache::{Entry, Key, Lookup};
-use crate::config::Denied;
+use crate::config::{Action, Denied, LogEvents};
 use crate::matcher::NameBuf;
-use crate::policy::{Decision, Verdict};
+use crate::metrics::Dropped;
+use crate::policy::{Decision, Phase, Verdict};
+use crate::querylog::Record;
 use crate::reload::{Runtime, State};
 use crate::wire;
 
@@ -59,24 +62,76 @@ pub enum Path {
     Failed,
 }
 
+/// What happened to one query, for metrics, the client table and the query
+/// log (see [`observe`]).
+#[derive(Debug)]
+pub struct Outcome {
+    /// How it was answered.
+    pub path: Path,
+    /// udp or tcp.
+    pub protocol: Protocol,
+    /// The client.
+    pub client: SocketAddr,
+    /// When it arrived.
+    pub start: Instant,
+    /// The runtime that decided (none for packets dropped before decoding).
+    pub runtime: Option<Arc<Runtime>>,
+    /// The decoded query.
+    pub query: Option<Message>,
+    /// The decision.
+    pub verdict: Option<Verdict>,
+    /// The client's network.
+    pub network: Option<usize>,
+    /// The rule and its phase.
+    pub rule: Option<(usize, Phase)>,
+    /// The list, category and entry a rule matched (or, without a rule, the
+    /// first entry that covered the name).
+    pub matched: Option<(usize, Option<Category>, Box<[u8]>)>,
+    /// The upstream that answered.
+    pub upstream: Option<usize>,
+}
+
+impl Outcome {
+    fn new(protocol: Protocol, client: SocketAddr, start: Instant) -> Self {
+        Self {
+            path: Path::Dropped,
+            protocol,
+            client,
+            start,
+            runtime: None,
+            query: None,
+            verdict: None,
+            network: None,
+            rule: None,
+            matched: None,
+            upstream: None,
+        }
+    }
+
+    fn decided(&mut self, d: &Decision<'_>) {
+        self.verdict = Some(d.verdict);
+        self.network = d.network;
+        self.rule = d.rule;
+        self.matched = d.matched.map(|m| (m.list, m.category, m.entry.into()));
+    }
+}
+
 /// A query waiting for its upstream answer.
 #[derive(Debug)]
 pub struct Pending {
     runtime: Arc<Runtime>,
-    query: Message,
     packet: Vec<u8>,
-    client: IpAddr,
-    protocol: Protocol,
     key: Key,
+    outcome: Outcome,
 }
 
 /// What [`prepare`] decided.
 #[derive(Debug)]
 pub enum Step {
     /// The answer (or `None`: send nothing).
-    Reply(Option<Vec<u8>>, Path),
+    Reply(Option<Vec<u8>>, Outcome),
     /// Forward; call [`finish`].
-    Forward(Box<Pending>),
+    Forward(Pending),
 }
 
 /// The largest answer the client can take over `protocol` (RFC 6891; never
@@ -91,30 +146,34 @@ fn limit(query: &Message, protocol: Protocol) -> usize {
 
 /// Everything up to the upstream: decode, refuse, decide, block, cache.
 pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol) -> Step {
+    let mut out = Outcome::new(protocol, src, Instant::now());
     // QR=1 is an answer, never a question: replying could start a packet
     // loop between two servers (RUSTSEC-2023-0041). Too short: not DNS.
     if packet.len() < 12 || packet[2] & 0x80 != 0 {
-        return Step::Reply(None, Path::Dropped);
+        return Step::Reply(None, out);
     }
     let id = wire::id(packet);
     let op = OpCode::from_u8((packet[2] >> 3) & 0x0f);
     let query = match Message::from_vec(packet) {
         Ok(q) if q.metadata.message_type == MessageType::Query => q,
-        Ok(_) => return Step::Reply(None, Path::Dropped),
+        Ok(_) => return Step::Reply(None, out),
         Err(_) => {
+            out.path = Path::Local;
             return Step::Reply(
                 Some(answer::header_only(id, op, ResponseCode::FormErr)),
-                Path::Local,
+                out,
             );
         }
     };
     let max = limit(&query, protocol);
-    let reply = |m: &Message, path| Step::Reply(Some(answer::encode(m, max)), path);
+    out.path = Path::Local;
     if query.metadata.op_code != OpCode::Query {
-        return reply(&answer::error(&query, ResponseCode::NotImp), Path::Local);
+        let bytes = answer::encode(&answer::error(&query, ResponseCode::NotImp), max);
+        return Step::Reply(Some(bytes), out);
     }
     let [question] = query.queries.as_slice() else {
-        return reply(&answer::error(&query, ResponseCode::FormErr), Path::Local);
+        let bytes = answer::encode(&answer::error(&query, ResponseCode::FormErr), max);
+        return Step::Reply(Some(bytes), out);
     };
     let client = src.ip().to_canonical();
     // One lock-free load: this query uses this runtime to the end, even if a
@@ -125,69 +184,84 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
     let name = NameBuf::from_labels(question.name().iter());
     let name = name.as_ref().map_or(&b""[..], NameBuf::as_bytes);
     // The decision comes before any upstream I/O: a blocked name never leaves the box.
-    let now = Timestamp::now();
-    let decision = runtime.policy.decide(client, name, now);
-    match decision.verdict {
+    let decision = runtime.policy.decide(client, name, Timestamp::now());
+    out.decided(&decision);
+    let reply = match decision.verdict {
         Verdict::Refuse => {
-            return match runtime.policy.config.access.denied {
-                Denied::Drop => Step::Reply(None, Path::Refused),
-                Denied::Refuse => reply(&answer::refused(&query), Path::Refused),
-            };
+            out.path = Path::Refused;
+            match runtime.policy.config.access.denied {
+                Denied::Drop => None,
+                Denied::Refuse => Some(answer::encode(&answer::refused(&query), max)),
+            }
         }
-        Verdict::Block => return reply(&blocked(&runtime, &query, &decision, None), Path::Blocked),
-        Verdict::Allow | Verdict::Log => {}
-    }
-    // ANY is answered here and never forwarded (RFC 8482; amplification).
-    if question.query_type() == RecordType::ANY {
-        return reply(
-            &answer::any(&query, runtime.policy.config.blocking.ttl),
-            Path::Local,
-        );
-    }
-    let key = Key {
-        name: name.into(),
-        qtype: u16::from(question.query_type()),
-        qclass: u16::from(question.query_class()),
-        flags: flags(&query),
+        Verdict::Block => {
+            out.path = Path::Blocked;
+            Some(answer::encode(
+                &blocked(&runtime, &query, &decision, None),
+                max,
+            ))
+        }
+        // ANY is answered here and never forwarded (RFC 8482; amplification).
+        Verdict::Allow | Verdict::Log if question.query_type() == RecordType::ANY => {
+            Some(answer::encode(
+                &answer::any(&query, runtime.policy.config.blocking.ttl),
+                max,
+            ))
+        }
+        Verdict::Allow | Verdict::Log => {
+            let key = Key {
+                name: name.into(),
+                qtype: u16::from(question.query_type()),
+                qclass: u16::from(question.query_class()),
+                flags: flags(&query),
+            };
+            if let Lookup::Hit(entry) = state.cache.get(&key, Instant::now()) {
+                out.path = Path::Cached;
+                out.upstream = Some(entry.upstream);
+                let bytes = respond(&runtime, &query, packet, client, &entry, protocol, &mut out);
+                out.runtime = Some(runtime);
+                out.query = Some(query);
+                return Step::Reply(Some(bytes), out);
+            }
+            out.runtime = Some(runtime.clone());
+            out.query = Some(query);
+            return Step::Forward(Pending {
+                runtime,
+                packet: packet.to_vec(),
+                key,
+                outcome: out,
+            });
+        }
     };
-    if let Lookup::Hit(entry) = state.cache.get(&key, Instant::now()) {
-        let (bytes, path) = respond(
-            &runtime,
-            &query,
-            packet,
-            client,
-            &entry,
-            protocol,
-            Path::Cached,
-        );
-        return Step::Reply(Some(bytes), path);
-    }
-    Step::Forward(Box::new(Pending {
-        runtime,
-        query,
-        packet: packet.to_vec(),
-        client,
-        protocol,
-        key,
-    }))
+    out.runtime = Some(runtime);
+    out.query = Some(query);
+    Step::Reply(reply, out)
 }
 
 /// Forwards a cache miss (shared with identical misses in flight) and
 /// answers from what comes back.
-pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Path) {
-    let Some(upstream_query) = upstream_query(&p.query) else {
-        let m = answer::error(&p.query, ResponseCode::ServFail);
-        return (
-            Some(answer::encode(&m, limit(&p.query, p.protocol))),
-            Path::Local,
-        );
+pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
+    let Pending {
+        runtime,
+        packet,
+        key,
+        mut outcome,
+    } = p;
+    let Some(query) = outcome.query.take() else {
+        return (None, outcome);
     };
-    let max_ttl = p.runtime.policy.config.serve.cache_max_ttl;
-    let upstreams = &p.runtime.upstreams;
+    let max = limit(&query, outcome.protocol);
+    let Some(upstream_query) = upstream_query(&query) else {
+        outcome.query = Some(query);
+        return (None, outcome);
+    };
+    let max_ttl = runtime.policy.config.serve.cache_max_ttl;
+    let upstreams = &runtime.upstreams;
+    let handles = &runtime.counters.upstream;
     let entry = state
         .cache
-        .fetch(&p.key, || async {
-            match upstreams.forward(&upstream_query).await {
+        .fetch(&key, || async {
+            match upstreams.forward(&upstream_query, handles).await {
                 Ok(a) => Entry::new(a.bytes, a.endpoint, max_ttl),
                 Err(e) => {
                     tracing::debug!(error = %e, "forwarding failed");
@@ -196,23 +270,103 @@ pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Path) {
             }
         })
         .await;
-    let Some(entry) = entry else {
-        let m = answer::unreachable(&p.query, "no upstream answered in time");
-        return (
-            Some(answer::encode(&m, limit(&p.query, p.protocol))),
-            Path::Failed,
-        );
+    let bytes = match entry {
+        Some(entry) => {
+            outcome.path = Path::Forwarded;
+            outcome.upstream = Some(entry.upstream);
+            let client = outcome.client.ip().to_canonical();
+            let protocol = outcome.protocol;
+            respond(
+                &runtime,
+                &query,
+                &packet,
+                client,
+                &entry,
+                protocol,
+                &mut outcome,
+            )
+        }
+        None => {
+            outcome.path = Path::Failed;
+            answer::encode(
+                &answer::unreachable(&query, "no upstream answered in time"),
+                max,
+            )
+        }
     };
-    let (bytes, path) = respond(
-        &p.runtime,
-        &p.query,
-        &p.packet,
-        p.client,
-        &entry,
-        p.protocol,
-        Path::Forwarded,
-    );
-    (Some(bytes), path)
+    outcome.query = Some(query);
+    (Some(bytes), outcome)
+}
+
+/// After the reply is sent: metrics, then the client table, then the query
+/// log. Nothing here can delay the answer: it has already gone.
+pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
+    let m = &state.metrics;
+    if let Some(bytes) = reply {
+        m.rcode(wire::rcode(bytes));
+    }
+    match (&out.path, reply) {
+        (Path::Dropped, _) => m.dropped(Dropped::QrSet),
+        (Path::Refused, None) => m.dropped(Dropped::Access),
+        (Path::Cached, _) => m.cache_hits.increment(1),
+        (Path::Forwarded | Path::Failed, _) => m.cache_misses.increment(1),
+        _ => {}
+    }
+    let elapsed = out.start.elapsed();
+    m.duration(&out.path, elapsed.as_secs_f64());
+    let (Some(runtime), Some(verdict)) = (&out.runtime, out.verdict) else {
+        return;
+    };
+    let counters = &runtime.counters;
+    counters.query(out.network, verdict, out.protocol);
+    let now = Timestamp::now();
+    if let (Some(net), Some((list, category, _))) = (out.network, &out.matched) {
+        if let Some((rule, _)) = out.rule {
+            let action = match verdict {
+                Verdict::Block => Action::Block,
+                Verdict::Log => Action::Log,
+                _ => Action::Allow,
+            };
+            counters.matched(net, rule, *list, *category, action);
+        }
+        state.clients.record(
+            &runtime.network_names[net],
+            out.client.ip().to_canonical(),
+            *category,
+            verdict,
+            now,
+        );
+    }
+    let Some(log) = &state.query_log else {
+        return;
+    };
+    if runtime.policy.config.query_log.events == LogEvents::Matched
+        && !matches!(verdict, Verdict::Log | Verdict::Block)
+    {
+        return;
+    }
+    let Some(query) = out.query else {
+        return;
+    };
+    let Some(question) = query.queries.into_iter().next() else {
+        return;
+    };
+    log.send(Record {
+        time: now,
+        runtime: runtime.clone(),
+        client: out.client,
+        protocol: out.protocol,
+        qtype: question.query_type(),
+        qname: question.name().clone(),
+        verdict,
+        network: out.network,
+        rule: out.rule,
+        matched: out.matched,
+        rcode: reply.map(wire::rcode),
+        duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        upstream: out.upstream,
+        cached: out.path == Path::Cached,
+    });
 }
 
 /// DO and CD change what an upstream returns, so they are part of the key.
@@ -254,16 +408,22 @@ fn respond(
     client: IpAddr,
     entry: &Entry,
     protocol: Protocol,
-    path: Path,
-) -> (Vec<u8>, Path) {
+    out: &mut Outcome,
+) -> Vec<u8> {
     let max = limit(query, protocol);
     let now = Timestamp::now();
     for target in &entry.targets {
         let d = runtime.policy.decide(client, target, now);
+        if d.verdict == Verdict::Block
+            || (d.verdict == Verdict::Log && out.verdict == Some(Verdict::Allow))
+        {
+            out.decided(&d);
+        }
         if d.verdict == Verdict::Block {
             let name = String::from_utf8_lossy(target);
             let m = blocked(runtime, query, &d, Some(&name));
-            return (answer::encode(&m, max), Path::Blocked);
+            out.path = Path::Blocked;
+            return answer::encode(&m, max);
         }
     }
     let question = wire::walk(packet)
@@ -279,7 +439,7 @@ fn respond(
         let layout_end = wire::walk(&bytes).map_or(12, |l| l.question_end);
         bytes = wire::truncate(&bytes, layout_end, query.edns.is_some());
     }
-    (bytes, path)
+    bytes
 }
 
 /// The blocked answer, its EDE naming the rule and list (and the CNAME

@@ -28,7 +28,7 @@ use jiff::Timestamp;
 use crate::blocklist::Category;
 use crate::config::{Action, Config, Rule};
 use crate::matcher::Coverage;
-use crate::networks::{AccessList, NetworkId, Networks};
+use crate::networks::{AccessList, Clients, NetworkId, Networks};
 
 /// What happens to a query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -141,8 +141,7 @@ struct Plan {
 pub struct Snapshot {
     /// The validated config it was built from.
     pub config: Arc<Config>,
-    access: AccessList,
-    networks: Networks,
+    clients: Clients,
     plans: Vec<Plan>,
 }
 
@@ -175,9 +174,9 @@ impl Snapshot {
                 plan
             })
             .collect();
+        let access = AccessList::new(&config.access.allow, &config.access.deny);
         Self {
-            access: AccessList::new(&config.access.allow, &config.access.deny),
-            networks,
+            clients: Clients::new(&access, &networks),
             plans,
             config: Arc::new(config),
         }
@@ -186,7 +185,7 @@ impl Snapshot {
     /// The decision for `client` asking for `name` at `now`. `name` must be
     /// normalised (lowercase, no trailing dot: see `matcher::NameBuf`).
     pub fn decide<'q>(&self, client: IpAddr, name: &'q [u8], now: Timestamp) -> Decision<'q> {
-        if !self.access.allows(client) {
+        let Some((network, cidr)) = self.clients.lookup(client) else {
             return Decision {
                 verdict: Verdict::Refuse,
                 network: None,
@@ -194,8 +193,7 @@ impl Snapshot {
                 rule: None,
                 matched: None,
             };
-        }
-        let (network, cidr) = self.networks.lookup(client);
+        };
         let mut best: Option<(Action, usize, Phase, ListMatch<'q>)> = None;
         let mut first: Option<ListMatch<'q>> = None;
         for (list, rules) in &self.plans[network].by_list {

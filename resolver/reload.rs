@@ -6,13 +6,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 use crate::cache::Cache;
+use crate::clients::ClientTable;
 use crate::config::{self, Config, ConfigError};
+use crate::metrics::{Counters, Metrics};
 use crate::policy::Snapshot;
+use crate::querylog::QueryLog;
 use crate::upstream::{SetupError, Upstreams};
 
 /// Everything a query needs that a reload may change.
@@ -22,6 +26,10 @@ pub struct Runtime {
     pub policy: Snapshot,
     /// Where allowed queries go.
     pub upstreams: Upstreams,
+    /// Metric handles for this config's label values.
+    pub counters: Counters,
+    /// Network names, shared with the client table.
+    pub network_names: Vec<Arc<str>>,
 }
 
 /// Command-line values that override the config file on every (re)load.
@@ -33,6 +41,8 @@ pub struct Overrides {
     pub upstreams: Vec<config::Upstream>,
     /// `--http`.
     pub http: Option<std::net::SocketAddr>,
+    /// `--query-log`.
+    pub query_log: Option<String>,
 }
 
 impl Overrides {
@@ -46,6 +56,9 @@ impl Overrides {
         }
         if let Some(h) = self.http {
             c.http = h;
+        }
+        if let Some(p) = &self.query_log {
+            c.query_log.path = Some(p.clone());
         }
         c
     }
@@ -63,17 +76,32 @@ pub enum BuildError {
 }
 
 impl Runtime {
-    /// Builds a runtime from a validated config.
-    pub fn build(config: Config, resolv_conf: &Path) -> Result<Self, SetupError> {
+    /// Builds a runtime from a validated config, registering its metric
+    /// series (at zero) in `metrics`.
+    pub fn build(
+        config: Config,
+        resolv_conf: &Path,
+        metrics: &Metrics,
+    ) -> Result<Self, SetupError> {
         let upstreams = Upstreams::new(
             &config.upstreams,
             config.serve.upstream_timeout,
             &config.listen,
             resolv_conf,
         )?;
+        let labels: Vec<String> = upstreams.endpoints.iter().map(|e| e.label()).collect();
+        let counters = metrics.counters(&config, &labels);
+        counters.refresh_enforcing(&config, jiff::Timestamp::now());
+        let network_names = config
+            .networks
+            .iter()
+            .map(|n| Arc::from(n.name.as_str()))
+            .collect();
         Ok(Self {
             policy: Snapshot::new(config),
             upstreams,
+            counters,
+            network_names,
         })
     }
 }
@@ -91,6 +119,14 @@ pub struct State {
     pub overrides: Overrides,
     /// Where `system` upstreams come from.
     pub resolv_conf: PathBuf,
+    /// The metrics recorder and its fixed handles.
+    pub metrics: Arc<Metrics>,
+    /// The query log, when one is configured.
+    pub query_log: Option<QueryLog>,
+    /// Clients that asked for listed names.
+    pub clients: ClientTable,
+    /// Set once the listeners are bound (for `/readyz`).
+    pub ready: AtomicBool,
 }
 
 impl State {
@@ -109,32 +145,83 @@ impl State {
         config_path: Option<PathBuf>,
         overrides: Overrides,
         resolv_conf: PathBuf,
+        metrics: Arc<Metrics>,
+        query_log: Option<QueryLog>,
     ) -> Self {
         let cache = Cache::new(runtime.policy.config.serve.cache_size);
+        metrics.last_success.set(now_seconds());
         Self {
             current: ArcSwap::from_pointee(runtime),
             cache,
             config_path,
             overrides,
             resolv_conf,
+            metrics,
+            query_log,
+            clients: ClientTable::new(crate::clients::DEFAULT_CAP),
+            ready: AtomicBool::new(false),
         }
     }
 
+    /// Updates the gauges that change with time rather than with queries:
+    /// rule phases, distinct clients, cache size. Called every few seconds.
+    pub fn tick(&self) {
+        let runtime = self.current.load();
+        let now = jiff::Timestamp::now();
+        runtime
+            .counters
+            .refresh_enforcing(&runtime.policy.config, now);
+        let day_ago = now - jiff::SignedDuration::from_hours(24);
+        let seen = self.clients.distinct_since(day_ago);
+        for (name, gauge) in runtime.network_names.iter().zip(&runtime.counters.clients) {
+            gauge.set(seen.get(name).copied().unwrap_or(0) as f64);
+        }
+        self.metrics.cache_entries.set(self.cache.len() as f64);
+        self.metrics.upkeep();
+    }
+
     /// Reloads: on success the new runtime is in force and its config
-    /// version is returned; on failure the running one stays.
+    /// version is returned; on failure the running one stays. Counted in
+    /// `cutoff_config_reloads_total`.
     pub fn reload(&self) -> Result<String, BuildError> {
+        let result = self.try_reload();
+        match &result {
+            Ok(_) => {
+                self.metrics.reload_success.increment(1);
+                self.metrics.last_success.set(now_seconds());
+            }
+            Err(_) => self.metrics.reload_failure.increment(1),
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<String, BuildError> {
         let config = Self::load_config(self.config_path.as_deref(), &self.overrides)?;
-        let old = self.current.load();
+        let old = self.current.load_full();
         if config.listen != old.policy.config.listen {
             tracing::warn!(
                 "`listen` changed: listeners change only on restart; the new addresses are ignored until then"
             );
         }
-        let runtime = Runtime::build(config, &self.resolv_conf)?;
+        if config.query_log.path != old.policy.config.query_log.path {
+            tracing::warn!(
+                "`query_log.path` changed: it applies from the next restart; `events` and `client` apply now"
+            );
+        }
+        let runtime = Runtime::build(config, &self.resolv_conf, &self.metrics)?;
         let version = runtime.policy.config.version.clone();
+        if version != old.policy.config.version {
+            self.metrics.retire(&old.policy.config.version);
+        }
         self.current.store(Arc::new(runtime));
         Ok(version)
     }
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// How long `serve` waits for in-flight queries after SIGTERM.

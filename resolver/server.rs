@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::metrics::Dropped;
 use crate::pipeline::{self, Protocol, Step};
 use crate::reload::State;
 
@@ -132,24 +133,27 @@ async fn udp_loop(
             _ = stopped(&mut shutdown) => break,
         };
         match pipeline::prepare(&state, &buf[..n], src, Protocol::Udp) {
-            Step::Reply(Some(bytes), _) => {
-                let _ = socket.send_to(&bytes, src).await;
+            Step::Reply(bytes, outcome) => {
+                if let Some(b) = &bytes {
+                    let _ = socket.send_to(b, src).await;
+                }
+                pipeline::observe(&state, bytes.as_deref(), outcome);
             }
-            Step::Reply(None, _) => {}
             Step::Forward(p) => {
                 // A full table drops the query: the client retries, and a
                 // pile-up of upstream waits (DNSBomb) stays bounded.
                 let Ok(permit) = inflight.clone().try_acquire_owned() else {
-                    tracing::debug!(%src, "too many queries in flight; dropped");
+                    state.metrics.dropped(Dropped::InflightFull);
                     continue;
                 };
                 let (state, socket) = (state.clone(), socket.clone());
                 pending.spawn(async move {
-                    let (bytes, _) = pipeline::finish(&state, *p).await;
-                    if let Some(bytes) = bytes {
-                        let _ = socket.send_to(&bytes, src).await;
+                    let (bytes, outcome) = pipeline::finish(&state, p).await;
+                    if let Some(b) = &bytes {
+                        let _ = socket.send_to(b, src).await;
                     }
                     drop(permit);
+                    pipeline::observe(&state, bytes.as_deref(), outcome);
                 });
             }
         }
@@ -183,13 +187,15 @@ async fn tcp_loop(
         // At the cap, close at once: a refused connection costs nothing and
         // the client can fall back to UDP or retry later.
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::debug!(%src, "too many tcp connections; closed");
+            state.metrics.dropped(Dropped::TcpConnections);
             drop(stream);
             continue;
         };
         let (state, inflight, shutdown) = (state.clone(), inflight.clone(), shutdown.clone());
+        state.metrics.tcp_connections.increment(1.0);
         open.spawn(async move {
             let _ = connection(stream, src, &state, limits, &inflight, shutdown).await;
+            state.metrics.tcp_connections.decrement(1.0);
             drop(permit);
         });
         while open.try_join_next().is_some() {}
@@ -223,23 +229,25 @@ async fn connection(
             },
             _ = stopped(&mut shutdown) => return Ok(()),
         };
-        let bytes = match pipeline::prepare(state, &msg, src, Protocol::Tcp) {
-            Step::Reply(bytes, _) => bytes,
+        let (bytes, outcome) = match pipeline::prepare(state, &msg, src, Protocol::Tcp) {
+            Step::Reply(bytes, outcome) => (bytes, outcome),
             Step::Forward(p) => {
                 let Ok(_permit) = inflight.try_acquire() else {
+                    state.metrics.dropped(Dropped::InflightFull);
                     return Ok(());
                 };
-                pipeline::finish(state, *p).await.0
+                pipeline::finish(state, p).await
             }
         };
-        let Some(bytes) = bytes else { continue };
-        let Ok(n) = u16::try_from(bytes.len()) else {
-            continue;
-        };
-        let mut framed = Vec::with_capacity(bytes.len() + 2);
-        framed.extend_from_slice(&n.to_be_bytes());
-        framed.extend_from_slice(&bytes);
-        stream.write_all(&framed).await?;
+        if let Some(b) = &bytes
+            && let Ok(n) = u16::try_from(b.len())
+        {
+            let mut framed = Vec::with_capacity(b.len() + 2);
+            framed.extend_from_slice(&n.to_be_bytes());
+            framed.extend_from_slice(b);
+            stream.write_all(&framed).await?;
+        }
+        pipeline::observe(state, bytes.as_deref(), outcome);
     }
     Ok(())
 }

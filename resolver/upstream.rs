@@ -19,6 +19,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::Upstream;
+use crate::metrics::UpstreamHandles;
 use crate::wire;
 
 /// Why forwarding failed.
@@ -128,10 +129,15 @@ impl Upstreams {
 
     /// Sends `query` (wire bytes; its ID is replaced with a random one) to
     /// each upstream in turn until one answers.
-    pub async fn forward(&self, query: &[u8]) -> Result<Answer, ForwardError> {
+    pub async fn forward(
+        &self,
+        query: &[u8],
+        metrics: &[UpstreamHandles],
+    ) -> Result<Answer, ForwardError> {
         let mut last = String::from("no upstreams");
         for (i, endpoint) in self.endpoints.iter().enumerate() {
-            let deadline = Instant::now() + self.timeout;
+            let started = Instant::now();
+            let deadline = started + self.timeout;
             let result = match endpoint {
                 Endpoint::Plain(addr) => match exchange_udp(*addr, query, deadline).await {
                     Ok(bytes) if wire::truncated(&bytes) => {
@@ -141,9 +147,19 @@ impl Upstreams {
                 },
                 Endpoint::Tcp(addr) => exchange_tcp(*addr, query, deadline).await,
             };
+            let handles = metrics.get(i);
             match result {
-                Ok(bytes) => return Ok(Answer { bytes, endpoint: i }),
+                Ok(bytes) => {
+                    if let Some(h) = handles {
+                        h.ok.increment(1);
+                        h.duration.record(started.elapsed().as_secs_f64());
+                    }
+                    return Ok(Answer { bytes, endpoint: i });
+                }
                 Err(e) => {
+                    if let Some(h) = handles {
+                        h.error.increment(1);
+                    }
                     tracing::debug!(upstream = %endpoint.label(), error = %e, "upstream try failed");
                     last = format!("{}: {e}", endpoint.label());
                 }
@@ -218,7 +234,9 @@ async fn exchange_udp(addr: SocketAddr, query: &[u8], deadline: Instant) -> io::
     socket.connect(addr).await?;
     let (q, id) = with_random_id(query);
     socket.send(&q).await?;
-    let mut buf = vec![0u8; 65535];
+    // We advertise 1232 bytes upstream; 4096 leaves room for upstreams that
+    // ignore it without holding 64 KiB per query in flight.
+    let mut buf = vec![0u8; 4096];
     loop {
         let n = timeout_at(deadline, socket.recv(&mut buf))
             .await

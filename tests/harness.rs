@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cutoff::metrics::Metrics;
+use cutoff::querylog::{QueryLog, Target};
 use cutoff::reload::{Overrides, Runtime, State};
 use cutoff::server::{self, Limits, Listeners};
 use hickory_proto::op::{Edns, Message, Query};
@@ -22,6 +24,8 @@ pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
     /// Its shared state (for reloads).
     pub(crate) state: Arc<State>,
+    /// The admin endpoint.
+    pub(crate) http: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
@@ -56,15 +60,30 @@ pub(crate) async fn serve(yaml: &str, upstream: SocketAddr) -> Running {
         tcp_idle: s.tcp_idle_timeout,
         tcp_queries: s.tcp_max_queries,
     };
-    let runtime =
-        Runtime::build(config, std::path::Path::new("/etc/resolv.conf")).expect("runtime");
+    let metrics = Arc::new(Metrics::new());
+    let query_log = config.query_log.path.as_ref().map(|p| {
+        QueryLog::start(Target::parse(p), config.query_log.queue, metrics.clone())
+            .expect("query log")
+    });
+    let runtime = Runtime::build(config, std::path::Path::new("/etc/resolv.conf"), &metrics)
+        .expect("runtime");
     let state = Arc::new(State::new(
         runtime,
         Some(path),
         Overrides::default(),
         "/etc/resolv.conf".into(),
+        metrics,
+        query_log,
     ));
+    state
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let (stop, rx) = watch::channel(false);
+    let admin = cutoff::http::bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind http");
+    let http = admin.local_addr().expect("http addr");
+    tokio::spawn(cutoff::http::run(admin, state.clone(), rx.clone()));
     let task = tokio::spawn(server::run(
         listeners,
         state.clone(),
@@ -75,6 +94,7 @@ pub(crate) async fn serve(yaml: &str, upstream: SocketAddr) -> Running {
     Running {
         addr,
         state,
+        http,
         stop,
         task,
         _dir: dir,
@@ -183,4 +203,100 @@ pub(crate) fn ede(m: &Message) -> Option<(u16, String)> {
         )),
         _ => None,
     }
+}
+
+/// A plain HTTP/1.1 request to the admin endpoint: (status, body).
+pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("connect http");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("http timeout")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("http response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    (status, body.to_owned())
+}
+
+/// One sample of the Prometheus text format.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Sample {
+    /// Metric name (with `_bucket`/`_sum`/`_count` for histograms).
+    pub(crate) name: String,
+    /// Labels, sorted by name.
+    pub(crate) labels: Vec<(String, String)>,
+    /// The value.
+    pub(crate) value: f64,
+}
+
+/// Parses the exposition format (comments skipped); panics on a malformed line.
+pub(crate) fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample line");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.strip_suffix('}').expect("closing brace")),
+            None => (series, ""),
+        };
+        let mut ls = Vec::new();
+        let mut rest = labels;
+        while !rest.is_empty() {
+            let (k, after) = rest.split_once("=\"").expect("label");
+            let mut v = String::new();
+            let mut end = after.len();
+            let mut chars = after.char_indices();
+            while let Some((i, ch)) = chars.next() {
+                match ch {
+                    '\\' => {
+                        if let Some((_, e)) = chars.next() {
+                            v.push(if e == 'n' { '\n' } else { e });
+                        }
+                    }
+                    '"' => {
+                        end = i;
+                        break;
+                    }
+                    c => v.push(c),
+                }
+            }
+            ls.push((k.to_owned(), v));
+            rest = after[end + 1..].trim_start_matches(',');
+        }
+        ls.sort();
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().expect("value"),
+        };
+        out.push(Sample {
+            name: name.to_owned(),
+            labels: ls,
+            value,
+        });
+    }
+    out
+}
+
+/// The value of the sample with this name and exactly these labels.
+pub(crate) fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut want: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    want.sort();
+    samples
+        .iter()
+        .find(|s| s.name == name && s.labels == want)
+        .map(|s| s.value)
 }

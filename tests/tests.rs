@@ -13,6 +13,8 @@ mod fakeup;
 mod fakeup_selftest;
 /// Runs the server in-process and queries it over real sockets.
 mod harness;
+/// Metrics, the query log, the client table and the admin endpoint.
+mod observability;
 /// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.
 mod serve;
 /// Shared helpers: temp configs, running the binary.

@@ -6,6 +6,7 @@
 
 mod check;
 mod explain;
+mod report;
 mod serve;
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 pub use check::{CheckArgs, summary};
 pub use explain::{ExplainArgs, Explanation, explanation};
+pub use report::{Format, ReportArgs, aggregate, parse_since, render};
 pub use serve::ServeArgs;
 
 use crate::config::{self, Config, ConfigError};
@@ -51,6 +53,11 @@ pub enum Command {
         after_help = "Examples:\n  cutoff explain --client 10.1.2.3 s05.upd.kaspersky.com\n  cutoff explain --client 10.1.2.3 --at 2024-09-28T12:00:00-04:00 dnl-01.geo.kaspersky.com\n  cutoff explain --config office.yaml --client 192.168.1.20 --json ksn-file-geo.kaspersky-labs.com"
     )]
     Explain(ExplainArgs),
+    /// List, per network, the clients that asked for Kaspersky names: the machines to clean up.
+    #[command(
+        after_help = "Examples:\n  cutoff report --log /var/log/cutoff/queries.jsonl\n  cutoff report --log queries.jsonl --since 7d --format csv > remediation.csv\n  cutoff report --url http://127.0.0.1:9153 --since 24h --format json"
+    )]
+    Report(ReportArgs),
 }
 
 /// `--config`, shared by every command.
@@ -76,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Explain(args) => explain::run(&args),
     }
 }

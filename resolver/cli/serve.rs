@@ -9,7 +9,9 @@ use tokio::sync::watch;
 
 use super::{ConfigArg, print_config_error};
 use crate::config::Upstream;
+use crate::metrics::Metrics;
 use crate::networks;
+use crate::querylog::{QueryLog, Target};
 use crate::reload::{DRAIN, Overrides, Runtime, State};
 use crate::server::{self, Limits, Listeners};
 
@@ -25,6 +27,12 @@ pub struct ServeArgs {
     /// IP[:port], udp://, tcp://, or `system`.
     #[arg(long, value_name = "URL", value_parser = parse_upstream)]
     upstream: Vec<Upstream>,
+    /// Serve /metrics, /healthz, /readyz and /api/v1/clients here (replaces `http`).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Write the JSON query log to this file, or `-` for stdout (replaces `query_log.path`).
+    #[arg(long, value_name = "PATH|-")]
+    query_log: Option<String>,
     /// Log level: error, warn, info, debug or trace (RUST_LOG overrides).
     #[arg(
         long,
@@ -62,7 +70,8 @@ pub(super) fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let overrides = Overrides {
         listen: args.listen.clone(),
         upstreams: args.upstream.clone(),
-        http: None,
+        http: args.http,
+        query_log: args.query_log.clone(),
     };
     let config = match State::load_config(args.config.config.as_deref(), &overrides) {
         Ok(c) => c,
@@ -85,25 +94,38 @@ async fn serve(
     args: &ServeArgs,
     overrides: Overrides,
 ) -> anyhow::Result<ExitCode> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        Ok(ExitCode::FAILURE)
+    };
     let listeners = match Listeners::bind(&config.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: {e}");
             if e.kind() == std::io::ErrorKind::PermissionDenied {
                 eprintln!(
                     "  ports below 1024 need root or CAP_NET_BIND_SERVICE (see deploy/systemd/cutoff.service)"
                 );
             }
-            return Ok(ExitCode::FAILURE);
+            return fail(&e);
         }
     };
+    let http = match crate::http::bind(config.http).await {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let metrics = Arc::new(Metrics::new());
+    let query_log = match &config.query_log.path {
+        None => None,
+        Some(p) => match QueryLog::start(Target::parse(p), config.query_log.queue, metrics.clone())
+        {
+            Ok(q) => Some(q),
+            Err(e) => return fail(&e),
+        },
+    };
     let bound = listeners.addrs();
-    let runtime = match Runtime::build(config, &args.resolv_conf) {
+    let runtime = match Runtime::build(config, &args.resolv_conf, &metrics) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::FAILURE);
-        }
+        Err(e) => return fail(&e),
     };
     for addr in &bound {
         if !networks::is_private(addr.ip()) {
@@ -126,6 +148,8 @@ async fn serve(
     tracing::info!(
         listen = ?bound,
         upstreams = ?upstreams,
+        http = %c.http,
+        query_log = ?c.query_log.path,
         config = %c.origin,
         version = %c.version,
         "serving"
@@ -135,22 +159,46 @@ async fn serve(
         args.config.config.clone(),
         overrides,
         args.resolv_conf.clone(),
+        metrics,
+        query_log,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(signals(state.clone(), stop_tx));
-    server::run(listeners, state, limits, stop_rx, DRAIN).await?;
+    tokio::spawn(ticks(state.clone(), stop_rx.clone()));
+    let admin = tokio::spawn(crate::http::run(http, state.clone(), stop_rx.clone()));
+    state
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    server::run(listeners, state.clone(), limits, stop_rx, DRAIN).await?;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), admin).await;
+    if let Some(log) = &state.query_log {
+        log.flush(std::time::Duration::from_secs(2));
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// One behaviour per signal (docs/operations.md): HUP reloads, TERM and INT
-/// stop gracefully.
+/// Keeps the time-driven gauges (rule phases, distinct clients) current
+/// between scrapes, and the exporter tidy.
+async fn ticks(state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = every.tick() => state.tick(),
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// One behaviour per signal (docs/operations.md): HUP reloads, USR1 reopens
+/// the query log, TERM and INT stop gracefully.
 async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return;
@@ -172,6 +220,12 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
                         }
                     }
                     Err(e) => tracing::error!("reload task failed: {e}"),
+                }
+            }
+            _ = usr1.recv() => {
+                if let Some(log) = &state.query_log {
+                    log.reopen();
+                    tracing::info!("query log will be reopened");
                 }
             }
             _ = term.recv() => break,

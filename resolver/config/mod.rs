@@ -142,6 +142,55 @@ pub struct Serve {
     pub tcp_max_queries: usize,
 }
 
+/// Which queries the log records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogEvents {
+    /// Every query.
+    All,
+    /// Only log and block decisions.
+    #[default]
+    Matched,
+}
+
+/// How client addresses are written in the query log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientMode {
+    /// The address and port.
+    #[default]
+    Full,
+    /// The /24 (IPv4) or /56 (IPv6) the address is in.
+    Truncate,
+    /// A salted hash of the address.
+    Hash,
+}
+
+/// The query log's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryLogConfig {
+    /// A file, `-` for stdout, or `None` for no log.
+    pub path: Option<String>,
+    /// Which queries are written.
+    pub events: LogEvents,
+    /// How client addresses are written.
+    pub client: ClientMode,
+    /// The secret for [`ClientMode::Hash`].
+    pub salt: String,
+    /// Records buffered before records are dropped.
+    pub queue: usize,
+}
+
+impl Default for QueryLogConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            events: LogEvents::Matched,
+            client: ClientMode::Full,
+            salt: String::new(),
+            queue: 10_000,
+        }
+    }
+}
+
 /// What clients outside the allowed ranges get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Denied {
@@ -246,6 +295,8 @@ pub struct Config {
     pub blocking: Blocking,
     /// Serving limits and timeouts.
     pub serve: Serve,
+    /// The JSON query log.
+    pub query_log: QueryLogConfig,
     /// Things that load but look wrong.
     pub warnings: Vec<Problem>,
 }

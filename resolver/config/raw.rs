@@ -48,6 +48,16 @@ pub(crate) struct RawConfig {
     pub(crate) tcp_max_connections: Option<At<i128>>,
     /// See `tcp_idle_timeout`.
     pub(crate) tcp_max_queries: Option<At<i128>>,
+    /// `query_log.path`: a file, or `-` for stdout.
+    pub(crate) log_path: Option<At<String>>,
+    /// `query_log.events`: `all` or `matched` (log and block decisions).
+    pub(crate) log_events: Option<At<String>>,
+    /// `query_log.client`: `full`, `truncate` or `hash`.
+    pub(crate) log_client: Option<At<String>>,
+    /// `query_log.salt`: the secret for `client: hash`.
+    pub(crate) log_salt: Option<At<String>>,
+    /// `query_log.queue`: records buffered before drops.
+    pub(crate) log_queue: Option<At<i128>>,
     /// Line of the `rules` key, for "no rules" warnings.
     pub(crate) rules_line: Option<u32>,
 }
@@ -136,7 +146,9 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "max_inflight",
     "cache",
     "tcp",
+    "query_log",
 ];
+const LOG_KEYS: &[&str] = &["path", "events", "client", "salt", "queue"];
 const CACHE_KEYS: &[&str] = &["size", "max_ttl"];
 const TCP_KEYS: &[&str] = &["idle_timeout", "max_connections", "max_queries"];
 const ACCESS_KEYS: &[&str] = &["allow", "deny", "denied"];
@@ -163,6 +175,7 @@ pub(crate) fn all_keys() -> Vec<String> {
     out.extend(BLOCKING_KEYS.iter().map(|k| format!("blocking.{k}")));
     out.extend(CACHE_KEYS.iter().map(|k| format!("cache.{k}")));
     out.extend(TCP_KEYS.iter().map(|k| format!("tcp.{k}")));
+    out.extend(LOG_KEYS.iter().map(|k| format!("query_log.{k}")));
     out
 }
 
@@ -191,6 +204,15 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
     {
         raw.cache_size = int(r, &c, "size", 0, 10_000_000);
         raw.cache_max_ttl = int(r, &c, "max_ttl", 0, 604_800);
+    }
+    if let Some((n, p)) = f.get("query_log")
+        && let Some(l) = r.fields(n, &p, LOG_KEYS)
+    {
+        raw.log_path = string(r, &l, "path");
+        raw.log_events = string(r, &l, "events");
+        raw.log_client = string(r, &l, "client");
+        raw.log_salt = string(r, &l, "salt");
+        raw.log_queue = int(r, &l, "queue", 1, 10_000_000);
     }
     if let Some((n, p)) = f.get("tcp")
         && let Some(t) = r.fields(n, &p, TCP_KEYS)

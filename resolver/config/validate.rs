@@ -137,6 +137,7 @@ pub(crate) fn validate(
     }
     let blocking = blocking(&mut c, &raw);
     let serve = serve(&mut c, &raw);
+    let query_log = query_log(&mut c, &raw);
 
     let mut warnings = c.warnings;
     warnings.sort_by_key(|p| p.line.unwrap_or(u32::MAX));
@@ -156,6 +157,7 @@ pub(crate) fn validate(
         rules: rules.into_iter().flatten().collect(),
         blocking: blocking?,
         serve: serve?,
+        query_log,
         warnings,
     })
 }
@@ -726,4 +728,45 @@ fn serve(c: &mut Checker<'_>, raw: &RawConfig) -> Option<super::Serve> {
         tcp_max_queries: num(&raw.tcp_max_queries, 100),
     };
     ok.then_some(s)
+}
+
+fn query_log(c: &mut Checker<'_>, raw: &RawConfig) -> super::QueryLogConfig {
+    let mut q = super::QueryLogConfig {
+        path: raw.log_path.as_ref().map(|a| a.value.clone()),
+        ..super::QueryLogConfig::default()
+    };
+    if let Some(a) = &raw.log_events {
+        q.events = match a.value.as_str() {
+            "all" => super::LogEvents::All,
+            "matched" => super::LogEvents::Matched,
+            other => {
+                c.error(a, format!("`{other}` is not one of: all, matched"));
+                q.events
+            }
+        };
+    }
+    if let Some(a) = &raw.log_client {
+        q.client = match a.value.as_str() {
+            "full" => super::ClientMode::Full,
+            "truncate" => super::ClientMode::Truncate,
+            "hash" => super::ClientMode::Hash,
+            other => {
+                c.error(a, format!("`{other}` is not one of: full, truncate, hash"));
+                q.client
+            }
+        };
+    }
+    if let Some(a) = &raw.log_salt {
+        q.salt.clone_from(&a.value);
+    }
+    if q.client == super::ClientMode::Hash && q.salt.len() < 8 {
+        let at = raw.log_salt.as_ref().or(raw.log_client.as_ref());
+        if let Some(a) = at {
+            c.error(a, "`client: hash` needs a secret `salt` of at least 8 characters (anyone with the salt can test addresses against the hashes)");
+        }
+    }
+    if let Some(a) = &raw.log_queue {
+        q.queue = usize::try_from(a.value).unwrap_or(q.queue);
+    }
+    q
 }

@@ -1,0 +1,314 @@
+//! `cutoff report`: the remediation list. Per network, every client that
+//! asked for a listed (Kaspersky) name, from a query log or from a running
+//! server's `/api/v1/clients`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use crate::clients::{ClientRow, sort};
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for a terminal.
+    Table,
+    /// One JSON array of rows.
+    Json,
+    /// CSV with a header row, for spreadsheets.
+    Csv,
+}
+
+/// Arguments of `cutoff report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A query log to read (JSON lines; repeatable; `-` for stdin).
+    #[arg(long, value_name = "PATH", required_unless_present = "url")]
+    log: Vec<PathBuf>,
+    /// A running server's admin endpoint, e.g. http://127.0.0.1:9153.
+    #[arg(long, value_name = "URL", conflicts_with = "log")]
+    url: Option<String>,
+    /// Only clients seen since: an RFC 3339 instant or a duration (24h, 7d, 30m).
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    since: Option<Timestamp>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+/// Parses `--since`: an RFC 3339 instant, or a duration back from now
+/// (`90s`, `30m`, `24h`, `7d`).
+pub fn parse_since(s: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not an RFC 3339 instant or a duration like 24h or 7d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}`: the unit must be s, m, h or d")),
+    };
+    Ok(Timestamp::now() - jiff::SignedDuration::from_secs(secs))
+}
+
+/// The fields of a query-log line that the report reads.
+#[derive(Deserialize)]
+struct LogLine {
+    time: Timestamp,
+    client: String,
+    network: Option<String>,
+    action: String,
+    category: Option<String>,
+    entry: Option<String>,
+}
+
+/// Aggregates query-log lines into report rows: every line whose name
+/// matched a list entry counts.
+pub fn aggregate(
+    reader: impl BufRead,
+    since: Option<Timestamp>,
+    rows: &mut HashMap<(String, String), ClientRow>,
+) -> usize {
+    let mut bad = 0;
+    for line in reader.lines() {
+        let Ok(line) = line else {
+            bad += 1;
+            continue;
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Ok(l) = serde_json::from_str::<LogLine>(&line) else {
+            bad += 1;
+            continue;
+        };
+        if l.entry.is_none() || since.is_some_and(|s| l.time < s) {
+            continue;
+        }
+        let network = l.network.unwrap_or_else(|| "none".into());
+        let row = rows
+            .entry((network.clone(), l.client.clone()))
+            .or_insert_with(|| ClientRow {
+                network,
+                client: l.client.clone(),
+                first_seen: l.time,
+                last_seen: l.time,
+                count: 0,
+                categories: Vec::new(),
+                blocked: 0,
+                logged: 0,
+            });
+        row.first_seen = row.first_seen.min(l.time);
+        row.last_seen = row.last_seen.max(l.time);
+        row.count += 1;
+        match l.action.as_str() {
+            "block" => row.blocked += 1,
+            "log" => row.logged += 1,
+            _ => {}
+        }
+        if let Some(c) = l.category
+            && !row.categories.contains(&c)
+        {
+            row.categories.push(c);
+        }
+    }
+    bad
+}
+
+pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let rows = match &args.url {
+        Some(url) => fetch(url, args.since)?,
+        None => {
+            let mut map = HashMap::new();
+            for path in &args.log {
+                let bad = if path.as_os_str() == "-" {
+                    aggregate(std::io::stdin().lock(), args.since, &mut map)
+                } else {
+                    let f = std::fs::File::open(path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                    aggregate(BufReader::new(f), args.since, &mut map)
+                };
+                if bad > 0 {
+                    eprintln!(
+                        "warning: {}: {bad} line(s) are not query-log records; skipped",
+                        path.display()
+                    );
+                }
+            }
+            let mut rows: Vec<ClientRow> = map.into_values().collect();
+            for r in &mut rows {
+                r.categories
+                    .sort_by_key(|c| crate::blocklist::Category::parse(c).map_or(99, |c| c as u8));
+            }
+            sort(&mut rows);
+            rows
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(render(&rows, args.format).as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Renders rows in a format.
+pub fn render(rows: &[ClientRow], format: Format) -> String {
+    match format {
+        Format::Json => serde_json::to_string_pretty(rows).unwrap_or_default() + "\n",
+        Format::Csv => {
+            let mut s = String::from(
+                "network,client,first_seen,last_seen,count,blocked,logged,categories\n",
+            );
+            for r in rows {
+                let fields = [
+                    r.network.clone(),
+                    r.client.clone(),
+                    r.first_seen.to_string(),
+                    r.last_seen.to_string(),
+                    r.count.to_string(),
+                    r.blocked.to_string(),
+                    r.logged.to_string(),
+                    r.categories.join(" "),
+                ];
+                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                s.push_str(&line.join(","));
+                s.push('\n');
+            }
+            s
+        }
+        Format::Table => {
+            if rows.is_empty() {
+                return "no client asked for a listed name\n".into();
+            }
+            let wn = rows
+                .iter()
+                .map(|r| r.network.len())
+                .max()
+                .unwrap_or(0)
+                .max(7);
+            let wc = rows
+                .iter()
+                .map(|r| r.client.len())
+                .max()
+                .unwrap_or(0)
+                .max(6);
+            let mut s = format!(
+                "{:<wn$}  {:<wc$}  {:<20}  {:<20}  {:>7}  {:>7}  {:>7}  categories\n",
+                "network", "client", "first seen", "last seen", "count", "blocked", "logged"
+            );
+            for r in rows {
+                s.push_str(&format!(
+                    "{:<wn$}  {:<wc$}  {:<20}  {:<20}  {:>7}  {:>7}  {:>7}  {}\n",
+                    r.network,
+                    r.client,
+                    r.first_seen.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    r.last_seen.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    r.count,
+                    r.blocked,
+                    r.logged,
+                    r.categories.join(", ")
+                ));
+            }
+            s
+        }
+    }
+}
+
+fn csv_field(f: &str) -> String {
+    if f.contains([',', '"', '\n']) {
+        format!("\"{}\"", f.replace('"', "\"\""))
+    } else {
+        f.to_owned()
+    }
+}
+
+/// GETs `/api/v1/clients` from a running server (plain HTTP on the admin port).
+fn fetch(url: &str, since: Option<Timestamp>) -> anyhow::Result<Vec<ClientRow>> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("`{url}`: only http:// admin URLs are supported"))?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    let addr: std::net::SocketAddr = host
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{host}` is not IP:port (e.g. 127.0.0.1:9153)"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let query = since.map(|t| format!("?since={t}")).unwrap_or_default();
+    write!(
+        stream,
+        "GET /api/v1/clients{query} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("{url}: not an HTTP response"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        anyhow::bail!("{url}: {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(serde_json::from_str(body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = r#"{"time":"2024-10-01T10:00:00Z","client":"10.1.0.5","client_port":1,"network":"staff","protocol":"udp","qname":"s05.upd.kaspersky.com","qtype":"A","action":"block","rule":"r","list":"k","category":"update","entry":"s05.upd.kaspersky.com","phase":"active","rcode":"NXDOMAIN","duration_us":12,"upstream":null,"cached":false,"config_version":"0"}
+{"time":"2024-10-01T11:00:00Z","client":"10.1.0.5","client_port":1,"network":"staff","protocol":"udp","qname":"ksn-file-geo.kaspersky-labs.com","qtype":"A","action":"block","rule":"r","list":"k","category":"telemetry","entry":"ksn-file-geo.kaspersky-labs.com","phase":"active","rcode":"NXDOMAIN","duration_us":12,"upstream":null,"cached":false,"config_version":"0"}
+{"time":"2024-10-01T09:00:00Z","client":"10.2.0.9","client_port":1,"network":"lab","protocol":"tcp","qname":"www.kaspersky.com","qtype":"A","action":"log","rule":"w","list":"k","category":"brand","entry":"kaspersky.com","phase":"always","rcode":"NOERROR","duration_us":900,"upstream":"9.9.9.9:53","cached":false,"config_version":"0"}
+{"time":"2024-10-01T09:30:00Z","client":"10.2.0.9","client_port":1,"network":"lab","protocol":"udp","qname":"example.com","qtype":"A","action":"allow","rule":null,"list":null,"category":null,"entry":null,"phase":null,"rcode":"NOERROR","duration_us":50,"upstream":"9.9.9.9:53","cached":true,"config_version":"0"}
+not json
+"#;
+
+    fn rows(since: Option<Timestamp>) -> (Vec<ClientRow>, usize) {
+        let mut map = HashMap::new();
+        let bad = aggregate(LOG.as_bytes(), since, &mut map);
+        let mut rows: Vec<ClientRow> = map.into_values().collect();
+        sort(&mut rows);
+        (rows, bad)
+    }
+
+    #[test]
+    fn a_fixed_log_gives_the_expected_table() {
+        let (rows, bad) = rows(None);
+        assert_eq!(bad, 1);
+        let table = render(&rows, Format::Table);
+        let expected = "\
+network  client    first seen            last seen               count  blocked   logged  categories
+lab      10.2.0.9  2024-10-01T09:00:00Z  2024-10-01T09:00:00Z        1        0        1  brand
+staff    10.1.0.5  2024-10-01T10:00:00Z  2024-10-01T11:00:00Z        2        2        0  update, telemetry
+";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn since_and_csv_and_json_agree() {
+        let (rows, _) = rows(Some("2024-10-01T10:30:00Z".parse().unwrap()));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].count, 1);
+        let csv = render(&rows, Format::Csv);
+        assert_eq!(
+            csv,
+            "network,client,first_seen,last_seen,count,blocked,logged,categories\nstaff,10.1.0.5,2024-10-01T11:00:00Z,2024-10-01T11:00:00Z,1,1,0,telemetry\n"
+        );
+        let json: Vec<ClientRow> = serde_json::from_str(&render(&rows, Format::Json)).unwrap();
+        assert_eq!(json, rows);
+    }
+
+    #[test]
+    fn since_accepts_instants_and_durations() {
+        assert!(parse_since("2024-09-29T00:00:00-04:00").is_ok());
+        let day = parse_since("24h").unwrap();
+        assert!(Timestamp::now() - jiff::SignedDuration::from_hours(25) < day);
+        assert!(parse_since("7x").is_err());
+    }
+}

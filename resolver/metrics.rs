@@ -1,0 +1,539 @@
+//! Metric names, help texts, bounded label sets, and the handles the query
+//! path increments.
+//!
+//! Sits beside the query flow: after each answer, `pipeline::observe` adds to
+//! counters resolved once per loaded config ([`Counters`]), so a query pays
+//! an atomic add per counter and never formats a label. Labels come from the
+//! config (network, list, category, action, rule, upstream, protocol, rcode):
+//! never a client address or a query name. Every family exists from start-up
+//! with zero values, so dashboards and alerts never see a missing series.
+//! docs/metrics.md lists them all.
+//!
+//! Each server owns its recorder (no global one), so several servers in one
+//! process (the tests) keep separate numbers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::blocklist::Category;
+use crate::config::{Action, Config};
+use crate::pipeline::{Path, Protocol};
+use crate::policy::{Verdict, rule_at};
+
+static META: Metadata<'static> = Metadata::new("cutoff", Level::INFO, Some("cutoff"));
+
+/// Buckets of `cutoff_query_duration_seconds`.
+pub const QUERY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Buckets of `cutoff_upstream_duration_seconds`.
+pub const UPSTREAM_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Every family: (name, kind, help). docs/metrics.md has the long form.
+pub const FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        "cutoff_build_info",
+        "gauge",
+        "Build of the running binary (value 1).",
+    ),
+    (
+        "cutoff_config_info",
+        "gauge",
+        "Config fingerprint: 1 for the config in force, 0 for earlier ones.",
+    ),
+    (
+        "cutoff_config_reloads_total",
+        "counter",
+        "Config reloads by result (success, failure).",
+    ),
+    (
+        "cutoff_config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful config load.",
+    ),
+    (
+        "cutoff_queries_total",
+        "counter",
+        "Queries by client network, policy action and protocol.",
+    ),
+    (
+        "cutoff_policy_matches_total",
+        "counter",
+        "Queries a rule matched, by network, list, category, action and rule.",
+    ),
+    (
+        "cutoff_responses_total",
+        "counter",
+        "Answers sent, by response code.",
+    ),
+    (
+        "cutoff_query_duration_seconds",
+        "histogram",
+        "Time from receipt to answer, by path (blocked, cached, forwarded, local).",
+    ),
+    (
+        "cutoff_upstream_requests_total",
+        "counter",
+        "Tries sent to upstream resolvers, by upstream and result (ok, error).",
+    ),
+    (
+        "cutoff_upstream_duration_seconds",
+        "histogram",
+        "Round-trip time of successful upstream tries, by upstream.",
+    ),
+    (
+        "cutoff_cache_hits_total",
+        "counter",
+        "Queries answered from the cache.",
+    ),
+    (
+        "cutoff_cache_misses_total",
+        "counter",
+        "Queries that needed an upstream.",
+    ),
+    (
+        "cutoff_cache_entries",
+        "gauge",
+        "Answers held in the cache.",
+    ),
+    (
+        "cutoff_list_entries",
+        "gauge",
+        "Active entries per list and category.",
+    ),
+    (
+        "cutoff_rule_enforcing",
+        "gauge",
+        "1 while the rule's action on the network is block right now (the cut-off is in force there), else 0.",
+    ),
+    (
+        "cutoff_kaspersky_clients",
+        "gauge",
+        "Distinct clients per network that asked for a listed (Kaspersky) name in the last 24 hours.",
+    ),
+    (
+        "cutoff_querylog_records_total",
+        "counter",
+        "Query-log records written.",
+    ),
+    (
+        "cutoff_querylog_dropped_total",
+        "counter",
+        "Query-log records dropped (queue full or writes failing); answers are never delayed.",
+    ),
+    (
+        "cutoff_querylog_write_errors_total",
+        "counter",
+        "Failed query-log writes.",
+    ),
+    (
+        "cutoff_dropped_total",
+        "counter",
+        "Queries or connections dropped without an answer, by reason.",
+    ),
+    ("cutoff_tcp_connections", "gauge", "Open TCP connections."),
+];
+
+/// Response codes with their own series; everything else is `other`.
+pub const RCODES: &[&str] = &[
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "other",
+];
+/// Reasons of `cutoff_dropped_total`.
+pub const DROP_REASONS: &[&str] = &["qr_set", "access", "inflight_full", "tcp_connections"];
+/// Why something was dropped without an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// A packet with QR=1.
+    QrSet = 0,
+    /// A client outside `access` with `denied: drop`.
+    Access = 1,
+    /// `max_inflight` was reached.
+    InflightFull = 2,
+    /// `tcp.max_connections` was reached.
+    TcpConnections = 3,
+}
+
+const ACTIONS: [Verdict; 4] = [
+    Verdict::Allow,
+    Verdict::Log,
+    Verdict::Block,
+    Verdict::Refuse,
+];
+const PROTOCOLS: [Protocol; 2] = [Protocol::Udp, Protocol::Tcp];
+const PATHS: [&str; 4] = ["blocked", "cached", "forwarded", "local"];
+
+/// The process's metrics: the recorder and the handles that do not depend
+/// on the config.
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+    /// By response code (index of [`RCODES`]).
+    pub responses: Vec<Counter>,
+    /// By path (index of `PATHS`).
+    pub durations: Vec<Histogram>,
+    /// By reason (index of [`DROP_REASONS`]).
+    drops: Vec<Counter>,
+    /// Cache hits.
+    pub cache_hits: Counter,
+    /// Cache misses.
+    pub cache_misses: Counter,
+    /// Cache entries.
+    pub cache_entries: Gauge,
+    /// Query-log records written.
+    pub log_records: Counter,
+    /// Query-log records dropped.
+    pub log_dropped: Counter,
+    /// Query-log write errors.
+    pub log_errors: Counter,
+    /// Open TCP connections.
+    pub tcp_connections: Gauge,
+    /// Reloads that succeeded.
+    pub reload_success: Counter,
+    /// Reloads that failed.
+    pub reload_failure: Counter,
+    /// Time of the last successful load.
+    pub last_success: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A new recorder with every family described and its fixed series at 0.
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new();
+        // Bucket lists are constant and non-empty, so these cannot fail.
+        let builder = builder
+            .set_buckets_for_metric(
+                Matcher::Full("cutoff_query_duration_seconds".into()),
+                QUERY_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let builder = builder
+            .set_buckets_for_metric(
+                Matcher::Full("cutoff_upstream_duration_seconds".into()),
+                UPSTREAM_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = Arc::new(builder.build_recorder());
+        for (name, kind, help) in FAMILIES {
+            let key = KeyName::from_const_str(name);
+            let help = SharedString::const_str(help);
+            match *kind {
+                "counter" => recorder.describe_counter(key, None, help),
+                "gauge" => recorder.describe_gauge(key, None, help),
+                _ => recorder.describe_histogram(key, None, help),
+            }
+        }
+        let handle = recorder.handle();
+        let r = &recorder;
+        let m = Self {
+            responses: RCODES
+                .iter()
+                .map(|c| counter(r, "cutoff_responses_total", &[("rcode", c)]))
+                .collect(),
+            durations: PATHS
+                .iter()
+                .map(|p| histogram(r, "cutoff_query_duration_seconds", &[("path", p)]))
+                .collect(),
+            drops: DROP_REASONS
+                .iter()
+                .map(|d| counter(r, "cutoff_dropped_total", &[("reason", d)]))
+                .collect(),
+            cache_hits: counter(r, "cutoff_cache_hits_total", &[]),
+            cache_misses: counter(r, "cutoff_cache_misses_total", &[]),
+            cache_entries: gauge(r, "cutoff_cache_entries", &[]),
+            log_records: counter(r, "cutoff_querylog_records_total", &[]),
+            log_dropped: counter(r, "cutoff_querylog_dropped_total", &[]),
+            log_errors: counter(r, "cutoff_querylog_write_errors_total", &[]),
+            tcp_connections: gauge(r, "cutoff_tcp_connections", &[]),
+            reload_success: counter(r, "cutoff_config_reloads_total", &[("result", "success")]),
+            reload_failure: counter(r, "cutoff_config_reloads_total", &[("result", "failure")]),
+            last_success: gauge(
+                r,
+                "cutoff_config_last_reload_success_timestamp_seconds",
+                &[],
+            ),
+            recorder,
+            handle,
+        };
+        gauge(
+            &m.recorder,
+            "cutoff_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+        )
+        .set(1.0);
+        m
+    }
+
+    /// The exposition text for `/metrics`.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Housekeeping the exporter needs now and then (drains histograms).
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    /// Counts a dropped query or connection.
+    pub fn dropped(&self, why: Dropped) {
+        self.drops[why as usize].increment(1);
+    }
+
+    /// Records a response code.
+    pub fn rcode(&self, rcode: u8) {
+        let i = match rcode {
+            0..=5 => usize::from(rcode),
+            _ => RCODES.len() - 1,
+        };
+        self.responses[i].increment(1);
+    }
+
+    /// Records how long an answer took, by path.
+    pub fn duration(&self, path: &Path, seconds: f64) {
+        let i = match path {
+            Path::Blocked => 0,
+            Path::Cached => 1,
+            Path::Forwarded => 2,
+            _ => 3,
+        };
+        self.durations[i].record(seconds);
+    }
+
+    /// The handles for a config, registered (at zero) now.
+    pub fn counters(&self, c: &Config, upstreams: &[String]) -> Counters {
+        let r = &self.recorder;
+        let nets: Vec<&str> = c
+            .networks
+            .iter()
+            .map(|n| n.name.as_str())
+            .chain(["none"])
+            .collect();
+        let mut queries = Vec::with_capacity(nets.len() * ACTIONS.len() * PROTOCOLS.len());
+        for net in &nets {
+            for a in ACTIONS {
+                for p in PROTOCOLS {
+                    queries.push(counter(
+                        r,
+                        "cutoff_queries_total",
+                        &[
+                            ("network", net),
+                            ("action", a.as_str()),
+                            ("protocol", p.as_str()),
+                        ],
+                    ));
+                }
+            }
+        }
+        let mut matches = HashMap::new();
+        let mut enforcing = Vec::new();
+        for (n, net) in c.networks.iter().enumerate() {
+            for (ri, rule) in c.rules.iter().enumerate() {
+                if rule.networks.as_ref().is_some_and(|ns| !ns.contains(&n)) {
+                    continue;
+                }
+                enforcing.push((
+                    ri,
+                    gauge(
+                        r,
+                        "cutoff_rule_enforcing",
+                        &[("network", &net.name), ("rule", &rule.name)],
+                    ),
+                ));
+                let actions: Vec<Action> = [Some(rule.action), rule.before, rule.after]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                for &l in &rule.lists {
+                    let cats: Vec<Option<Category>> = match &rule.categories {
+                        Some(cs) => cs.iter().copied().map(Some).collect(),
+                        None => std::iter::once(None)
+                            .chain(Category::ALL.map(Some))
+                            .collect(),
+                    };
+                    for cat in cats {
+                        for &a in &actions {
+                            let labels = [
+                                ("network", net.name.as_str()),
+                                ("list", c.lists[l].name.as_str()),
+                                ("category", cat.map_or("none", Category::as_str)),
+                                ("action", a.as_str()),
+                                ("rule", rule.name.as_str()),
+                            ];
+                            matches
+                                .entry((n, ri, l, Category::payload(cat), a))
+                                .or_insert_with(|| {
+                                    counter(r, "cutoff_policy_matches_total", &labels)
+                                });
+                        }
+                    }
+                }
+            }
+        }
+        for l in &c.lists {
+            for (cat, n) in l.active_by_category() {
+                let cat = cat.map_or("none", Category::as_str);
+                gauge(
+                    r,
+                    "cutoff_list_entries",
+                    &[("list", &l.name), ("category", cat)],
+                )
+                .set(n as f64);
+            }
+        }
+        let upstream = upstreams
+            .iter()
+            .map(|u| UpstreamHandles {
+                ok: counter(
+                    r,
+                    "cutoff_upstream_requests_total",
+                    &[("upstream", u), ("result", "ok")],
+                ),
+                error: counter(
+                    r,
+                    "cutoff_upstream_requests_total",
+                    &[("upstream", u), ("result", "error")],
+                ),
+                duration: histogram(r, "cutoff_upstream_duration_seconds", &[("upstream", u)]),
+            })
+            .collect();
+        let clients = c
+            .networks
+            .iter()
+            .map(|n| gauge(r, "cutoff_kaspersky_clients", &[("network", &n.name)]))
+            .collect();
+        gauge(r, "cutoff_config_info", &[("version", &c.version)]).set(1.0);
+        Counters {
+            queries,
+            matches,
+            enforcing,
+            upstream,
+            clients,
+            version: c.version.clone(),
+        }
+    }
+
+    /// Marks an earlier config version as no longer in force.
+    pub fn retire(&self, version: &str) {
+        gauge(
+            &self.recorder,
+            "cutoff_config_info",
+            &[("version", version)],
+        )
+        .set(0.0);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Handles of one upstream.
+#[derive(Debug)]
+pub struct UpstreamHandles {
+    /// Tries answered.
+    pub ok: Counter,
+    /// Tries failed.
+    pub error: Counter,
+    /// Round-trip times of answered tries.
+    pub duration: Histogram,
+}
+
+/// The handles of one loaded config.
+#[derive(Debug)]
+pub struct Counters {
+    queries: Vec<Counter>,
+    matches: HashMap<(usize, usize, usize, u8, Action), Counter>,
+    enforcing: Vec<(usize, Gauge)>,
+    /// Per upstream endpoint, in the runtime's order.
+    pub upstream: Vec<UpstreamHandles>,
+    /// `cutoff_kaspersky_clients` per network.
+    pub clients: Vec<Gauge>,
+    /// The config version they belong to.
+    pub version: String,
+}
+
+impl Counters {
+    /// Counts a query; `network` is `None` for refused clients.
+    pub fn query(&self, network: Option<usize>, verdict: Verdict, protocol: Protocol) {
+        let nets = self.queries.len() / (ACTIONS.len() * PROTOCOLS.len());
+        let n = network.unwrap_or(nets - 1);
+        let a = ACTIONS.iter().position(|x| *x == verdict).unwrap_or(0);
+        let p = usize::from(protocol == Protocol::Tcp);
+        if let Some(c) = self
+            .queries
+            .get((n * ACTIONS.len() + a) * PROTOCOLS.len() + p)
+        {
+            c.increment(1);
+        }
+    }
+
+    /// Counts a rule match.
+    pub fn matched(
+        &self,
+        network: usize,
+        rule: usize,
+        list: usize,
+        category: Option<Category>,
+        action: Action,
+    ) {
+        if let Some(c) =
+            self.matches
+                .get(&(network, rule, list, Category::payload(category), action))
+        {
+            c.increment(1);
+        }
+    }
+
+    /// Sets `cutoff_rule_enforcing` for the instant `now`.
+    pub fn refresh_enforcing(&self, c: &Config, now: jiff::Timestamp) {
+        for (rule, g) in &self.enforcing {
+            let (action, _) = rule_at(&c.rules[*rule], now);
+            g.set(if action == Some(Action::Block) {
+                1.0
+            } else {
+                0.0
+            });
+        }
+    }
+}
+
+fn key(name: &'static str, labels: &[(&str, &str)]) -> Key {
+    let labels: Vec<Label> = labels
+        .iter()
+        .map(|(k, v)| Label::new((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Key::from_parts(name, labels)
+}
+
+fn counter(r: &PrometheusRecorder, name: &'static str, labels: &[(&str, &str)]) -> Counter {
+    let c = r.register_counter(&key(name, labels), &META);
+    // Touch it so the series is rendered (at 0) from start-up.
+    c.increment(0);
+    c
+}
+
+fn gauge(r: &PrometheusRecorder, name: &'static str, labels: &[(&str, &str)]) -> Gauge {
+    let g = r.register_gauge(&key(name, labels), &META);
+    g.increment(0.0);
+    g
+}
+
+fn histogram(r: &PrometheusRecorder, name: &'static str, labels: &[(&str, &str)]) -> Histogram {
+    r.register_histogram(&key(name, labels), &META)
+}

@@ -1,0 +1,441 @@
+//! The JSON query log: one line per query (or per log/block decision),
+//! written by one thread behind a bounded queue.
+//!
+//! Sits after the answer in the query flow: the record is queued after the
+//! reply has been sent, with `try_send`, so a slow or full disk drops records
+//! (counted) and never delays an answer. The file is reopened on SIGUSR1 for
+//! logrotate. Names are written in presentation form with every byte outside
+//! letters, digits, `-` and `_` escaped (`\DDD`, `\.`, `\\`), so any name from
+//! the wire gives exactly one valid JSON line that round-trips it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hickory_proto::rr::{Name, RecordType};
+use jiff::Timestamp;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::blocklist::Category;
+use crate::config::{ClientMode, QueryLogConfig};
+use crate::metrics::Metrics;
+use crate::pipeline::Protocol;
+use crate::policy::{Phase, Verdict};
+use crate::reload::Runtime;
+
+/// One query, as the log records it. Names are resolved from `runtime` by the
+/// writer, off the query path.
+#[derive(Debug)]
+pub struct Record {
+    /// When the query arrived.
+    pub time: Timestamp,
+    /// The runtime that answered (for names and the config version).
+    pub runtime: Arc<Runtime>,
+    /// The client.
+    pub client: SocketAddr,
+    /// udp or tcp.
+    pub protocol: Protocol,
+    /// The name as asked.
+    pub qname: Name,
+    /// The type asked.
+    pub qtype: RecordType,
+    /// The decision.
+    pub verdict: Verdict,
+    /// The client's network.
+    pub network: Option<usize>,
+    /// The rule and its phase.
+    pub rule: Option<(usize, Phase)>,
+    /// The list, category and entry matched.
+    pub matched: Option<(usize, Option<Category>, Box<[u8]>)>,
+    /// The answer's response code.
+    pub rcode: Option<u8>,
+    /// Microseconds from receipt to answer.
+    pub duration_us: u64,
+    /// Index of the upstream that answered.
+    pub upstream: Option<usize>,
+    /// Served from the cache.
+    pub cached: bool,
+}
+
+/// Where records go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Standard output (`-`): for containers and journald.
+    Stdout,
+    /// A file, appended to and reopened on SIGUSR1.
+    File(PathBuf),
+}
+
+impl Target {
+    /// `-` is stdout, anything else a file path.
+    pub fn parse(s: &str) -> Self {
+        if s == "-" {
+            Self::Stdout
+        } else {
+            Self::File(s.into())
+        }
+    }
+}
+
+enum Msg {
+    Record(Box<Record>),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// The sending side: cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct QueryLog {
+    tx: mpsc::Sender<Msg>,
+    reopen: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl QueryLog {
+    /// Starts the writer thread. The target is opened first, so a path that
+    /// cannot be opened is an error at start-up.
+    pub fn start(target: Target, queue: usize, metrics: Arc<Metrics>) -> io::Result<Self> {
+        let out = open(&target)?;
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let reopen = Arc::new(AtomicBool::new(false));
+        let (r, m) = (reopen.clone(), metrics.clone());
+        std::thread::Builder::new()
+            .name("cutoff-querylog".into())
+            .spawn(move || writer(rx, target, out, r, m))?;
+        Ok(Self {
+            tx,
+            reopen,
+            metrics,
+        })
+    }
+
+    /// Queues a record; a full queue drops it and counts the drop.
+    pub fn send(&self, record: Record) {
+        if self.tx.try_send(Msg::Record(Box::new(record))).is_err() {
+            self.metrics.log_dropped.increment(1);
+        }
+    }
+
+    /// Asks the writer to reopen its file before the next record (SIGUSR1).
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits (up to `wait`) until everything queued so far is written.
+    pub fn flush(&self, wait: std::time::Duration) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.tx.try_send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(wait);
+        }
+    }
+}
+
+fn open(target: &Target) -> io::Result<Box<dyn Write + Send>> {
+    Ok(match target {
+        Target::Stdout => Box::new(BufWriter::with_capacity(64 * 1024, io::stdout())),
+        Target::File(p) => {
+            let f: File = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot open query log {}: {e}", p.display()),
+                    )
+                })?;
+            Box::new(BufWriter::with_capacity(64 * 1024, f))
+        }
+    })
+}
+
+fn writer(
+    mut rx: mpsc::Receiver<Msg>,
+    target: Target,
+    mut out: Box<dyn Write + Send>,
+    reopen: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) {
+    let mut line = Vec::with_capacity(512);
+    loop {
+        // Write as fast as records come; flush whenever the queue runs dry,
+        // so nothing sits in the buffer while the server is idle.
+        let msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if out.flush().is_err() {
+                    metrics.log_errors.increment(1);
+                }
+                match rx.blocking_recv() {
+                    Some(m) => m,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        if reopen.swap(false, Ordering::Relaxed) {
+            let _ = out.flush();
+            match open(&target) {
+                Ok(o) => out = o,
+                Err(e) => tracing::error!("query log: {e}; keeping the old file"),
+            }
+        }
+        match msg {
+            Msg::Flush(done) => {
+                let _ = out.flush();
+                let _ = done.send(());
+            }
+            Msg::Record(r) => {
+                line.clear();
+                if encode(&r, &mut line).is_err() {
+                    continue;
+                }
+                match out.write_all(&line) {
+                    Ok(()) => metrics.log_records.increment(1),
+                    Err(_) => {
+                        metrics.log_errors.increment(1);
+                        metrics.log_dropped.increment(1);
+                    }
+                }
+            }
+        }
+    }
+    let _ = out.flush();
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    client: String,
+    client_port: Option<u16>,
+    network: Option<&'a str>,
+    protocol: &'static str,
+    qname: String,
+    qtype: String,
+    action: &'static str,
+    rule: Option<&'a str>,
+    list: Option<&'a str>,
+    category: Option<&'static str>,
+    entry: Option<String>,
+    phase: Option<&'static str>,
+    rcode: Option<String>,
+    duration_us: u64,
+    upstream: Option<String>,
+    cached: bool,
+    config_version: &'a str,
+}
+
+/// Encodes one record as a JSON line (with the trailing newline).
+pub fn encode(r: &Record, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    let c = &r.runtime.policy.config;
+    let log = &c.query_log;
+    let (client, client_port) = client_text(r.client, log);
+    let line = Line {
+        time: r.time.to_string(),
+        client,
+        client_port,
+        network: r.network.map(|n| c.networks[n].name.as_str()),
+        protocol: r.protocol.as_str(),
+        qname: escape_name(&r.qname),
+        qtype: qtype_text(r.qtype),
+        action: r.verdict.as_str(),
+        rule: r.rule.map(|(i, _)| c.rules[i].name.as_str()),
+        list: r
+            .matched
+            .as_ref()
+            .map(|(l, _, _)| c.lists[*l].name.as_str()),
+        category: r
+            .matched
+            .as_ref()
+            .and_then(|(_, cat, _)| cat.map(Category::as_str)),
+        entry: r
+            .matched
+            .as_ref()
+            .map(|(_, _, e)| String::from_utf8_lossy(e).into_owned()),
+        phase: r.rule.map(|(_, p)| p.as_str()),
+        rcode: r.rcode.map(rcode_text),
+        duration_us: r.duration_us,
+        upstream: r
+            .upstream
+            .and_then(|u| r.runtime.upstreams.endpoints.get(u))
+            .map(|e| e.label()),
+        cached: r.cached,
+        config_version: &c.version,
+    };
+    serde_json::to_writer(&mut *out, &line)?;
+    out.push(b'\n');
+    Ok(())
+}
+
+fn client_text(addr: SocketAddr, log: &QueryLogConfig) -> (String, Option<u16>) {
+    let ip = addr.ip().to_canonical();
+    match log.client {
+        ClientMode::Full => (ip.to_string(), Some(addr.port())),
+        ClientMode::Truncate => {
+            let net = match ip {
+                IpAddr::V4(_) => ipnet::IpNet::new(ip, 24),
+                IpAddr::V6(_) => ipnet::IpNet::new(ip, 56),
+            };
+            (
+                net.map_or_else(|_| ip.to_string(), |n| n.trunc().to_string()),
+                None,
+            )
+        }
+        ClientMode::Hash => {
+            // SHA-256 keyed by the salt: stable across versions and hosts with
+            // the same salt, not reversible without it (the address space is
+            // small: keep the salt secret).
+            let mut h = Sha256::new();
+            h.update(log.salt.as_bytes());
+            h.update([0u8]);
+            match ip {
+                IpAddr::V4(a) => h.update(a.octets()),
+                IpAddr::V6(a) => h.update(a.octets()),
+            }
+            let d = h.finalize();
+            let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            (format!("hash:{hex}"), None)
+        }
+    }
+}
+
+/// A name in presentation form, no trailing dot, every byte outside
+/// `[A-Za-z0-9_-]` escaped: `.` and `\` inside a label as `\.` and `\\`,
+/// anything else as `\DDD`.
+pub fn escape_name(name: &Name) -> String {
+    let mut s = String::with_capacity(64);
+    for (i, label) in name.iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        for &b in label {
+            match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => s.push(char::from(b)),
+                b'.' | b'\\' => {
+                    s.push('\\');
+                    s.push(char::from(b));
+                }
+                _ => {
+                    s.push_str(&format!("\\{b:03}"));
+                }
+            }
+        }
+    }
+    s
+}
+
+/// The wire labels of a name written by [`escape_name`].
+pub fn unescape_name(text: &str) -> Option<Vec<Vec<u8>>> {
+    let mut labels = vec![Vec::new()];
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'.' => labels.push(Vec::new()),
+            b'\\' => {
+                let next = *bytes.get(i + 1)?;
+                if next.is_ascii_digit() {
+                    let d = std::str::from_utf8(bytes.get(i + 1..i + 4)?).ok()?;
+                    labels.last_mut()?.push(d.parse().ok()?);
+                    i += 3;
+                } else {
+                    labels.last_mut()?.push(next);
+                    i += 1;
+                }
+            }
+            b => labels.last_mut()?.push(b),
+        }
+        i += 1;
+    }
+    if text.is_empty() {
+        Some(Vec::new())
+    } else {
+        Some(labels)
+    }
+}
+
+fn qtype_text(t: RecordType) -> String {
+    match t {
+        RecordType::Unknown(n) => format!("TYPE{n}"),
+        other => other.to_string(),
+    }
+}
+
+/// The name of a response code.
+pub fn rcode_text(rcode: u8) -> String {
+    match rcode {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        n => format!("RCODE{n}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(labels: &[&[u8]]) -> Name {
+        Name::from_labels(labels.iter().map(|l| l.to_vec())).unwrap()
+    }
+
+    #[test]
+    fn hostile_names_give_one_json_line_that_round_trips() {
+        let cases: Vec<Vec<&[u8]>> = vec![
+            vec![b"evil\nname", b"com"],
+            vec![b"quote\"d", b"back\\slash"],
+            vec![b"\x1b[31mred", b"\x00nul"],
+            vec![b"\xff\xfe\x80", b"example"],
+            vec![b"a.b", b"c"],
+            vec![b"<script>", b"x"],
+            vec![&[b'a'; 63], &[b'b'; 63], &[b'c'; 63], &[b'd'; 61]],
+        ];
+        for labels in cases {
+            let n = name(&labels);
+            let text = escape_name(&n);
+            let json = serde_json::to_string(&serde_json::json!({ "qname": text })).unwrap();
+            assert!(!json.contains('\n') && !json.contains('\r'), "{json}");
+            assert!(json.bytes().all(|b| (0x20..0x7f).contains(&b)), "{json}");
+            let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let labels_back = unescape_name(back["qname"].as_str().unwrap()).unwrap();
+            let original: Vec<Vec<u8>> = labels.iter().map(|l| l.to_vec()).collect();
+            assert_eq!(labels_back, original);
+        }
+    }
+
+    #[test]
+    fn unknown_types_are_written_as_type_and_number() {
+        assert_eq!(qtype_text(RecordType::Unknown(65280)), "TYPE65280");
+        assert_eq!(qtype_text(RecordType::AAAA), "AAAA");
+    }
+
+    #[test]
+    fn client_addresses_can_be_truncated_or_hashed() {
+        let mut log = QueryLogConfig::default();
+        let a: SocketAddr = "192.168.7.42:5353".parse().unwrap();
+        assert_eq!(client_text(a, &log), ("192.168.7.42".into(), Some(5353)));
+        log.client = ClientMode::Truncate;
+        assert_eq!(client_text(a, &log).0, "192.168.7.0/24");
+        let v6: SocketAddr = "[2001:db8:1:2:3::9]:53".parse().unwrap();
+        assert_eq!(client_text(v6, &log).0, "2001:db8:1::/56");
+        log.client = ClientMode::Hash;
+        log.salt = "s1".into();
+        let h1 = client_text(a, &log).0;
+        assert!(h1.starts_with("hash:") && !h1.contains("192.168"));
+        log.salt = "s2".into();
+        assert_ne!(client_text(a, &log).0, h1);
+    }
+}
