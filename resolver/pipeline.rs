@@ -426,6 +426,23 @@ fn respond(
             return answer::encode(&m, max);
         }
     }
+    // Answers pointing into listed prefixes (response-IP rules): the
+    // address is what the client would connect to, whatever the name.
+    if runtime.policy.has_address_lists() {
+        for addr in &entry.addresses {
+            let d = runtime.policy.decide_address(client, *addr, now);
+            if d.verdict == Verdict::Block
+                || (d.verdict == Verdict::Log && out.verdict == Some(Verdict::Allow))
+            {
+                out.decided(&d);
+            }
+            if d.verdict == Verdict::Block {
+                let m = blocked(runtime, query, &d, Some(&format!("answer address {addr}")));
+                out.path = Path::Blocked;
+                return answer::encode(&m, max);
+            }
+        }
+    }
     let question = wire::walk(packet)
         .and_then(|l| packet.get(12..l.question_end))
         .unwrap_or(&[]);
@@ -452,6 +469,9 @@ fn blocked(runtime: &Runtime, query: &Message, d: &Decision<'_>, via: Option<&st
     });
     let entry_text = String::from_utf8_lossy(entry);
     let why = match via {
+        Some(via) if via.starts_with("answer address") => {
+            format!("blocked by rule {rule} (list {list}, entry {entry_text}): {via}")
+        }
         Some(target) => {
             format!("blocked by rule {rule} (list {list}, entry {entry_text}) via CNAME {target}")
         }

@@ -248,6 +248,65 @@ impl Snapshot {
         }
     }
 
+    /// The decision for an address in an upstream's answer (response-IP
+    /// rules): rules whose lists hold prefixes apply when the address is in
+    /// one; the matched entry is the prefix as written. Clients are assumed
+    /// allowed (their query was).
+    pub fn decide_address(&self, client: IpAddr, address: IpAddr, now: Timestamp) -> Decision<'_> {
+        let Some((network, cidr)) = self.clients.lookup(client) else {
+            return Decision {
+                verdict: Verdict::Refuse,
+                network: None,
+                cidr: None,
+                rule: None,
+                matched: None,
+            };
+        };
+        let mut best: Option<(Action, usize, Phase, ListMatch<'_>)> = None;
+        for (list, rules) in &self.plans[network].by_list {
+            let Some(prefix) = self.config.lists[*list].lookup_address(address) else {
+                continue;
+            };
+            let m = ListMatch {
+                list: *list,
+                entry: prefix.as_bytes(),
+                coverage: Coverage::Suffix,
+                category: None,
+            };
+            for &r in rules {
+                let rule = &self.config.rules[r];
+                if rule.categories.is_some() {
+                    continue;
+                }
+                let (Some(action), phase) = rule_at(rule, now) else {
+                    continue;
+                };
+                if best
+                    .as_ref()
+                    .is_none_or(|b| (action, Reverse(r)) > (b.0, Reverse(b.1)))
+                {
+                    best = Some((action, r, phase, m));
+                }
+            }
+        }
+        Decision {
+            verdict: best.as_ref().map_or(Verdict::Allow, |b| match b.0 {
+                Action::Allow => Verdict::Allow,
+                Action::Log => Verdict::Log,
+                Action::Block => Verdict::Block,
+            }),
+            network: Some(network),
+            cidr,
+            rule: best.as_ref().map(|b| (b.1, b.2)),
+            matched: best.map(|b| b.3),
+        }
+    }
+
+    /// Whether any list holds prefixes (so answers need address checks).
+    pub fn has_address_lists(&self) -> bool {
+        self.config.lists.iter().any(|l| !l.prefixes.is_empty())
+    }
+
     /// The name of a network.
     pub fn network_name(&self, id: NetworkId) -> &str {
         &self.config.networks[id].name
@@ -483,6 +542,44 @@ mod tests {
         // Covered by its own `web` entry, not by the brand suffix.
         assert_eq!(
             verdict(&s, "127.0.0.1", "opentip.kaspersky.com", CUTOFF),
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn answer_addresses_in_listed_prefixes_are_decided_by_their_rules() {
+        let s = snapshot(
+            "networks:\n  staff: [10.1.0.0/16]\nlists:\n  kn: {builtin: kaspersky-networks}\n  mine: {prefixes: [203.0.113.0/24]}\nrules:\n  - {name: ips-block, networks: [staff], lists: [kn], action: block, from: \"2024-09-29T04:00:00Z\", before: log}\n  - {name: mine-log, lists: [mine], action: log}\n",
+        );
+        let staff = "10.1.2.3".parse().unwrap();
+        let d = s.decide_address(staff, "91.103.66.155".parse().unwrap(), at(CUTOFF));
+        assert_eq!(d.verdict, Verdict::Block);
+        assert_eq!(d.matched.unwrap().entry, b"91.103.64.0/21");
+        let d = s.decide_address(
+            staff,
+            "91.103.66.155".parse().unwrap(),
+            at("2024-09-01T00:00:00Z"),
+        );
+        assert_eq!(d.verdict, Verdict::Log);
+        let other = "192.168.1.1".parse().unwrap();
+        assert_eq!(
+            s.decide_address(other, "91.103.66.155".parse().unwrap(), at(CUTOFF))
+                .verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            s.decide_address(other, "203.0.113.9".parse().unwrap(), at(CUTOFF))
+                .verdict,
+            Verdict::Log
+        );
+        assert_eq!(
+            s.decide_address(staff, "192.0.2.1".parse().unwrap(), at(CUTOFF))
+                .verdict,
+            Verdict::Allow
+        );
+        // Names are not matched against prefix lists, nor addresses against name lists.
+        assert_eq!(
+            verdict(&s, "10.1.2.3", "kaspersky.com", CUTOFF),
             Verdict::Allow
         );
     }

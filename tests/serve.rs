@@ -531,3 +531,42 @@ async fn a_reload_with_an_invalid_file_keeps_the_running_policy() {
     assert_eq!(up.seen_name("s05.upd.kaspersky.com").len(), 1);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_into_a_listed_prefix_is_blocked_or_logged_as_the_rule_says() {
+    let up = Fakeup::start().await;
+    let cfg = config("nxdomain")
+        .replace("lists:\n", "lists:\n  kn: {builtin: kaspersky-networks}\n")
+        .replace(
+            "rules:\n",
+            "rules:\n  - {name: kaspersky-ips, networks: [staff], lists: [kn], action: block}\n",
+        );
+    let s = serve(&cfg, up.addr()).await;
+    // staff: 91.103.66.155 is inside 91.103.64.0/21: the answer is replaced.
+    let (m, _) = udp(
+        s.addr,
+        "127.0.0.2",
+        &query("kasperskyip.example.com.", RecordType::A, Some(1232)),
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let (_, text) = ede(&m).expect("EDE");
+    assert!(
+        text.contains("kaspersky-ips")
+            && text.contains("91.103.64.0/21")
+            && text.contains("91.103.66.155"),
+        "{text}"
+    );
+    // default: no address rule, the upstream's answer stands.
+    let (m, _) = udp(
+        s.addr,
+        "127.0.0.1",
+        &query("kasperskyip.example.com.", RecordType::A, Some(1232)),
+    )
+    .await;
+    assert_eq!(
+        m.answers[0].data,
+        RData::A("91.103.66.155".parse().expect("ip"))
+    );
+    s.stop().await;
+}

@@ -5,6 +5,8 @@
 mod cli;
 /// The docs, the commented examples and the schema stay in step.
 mod config_docs;
+/// Deployment files under the tools that check them.
+mod deploy;
 /// The built binary under dig, SIGHUP and SIGTERM.
 mod e2e;
 /// The in-process upstream DNS server the tests forward to.

@@ -16,13 +16,19 @@ use std::path::{Path, PathBuf};
 pub use catalogue::{Catalogue, CatalogueEntry, Confidence};
 pub use lines::{LineProblem, LineReport, domain, read_lines};
 
+use ipnet::IpNet;
+
 use crate::matcher::{Coverage, Hit, SuffixSet};
+use crate::networks::PrefixTable;
 
 /// The shipped Kaspersky catalogue, compiled into the binary.
 pub const KASPERSKY_YAML: &str = include_str!("../../blocklists/kaspersky/kaspersky.yaml");
 
+/// Kaspersky's announced prefixes, compiled into the binary.
+pub const KASPERSKY_NETWORKS: &str = include_str!("../../blocklists/kaspersky/networks.txt");
+
 /// Names of the lists built into the binary (`builtin: NAME` in the config).
-pub const BUILTIN: &[&str] = &["kaspersky"];
+pub const BUILTIN: &[&str] = &["kaspersky", "kaspersky-networks"];
 
 /// What an entry is for; rules select entries by category.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
@@ -93,6 +99,8 @@ pub enum Source {
     Builtin(String),
     /// A file on disk.
     File(PathBuf),
+    /// CIDRs written in the config (`prefixes:`).
+    Prefixes(Vec<IpNet>),
 }
 
 impl fmt::Display for Source {
@@ -100,6 +108,7 @@ impl fmt::Display for Source {
         match self {
             Self::Builtin(name) => write!(f, "builtin:{name}"),
             Self::File(path) => write!(f, "{}", path.display()),
+            Self::Prefixes(p) => write!(f, "{} prefixes in the config", p.len()),
         }
     }
 }
@@ -139,6 +148,10 @@ pub struct List {
     pub problems: LineReport,
     /// Per-entry provenance, for catalogues.
     pub catalogue: Option<Catalogue>,
+    /// Address prefixes (for response-IP rules), with their text.
+    pub addresses: PrefixTable<usize>,
+    /// The prefixes as written, indexed by the values of `addresses`.
+    pub prefixes: Vec<String>,
 }
 
 impl List {
@@ -149,9 +162,17 @@ impl List {
             .map(|hit| (hit, Category::from_payload(hit.payload)))
     }
 
-    /// Number of active entries.
+    /// The most specific prefix holding `ip` (as written), for address lists.
+    pub fn lookup_address(&self, ip: std::net::IpAddr) -> Option<&str> {
+        self.addresses
+            .lookup(ip)
+            .and_then(|(_, i)| self.prefixes.get(*i))
+            .map(String::as_str)
+    }
+
+    /// Number of active entries (names and prefixes).
     pub fn active_total(&self) -> usize {
-        self.set.len()
+        self.set.len() + self.prefixes.len()
     }
 
     /// Active entries per category, for the categories that have any.
@@ -199,7 +220,17 @@ pub fn load(spec: &ListSpec) -> Result<List, ListError> {
             let cat = Catalogue::parse(KASPERSKY_YAML, "builtin:kaspersky")?;
             Ok(from_catalogue(spec, cat))
         }
+        Source::Builtin(name) if name == "kaspersky-networks" => {
+            let nets: Vec<IpNet> = KASPERSKY_NETWORKS
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .filter_map(|l| l.parse().ok())
+                .collect();
+            Ok(from_prefixes(spec, &nets))
+        }
         Source::Builtin(name) => Err(ListError::UnknownBuiltin(name.clone())),
+        Source::Prefixes(nets) => Ok(from_prefixes(spec, nets)),
         Source::File(path) if is_catalogue(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| ListError::Read {
                 path: path.clone(),
@@ -251,7 +282,35 @@ fn empty(spec: &ListSpec, version: Option<String>, catalogue: Option<Catalogue>)
         duplicates: 0,
         problems: LineReport::default(),
         catalogue,
+        addresses: PrefixTable::default(),
+        prefixes: Vec::new(),
     }
+}
+
+fn from_prefixes(spec: &ListSpec, nets: &[IpNet]) -> List {
+    let mut list = empty(spec, None, None);
+    for net in nets {
+        if list
+            .addresses
+            .insert(net.trunc(), list.prefixes.len())
+            .is_some()
+        {
+            list.duplicates += 1;
+        } else {
+            list.prefixes.push(net.trunc().to_string());
+        }
+    }
+    // Re-index after duplicates so every value points at its own text.
+    let mut table = PrefixTable::default();
+    for (i, text) in list.prefixes.iter().enumerate() {
+        if let Ok(n) = text.parse::<IpNet>() {
+            table.insert(n, i);
+        }
+    }
+    list.addresses = table;
+    list.active[0] = list.prefixes.len();
+    list.set.finish();
+    list
 }
 
 /// Builds the lookup table and counts what it holds.
@@ -406,6 +465,27 @@ mod tests {
             category_of(&list, "www.example.org"),
             Some(Category::Update)
         );
+    }
+
+    #[test]
+    fn kaspersky_networks_cover_the_announced_prefixes() {
+        let list = load(&ListSpec {
+            name: "kn".into(),
+            source: Source::Builtin("kaspersky-networks".into()),
+            category: None,
+            coverage: Coverage::Suffix,
+        })
+        .unwrap();
+        assert_eq!(list.active_total(), 16);
+        assert_eq!(
+            list.lookup_address("91.103.66.155".parse().unwrap()),
+            Some("91.103.64.0/21")
+        );
+        assert_eq!(
+            list.lookup_address("37.203.129.5".parse().unwrap()),
+            Some("37.203.128.0/23")
+        );
+        assert_eq!(list.lookup_address("4.28.136.36".parse().unwrap()), None);
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub(crate) struct RawList {
     pub(crate) builtin: Option<At<String>>,
     /// `path`: a list file (catalogue `.yaml`, or lines).
     pub(crate) path: Option<At<String>>,
+    /// `prefixes`: CIDRs for response-IP rules.
+    pub(crate) prefixes: Option<At<Vec<At<String>>>>,
     /// `category`: category of every entry of a line list.
     pub(crate) category: Option<At<String>>,
     /// `match`: `suffix` (default) or `exact`, for plain and hosts lines.
@@ -152,7 +154,7 @@ const LOG_KEYS: &[&str] = &["path", "events", "client", "salt", "queue"];
 const CACHE_KEYS: &[&str] = &["size", "max_ttl"];
 const TCP_KEYS: &[&str] = &["idle_timeout", "max_connections", "max_queries"];
 const ACCESS_KEYS: &[&str] = &["allow", "deny", "denied"];
-const LIST_KEYS: &[&str] = &["builtin", "path", "category", "match"];
+const LIST_KEYS: &[&str] = &["builtin", "path", "prefixes", "category", "match"];
 const RULE_KEYS: &[&str] = &[
     "name",
     "networks",
@@ -258,6 +260,11 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
             raw.lists.push(RawList {
                 builtin: string(r, &l, "builtin"),
                 path: string(r, &l, "path"),
+                prefixes: l.get("prefixes").map(|(n, p)| At {
+                    value: strings(r, n, &p),
+                    line: n.line,
+                    path: p,
+                }),
                 category: string(r, &l, "category"),
                 coverage: string(r, &l, "match"),
                 name: At {

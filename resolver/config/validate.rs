@@ -344,46 +344,51 @@ fn list(c: &mut Checker<'_>, l: &RawList, base: &Path) -> Option<Arc<blocklist::
             }
         },
     };
-    let source = match (&l.builtin, &l.path) {
-        (Some(b), None) => {
-            if !blocklist::BUILTIN.contains(&b.value.as_str()) {
-                c.error(
-                    b,
-                    format!(
-                        "no builtin list `{}`; builtin lists: {}",
-                        b.value,
-                        blocklist::BUILTIN.join(", ")
-                    ),
-                );
-                return None;
-            }
-            Source::Builtin(b.value.clone())
-        }
-        (None, Some(p)) => Source::File(base.join(&p.value)),
-        (Some(_), Some(p)) => {
-            c.error(p, "give either `builtin` or `path`, not both");
-            return None;
-        }
-        (None, None) => {
+    let given = [l.builtin.is_some(), l.path.is_some(), l.prefixes.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        c.error(&l.name, "give one of `builtin`, `path` or `prefixes`");
+        return None;
+    }
+    let source = if let Some(b) = &l.builtin {
+        if !blocklist::BUILTIN.contains(&b.value.as_str()) {
             c.error(
-                &l.name,
+                b,
                 format!(
-                    "list `{}` needs `builtin: kaspersky` or `path: FILE`",
-                    l.name.value
+                    "no builtin list `{}`; builtin lists: {}",
+                    b.value,
+                    blocklist::BUILTIN.join(", ")
                 ),
             );
             return None;
         }
+        Source::Builtin(b.value.clone())
+    } else if let Some(p) = &l.path {
+        Source::File(base.join(&p.value))
+    } else if let Some(items) = &l.prefixes {
+        let nets: Vec<IpNet> = items.value.iter().filter_map(|a| cidr(c, a)).collect();
+        if nets.len() != items.value.len() {
+            return None;
+        }
+        Source::Prefixes(nets)
+    } else {
+        c.error(
+            &l.name,
+            format!(
+                "list `{}` needs `builtin: kaspersky`, `path: FILE` or `prefixes: [CIDR, ...]`",
+                l.name.value
+            ),
+        );
+        return None;
     };
     let catalogue = match &source {
-        Source::Builtin(_) => true,
+        Source::Builtin(_) | Source::Prefixes(_) => true,
         Source::File(p) => matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")),
     };
     if catalogue {
         for a in [&l.category, &l.coverage].into_iter().flatten() {
             c.error(
                 a,
-                "only line lists take this: catalogue entries carry their own category and match",
+                "only line lists (a `path` to a text file) take this: catalogue entries carry their own category and match, and prefixes have neither",
             );
         }
     }
