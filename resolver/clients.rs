@@ -116,21 +116,51 @@ impl ClientTable {
         out
     }
 
-    /// Every client seen at or after `since`, by network then count.
-    pub fn rows(&self, since: Option<Timestamp>) -> Vec<ClientRow> {
+    /// Every client seen at or after `since`, by network then count, with
+    /// addresses written by `render` (the query log's `client` mode, so a
+    /// truncated or hashed deployment does not leak addresses here; clients
+    /// that render alike are merged).
+    pub fn rows(
+        &self,
+        since: Option<Timestamp>,
+        render: impl Fn(IpAddr) -> String,
+    ) -> Vec<ClientRow> {
         let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut rows: Vec<ClientRow> = map
-            .iter()
-            .filter(|(_, s)| since.is_none_or(|t| s.last >= t))
-            .map(|((net, ip), s)| ClientRow {
-                network: net.to_string(),
-                client: ip.to_string(),
+        let mut merged: HashMap<(String, String), (Stats, u8)> = HashMap::new();
+        for ((net, ip), s) in map.iter() {
+            if since.is_some_and(|t| s.last < t) {
+                continue;
+            }
+            let e = merged.entry((net.to_string(), render(*ip))).or_insert((
+                Stats {
+                    first: s.first,
+                    last: s.last,
+                    count: 0,
+                    categories: 0,
+                    blocked: 0,
+                    logged: 0,
+                },
+                0,
+            ));
+            e.0.first = e.0.first.min(s.first);
+            e.0.last = e.0.last.max(s.last);
+            e.0.count += s.count;
+            e.0.blocked += s.blocked;
+            e.0.logged += s.logged;
+            e.1 |= s.categories;
+        }
+        drop(map);
+        let mut rows: Vec<ClientRow> = merged
+            .into_iter()
+            .map(|((network, client), (s, cats))| ClientRow {
+                network,
+                client,
                 first_seen: s.first,
                 last_seen: s.last,
                 count: s.count,
                 categories: Category::ALL
                     .iter()
-                    .filter(|c| s.categories & (1 << (**c as u8)) != 0)
+                    .filter(|c| cats & (1 << (**c as u8)) != 0)
                     .map(|c| c.as_str().to_owned())
                     .collect(),
                 blocked: s.blocked,
@@ -165,7 +195,7 @@ mod tests {
         let t1: Timestamp = "2024-10-02T00:00:00Z".parse().unwrap();
         t.record(&lab, ip, Some(Category::Update), Verdict::Block, t0);
         t.record(&lab, ip, Some(Category::Telemetry), Verdict::Log, t1);
-        let rows = t.rows(None);
+        let rows = t.rows(None, |ip| ip.to_string());
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
         assert_eq!((r.count, r.blocked, r.logged), (2, 1, 1));
@@ -173,7 +203,8 @@ mod tests {
         assert_eq!(r.categories, ["update", "telemetry"]);
         assert_eq!(t.distinct_since(t1).get(&lab), Some(&1));
         assert!(
-            t.rows(Some("2024-10-03T00:00:00Z".parse().unwrap()))
+            t.rows(Some("2024-10-03T00:00:00Z".parse().unwrap()), |ip| ip
+                .to_string())
                 .is_empty()
         );
     }
@@ -193,7 +224,7 @@ mod tests {
                 start + jiff::SignedDuration::from_secs(i64::from(i)),
             );
         }
-        let rows = t.rows(None);
+        let rows = t.rows(None, |ip| ip.to_string());
         assert!(rows.len() <= 100, "{}", rows.len());
         assert!(
             rows.iter().any(|r| r.client == "10.0.3.231"),

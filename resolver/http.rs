@@ -85,5 +85,10 @@ async fn clients(AxState(state): AxState<Arc<State>>, Query(q): Query<Since>) ->
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    axum::Json(state.clients.rows(since)).into_response()
+    let runtime = state.current.load();
+    let log = &runtime.policy.config.query_log;
+    let rows = state.clients.rows(since, |ip| {
+        crate::querylog::client_text(SocketAddr::new(ip, 0), log).0
+    });
+    axum::Json(rows).into_response()
 }

@@ -500,6 +500,18 @@ impl Counters {
         }
     }
 
+    /// Zeroes the gauges of this config (called on the config a reload
+    /// replaces, before the new one sets its own), so a (network, rule) pair
+    /// or a network that a reload removed does not keep its last value.
+    pub fn retire(&self) {
+        for (_, g) in &self.enforcing {
+            g.set(0.0);
+        }
+        for g in &self.clients {
+            g.set(0.0);
+        }
+    }
+
     /// Sets `cutoff_rule_enforcing` for the instant `now`.
     pub fn refresh_enforcing(&self, c: &Config, now: jiff::Timestamp) {
         for (rule, g) in &self.enforcing {

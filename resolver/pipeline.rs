@@ -74,6 +74,8 @@ pub struct Outcome {
     pub client: SocketAddr,
     /// When it arrived.
     pub start: Instant,
+    /// When it arrived, as wall-clock time (the instant the policy decided at).
+    pub time: Timestamp,
     /// The runtime that decided (none for packets dropped before decoding).
     pub runtime: Option<Arc<Runtime>>,
     /// The decoded query.
@@ -98,6 +100,7 @@ impl Outcome {
             protocol,
             client,
             start,
+            time: Timestamp::now(),
             runtime: None,
             query: None,
             verdict: None,
@@ -184,7 +187,7 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
     let name = NameBuf::from_labels(question.name().iter());
     let name = name.as_ref().map_or(&b""[..], NameBuf::as_bytes);
     // The decision comes before any upstream I/O: a blocked name never leaves the box.
-    let decision = runtime.policy.decide(client, name, Timestamp::now());
+    let decision = runtime.policy.decide(client, name, out.time);
     out.decided(&decision);
     let reply = match decision.verdict {
         Verdict::Refuse => {
@@ -319,7 +322,7 @@ pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
     };
     let counters = &runtime.counters;
     counters.query(out.network, verdict, out.protocol);
-    let now = Timestamp::now();
+    let now = out.time;
     if let (Some(net), Some((list, category, _))) = (out.network, &out.matched) {
         if let Some((rule, _)) = out.rule {
             let action = match verdict {
@@ -411,7 +414,7 @@ fn respond(
     out: &mut Outcome,
 ) -> Vec<u8> {
     let max = limit(query, protocol);
-    let now = Timestamp::now();
+    let now = out.time;
     for target in &entry.targets {
         let d = runtime.policy.decide(client, target, now);
         if d.verdict == Verdict::Block

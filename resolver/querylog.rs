@@ -241,7 +241,7 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> serde_json::Result<()> {
     let log = &c.query_log;
     let (client, client_port) = client_text(r.client, log);
     let line = Line {
-        time: r.time.to_string(),
+        time: format!("{:.9}", r.time),
         client,
         client_port,
         network: r.network.map(|n| c.networks[n].name.as_str()),
@@ -277,7 +277,8 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> serde_json::Result<()> {
     Ok(())
 }
 
-fn client_text(addr: SocketAddr, log: &QueryLogConfig) -> (String, Option<u16>) {
+/// A client address as the query log writes it (by `query_log.client`).
+pub fn client_text(addr: SocketAddr, log: &QueryLogConfig) -> (String, Option<u16>) {
     let ip = addr.ip().to_canonical();
     match log.client {
         ClientMode::Full => (ip.to_string(), Some(addr.port())),
@@ -420,6 +421,12 @@ mod tests {
     fn unknown_types_are_written_as_type_and_number() {
         assert_eq!(qtype_text(RecordType::Unknown(65280)), "TYPE65280");
         assert_eq!(qtype_text(RecordType::AAAA), "AAAA");
+    }
+
+    #[test]
+    fn times_have_a_fixed_width_so_they_sort_as_text() {
+        let t: Timestamp = "2024-10-01T00:00:00.5Z".parse().unwrap();
+        assert_eq!(format!("{t:.9}"), "2024-10-01T00:00:00.500000000Z");
     }
 
     #[test]

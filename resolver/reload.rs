@@ -213,7 +213,9 @@ impl State {
         if version != old.policy.config.version {
             self.metrics.retire(&old.policy.config.version);
         }
+        old.counters.retire();
         self.current.store(Arc::new(runtime));
+        self.tick();
         Ok(version)
     }
 }
