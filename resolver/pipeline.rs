@@ -332,13 +332,12 @@ pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
             };
             counters.matched(net, rule, *list, *category, action);
         }
-        state.clients.record(
-            &runtime.network_names[net],
-            out.client.ip().to_canonical(),
-            *category,
-            verdict,
-            now,
-        );
+        if runtime.policy.config.lists[*list].tracked {
+            let client = out.client.ip().to_canonical();
+            state
+                .clients
+                .record(&runtime.network_names[net], client, *category, verdict, now);
+        }
     }
     let Some(log) = &state.query_log else {
         return;

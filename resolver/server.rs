@@ -36,15 +36,17 @@ pub struct Listeners {
 
 impl Listeners {
     /// Binds UDP and TCP on every address (port 0 picks one port for both).
+    /// IPv6 sockets are IPv6-only, so `0.0.0.0:53` and `[::]:53` can be
+    /// listed together whatever the host's `bindv6only` says.
     pub async fn bind(addrs: &[SocketAddr]) -> io::Result<Self> {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for addr in addrs {
-            let u = UdpSocket::bind(addr).await.map_err(|e| {
+            let u = bind_udp(*addr).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen on udp {addr}: {e}"))
             })?;
             let bound = u.local_addr()?;
-            let t = TcpListener::bind(bound).await.map_err(|e| {
+            let t = bind_tcp(bound).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen on tcp {bound}: {e}"))
             })?;
             udp.push(u);
@@ -60,6 +62,34 @@ impl Listeners {
             .filter_map(|s| s.local_addr().ok())
             .collect()
     }
+}
+
+fn socket(
+    addr: SocketAddr,
+    ty: socket2::Type,
+    proto: socket2::Protocol,
+) -> io::Result<socket2::Socket> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), ty, Some(proto))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let s = socket(addr, socket2::Type::DGRAM, socket2::Protocol::UDP)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = socket(addr, socket2::Type::STREAM, socket2::Protocol::TCP)?;
+    // A restart must not wait for old connections in TIME_WAIT.
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
 }
 
 /// Limits on what clients can hold.

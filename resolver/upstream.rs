@@ -177,7 +177,12 @@ fn same_socket(listen: SocketAddr, upstream: SocketAddr) -> bool {
         return false;
     }
     let (l, u) = (listen.ip().to_canonical(), upstream.ip().to_canonical());
-    l == u || (l.is_unspecified() && (u.is_loopback() || u.is_unspecified()))
+    // A wildcard listener receives what is sent to loopback of its own
+    // family (IPv6 listeners are IPv6-only).
+    l == u
+        || (l.is_unspecified()
+            && l.is_ipv4() == u.is_ipv4()
+            && (u.is_loopback() || u.is_unspecified()))
 }
 
 /// The nameservers of a resolv.conf.

@@ -45,3 +45,74 @@ fn dashboard_is_valid_json_with_a_datasource_variable() {
     );
     assert!(v["panels"].as_array().is_some_and(|p| p.len() > 10));
 }
+
+#[test]
+fn every_shipped_config_is_valid() {
+    for f in [
+        "deploy/cutoff.yaml",
+        "deploy/container/cutoff.yaml",
+        "deploy/kubernetes/cutoff.yaml",
+    ] {
+        if let Err(e) = cutoff::config::load(&root().join(f)) {
+            panic!("{f}: {e}: {e:?}");
+        }
+    }
+}
+
+#[test]
+fn systemd_unit_exposure_is_at_most_2() {
+    match tool(
+        "systemd-analyze",
+        &[
+            "security",
+            "--offline=true",
+            "--threshold=20",
+            "deploy/systemd/cutoff.service",
+        ],
+    ) {
+        Some((ok, text)) => assert!(ok, "systemd-analyze security:\n{text}"),
+        None => eprintln!("note: systemd-analyze is not installed; skipped"),
+    }
+}
+
+#[test]
+fn kubernetes_prometheus_rule_carries_the_alert_rules_verbatim() {
+    let rules =
+        std::fs::read_to_string(root().join("deploy/prometheus/cutoff-rules.yaml")).expect("rules");
+    let crd =
+        std::fs::read_to_string(root().join("deploy/kubernetes/prometheusrule.yaml")).expect("crd");
+    // Every alert of the rules file is in the PrometheusRule, expression and all.
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- alert:"))
+        .collect();
+    assert!(alerts.len() >= 8);
+    for a in alerts {
+        assert!(
+            crd.contains(a.trim()),
+            "{} missing from deploy/kubernetes/prometheusrule.yaml",
+            a.trim()
+        );
+    }
+    for expr in rules
+        .lines()
+        .filter(|l| l.trim_start().starts_with("expr:"))
+    {
+        assert!(
+            crd.contains(expr.trim()),
+            "expression differs: {}",
+            expr.trim()
+        );
+    }
+}
+
+#[test]
+fn debian_package_metadata_is_in_cargo_toml() {
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    assert!(cargo.contains("[package.metadata.deb]"));
+    for asset in ["deploy/cutoff.yaml", "deploy/systemd/cutoff.logrotate"] {
+        assert!(cargo.contains(asset), "{asset}");
+        assert!(root().join(asset).exists(), "{asset}");
+    }
+    assert!(root().join("deploy/systemd/cutoff.service").exists());
+}

@@ -570,3 +570,24 @@ async fn an_answer_into_a_listed_prefix_is_blocked_or_logged_as_the_rule_says() 
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv4_and_ipv6_wildcards_can_be_listed_together() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("note: no IPv6 on this machine; skipped");
+        return;
+    }
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addrs = [
+        format!("0.0.0.0:{port}").parse().expect("v4"),
+        format!("[::]:{port}").parse().expect("v6"),
+    ];
+    let l = cutoff::server::Listeners::bind(&addrs)
+        .await
+        .expect("both wildcards bind");
+    assert_eq!(l.addrs().len(), 2);
+}

@@ -152,6 +152,10 @@ pub struct List {
     pub addresses: PrefixTable<usize>,
     /// The prefixes as written, indexed by the values of `addresses`.
     pub prefixes: Vec<String>,
+    /// Whether lookups matching this list count as "asking for Kaspersky"
+    /// (client table, `cutoff_kaspersky_clients`, `cutoff report`): the
+    /// shipped lists, catalogue files and line lists given a `category`.
+    pub tracked: bool,
 }
 
 impl List {
@@ -284,6 +288,11 @@ fn empty(spec: &ListSpec, version: Option<String>, catalogue: Option<Catalogue>)
         catalogue,
         addresses: PrefixTable::default(),
         prefixes: Vec::new(),
+        tracked: match &spec.source {
+            Source::Builtin(_) => true,
+            Source::File(p) => is_catalogue(p) || spec.category.is_some(),
+            Source::Prefixes(_) => spec.category.is_some(),
+        },
     }
 }
 

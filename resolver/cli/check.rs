@@ -57,6 +57,23 @@ pub fn summary(c: &Config, now: Timestamp) -> String {
         join(&mut c.upstreams.iter().map(ToString::to_string), ", ")
     );
     let _ = writeln!(s, "http       {}", c.http);
+    let q = &c.query_log;
+    let log = match &q.path {
+        None => "off".to_owned(),
+        Some(p) => format!(
+            "{p} ({} queries, clients {})",
+            match q.events {
+                crate::config::LogEvents::All => "all",
+                crate::config::LogEvents::Matched => "log and block",
+            },
+            match q.client {
+                crate::config::ClientMode::Full => "full",
+                crate::config::ClientMode::Truncate => "truncated",
+                crate::config::ClientMode::Hash => "hashed",
+            }
+        ),
+    };
+    let _ = writeln!(s, "query log  {log}");
     let denied = match c.access.denied {
         Denied::Refuse => "refused",
         Denied::Drop => "dropped",

@@ -59,8 +59,11 @@ fn init_logging(level: &str) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: the journal and `kubectl logs` get plain text.
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -149,7 +152,7 @@ async fn serve(
         listen = ?bound,
         upstreams = ?upstreams,
         http = %c.http,
-        query_log = ?c.query_log.path,
+        query_log = c.query_log.path.as_deref().unwrap_or("off"),
         config = %c.origin,
         version = %c.version,
         "serving"
@@ -232,6 +235,10 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
             _ = int.recv() => break,
         }
     }
+    // Load balancers stop sending before the listeners close.
+    state
+        .ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         "stopping: no new queries, {}s for those in flight",
         DRAIN.as_secs()

@@ -336,7 +336,7 @@ pub fn from_str(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigE
         return Err(invalid(problems, warnings));
     };
     c.origin = origin.to_owned();
-    c.version = fingerprint(text, &c.lists);
+    c.version = fingerprint(&c);
     Ok(c)
 }
 
@@ -345,9 +345,11 @@ pub fn known_keys() -> Vec<String> {
     raw::all_keys()
 }
 
-/// FNV-1a over the config text and each list's name and size: stable across
-/// runs and builds, so two replicas with the same files report the same version.
-fn fingerprint(text: &str, lists: &[Arc<List>]) -> String {
+/// FNV-1a over the policy: access, networks, lists (their entries), rules
+/// and the blocked answer. Host-specific settings (listen, http, upstreams,
+/// limits, query log) are left out, so replicas and hosts that enforce the
+/// same policy report the same version; stable across runs and builds.
+fn fingerprint(c: &Config) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for b in bytes {
@@ -355,14 +357,20 @@ fn fingerprint(text: &str, lists: &[Arc<List>]) -> String {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     };
-    eat(text.as_bytes());
-    for l in lists {
+    eat(format!(
+        "{:?}{:?}{:?}{:?}",
+        c.access, c.networks, c.rules, c.blocking
+    )
+    .as_bytes());
+    for l in &c.lists {
         eat(l.name.as_bytes());
         eat(l.version.as_deref().unwrap_or("").as_bytes());
-        eat(&l.active_total().to_le_bytes());
         for (name, coverage, payload) in l.set.iter() {
             eat(name);
             eat(&[coverage as u8, payload]);
+        }
+        for p in &l.prefixes {
+            eat(p.as_bytes());
         }
     }
     format!("{h:016x}")
