@@ -146,12 +146,15 @@ type Flight = Arc<OnceCell<Option<Arc<Entry>>>>;
 pub struct Cache {
     capacity: usize,
     inner: Mutex<Inner>,
-    flights: Mutex<HashMap<Key, Flight>>,
+    flights: Mutex<HashMap<Key, Flight, Hasher>>,
 }
+
+/// Seeded per process: keys are query names, which clients choose.
+type Hasher = foldhash::fast::RandomState;
 
 #[derive(Debug, Default)]
 struct Inner {
-    map: HashMap<Key, Arc<Entry>>,
+    map: HashMap<Key, Arc<Entry>, Hasher>,
     order: VecDeque<Key>,
 }
 
@@ -171,7 +174,7 @@ impl Cache {
         Self {
             capacity,
             inner: Mutex::new(Inner::default()),
-            flights: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::default()),
         }
     }
 

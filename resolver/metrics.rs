@@ -13,6 +13,8 @@
 //! process (the tests) keep separate numbers.
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use metrics::{
@@ -338,7 +340,7 @@ impl Metrics {
                 }
             }
         }
-        let mut matches = HashMap::new();
+        let mut matches = HashMap::default();
         let mut enforcing = Vec::new();
         for (n, net) in c.networks.iter().enumerate() {
             for (ri, rule) in c.rules.iter().enumerate() {
@@ -458,7 +460,7 @@ pub struct UpstreamHandles {
 #[derive(Debug)]
 pub struct Counters {
     queries: Vec<Counter>,
-    matches: HashMap<(usize, usize, usize, u8, Action), Counter>,
+    matches: HashMap<(usize, usize, usize, u8, Action), Counter, RandomState>,
     enforcing: Vec<(usize, Gauge)>,
     /// Per upstream endpoint, in the runtime's order.
     pub upstream: Vec<UpstreamHandles>,

@@ -78,8 +78,8 @@ pub struct Outcome {
     pub time: Timestamp,
     /// The runtime that decided (none for packets dropped before decoding).
     pub runtime: Option<Arc<Runtime>>,
-    /// The decoded query.
-    pub query: Option<Message>,
+    /// The question's wire bytes, kept only when there is a query log.
+    pub question: Option<Box<[u8]>>,
     /// The decision.
     pub verdict: Option<Verdict>,
     /// The client's network.
@@ -102,7 +102,7 @@ impl Outcome {
             start,
             time: Timestamp::now(),
             runtime: None,
-            query: None,
+            question: None,
             verdict: None,
             network: None,
             rule: None,
@@ -123,6 +123,7 @@ impl Outcome {
 #[derive(Debug)]
 pub struct Pending {
     runtime: Arc<Runtime>,
+    query: Message,
     packet: Vec<u8>,
     key: Key,
     outcome: Outcome,
@@ -154,6 +155,18 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
     // loop between two servers (RUSTSEC-2023-0041). Too short: not DNS.
     if packet.len() < 12 || packet[2] & 0x80 != 0 {
         return Step::Reply(None, out);
+    }
+    if state.query_log.is_some() {
+        out.question = wire::walk(packet)
+            .and_then(|l| packet.get(12..l.question_end))
+            .map(Into::into);
+    }
+    // Plain queries (nearly all) are decided and answered from their bytes;
+    // anything unusual, and every cache miss, takes the full parse below.
+    if let Some(q) = wire::parse_query(packet)
+        && let Some(reply) = fast(state, &q, src, protocol, &mut out)
+    {
+        return Step::Reply(reply, out);
     }
     let id = wire::id(packet);
     let op = OpCode::from_u8((packet[2] >> 3) & 0x0f);
@@ -223,13 +236,12 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
                 out.upstream = Some(entry.upstream);
                 let bytes = respond(&runtime, &query, packet, client, &entry, protocol, &mut out);
                 out.runtime = Some(runtime);
-                out.query = Some(query);
                 return Step::Reply(Some(bytes), out);
             }
             out.runtime = Some(runtime.clone());
-            out.query = Some(query);
             return Step::Forward(Pending {
                 runtime,
+                query,
                 packet: packet.to_vec(),
                 key,
                 outcome: out,
@@ -237,8 +249,115 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
         }
     };
     out.runtime = Some(runtime);
-    out.query = Some(query);
     Step::Reply(reply, out)
+}
+
+/// The fast path: decide and answer a plain query from its bytes; the
+/// answer (`Some(None)`: send nothing), or `None` for the full path (a cache
+/// miss, or an answer that needs the `Message` builders).
+fn fast(
+    state: &State,
+    q: &wire::Query<'_>,
+    src: SocketAddr,
+    protocol: Protocol,
+    out: &mut Outcome,
+) -> Option<Option<Vec<u8>>> {
+    let name = NameBuf::from_labels(q.labels())?;
+    let client = src.ip().to_canonical();
+    let runtime = state.current.load_full();
+    // The decision comes before any upstream I/O: a blocked name never leaves the box.
+    let decision = runtime.policy.decide(client, name.as_bytes(), out.time);
+    let c = &runtime.policy.config;
+    let max = match (protocol, q.edns) {
+        (Protocol::Tcp, _) => usize::from(u16::MAX),
+        (Protocol::Udp, None) => 512,
+        (Protocol::Udp, Some(e)) => usize::from(e.size.clamp(512, answer::MAX_UDP)),
+    };
+    let bytes = match decision.verdict {
+        Verdict::Refuse => {
+            out.path = Path::Refused;
+            match c.access.denied {
+                Denied::Drop => None,
+                Denied::Refuse => Some(answer::fast::refused(q)),
+            }
+        }
+        Verdict::Block => {
+            let m = decision.matched?;
+            out.path = Path::Blocked;
+            let rule = decision.rule.map_or("?", |(r, _)| c.rules[r].name.as_str());
+            let list = c.lists[m.list].name.as_str();
+            let zone_at = name.as_bytes().len() - m.entry.len();
+            let why = |t: &mut String| answer::fast::why(t, rule, list, m.entry);
+            Some(answer::fast::blocked(q, &c.blocking, zone_at, &why))
+        }
+        // ANY is answered here and never forwarded (RFC 8482; amplification).
+        Verdict::Allow | Verdict::Log if q.qtype == u16::from(RecordType::ANY) => {
+            out.path = Path::Local;
+            Some(answer::fast::any(q, c.blocking.ttl))
+        }
+        Verdict::Allow | Verdict::Log => {
+            let (_, cd) = q.flags();
+            let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
+            let key = Key {
+                name: name.as_bytes().into(),
+                qtype: q.qtype,
+                qclass: q.qclass,
+                flags: u8::from(dnssec_ok) | (u8::from(cd) << 1),
+            };
+            let Lookup::Hit(entry) = state.cache.get(&key, Instant::now()) else {
+                return None;
+            };
+            // An answer that a CNAME target or address turns into a block is
+            // built by the full path (rare; it re-decides the same way).
+            let now = out.time;
+            let mut logged: Option<Decision<'_>> = None;
+            for target in &entry.targets {
+                let d = runtime.policy.decide(client, target, now);
+                match d.verdict {
+                    Verdict::Block => return None,
+                    Verdict::Log if decision.verdict == Verdict::Allow => {
+                        logged = logged.or(Some(d))
+                    }
+                    _ => {}
+                }
+            }
+            if runtime.policy.has_address_lists() {
+                for addr in &entry.addresses {
+                    let d = runtime.policy.decide_address(client, *addr, now);
+                    match d.verdict {
+                        Verdict::Block => return None,
+                        Verdict::Log if decision.verdict == Verdict::Allow => {
+                            logged = logged.or(Some(d))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            out.decided(&decision);
+            if let Some(d) = &logged {
+                out.decided(d);
+            }
+            out.path = Path::Cached;
+            out.upstream = Some(entry.upstream);
+            let mut bytes = entry.render(q.id, q.question(), q.edns.is_some(), Instant::now());
+            if bytes.len() > max {
+                let end = wire::walk(&bytes).map_or(12, |l| l.question_end);
+                bytes = wire::truncate(&bytes, end, q.edns.is_some());
+            }
+            out.runtime = Some(runtime);
+            return Some(Some(bytes));
+        }
+    };
+    out.decided(&decision);
+    let bytes = bytes.map(|b| {
+        if b.len() > max {
+            wire::truncate(&b, q.question_end, q.edns.is_some())
+        } else {
+            b
+        }
+    });
+    out.runtime = Some(runtime);
+    Some(bytes)
 }
 
 /// Forwards a cache miss (shared with identical misses in flight) and
@@ -246,16 +365,13 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
 pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
     let Pending {
         runtime,
+        query,
         packet,
         key,
         mut outcome,
     } = p;
-    let Some(query) = outcome.query.take() else {
-        return (None, outcome);
-    };
     let max = limit(&query, outcome.protocol);
     let Some(upstream_query) = upstream_query(&query) else {
-        outcome.query = Some(query);
         return (None, outcome);
     };
     let max_ttl = runtime.policy.config.serve.cache_max_ttl;
@@ -297,7 +413,6 @@ pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
             )
         }
     };
-    outcome.query = Some(query);
     (Some(bytes), outcome)
 }
 
@@ -347,10 +462,7 @@ pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
     {
         return;
     }
-    let Some(query) = out.query else {
-        return;
-    };
-    let Some(question) = query.queries.into_iter().next() else {
+    let Some(question) = out.question else {
         return;
     };
     log.send(Record {
@@ -358,8 +470,7 @@ pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
         runtime: runtime.clone(),
         client: out.client,
         protocol: out.protocol,
-        qtype: question.query_type(),
-        qname: question.name().clone(),
+        question,
         verdict,
         network: out.network,
         rule: out.rule,

@@ -40,10 +40,8 @@ pub struct Record {
     pub client: SocketAddr,
     /// udp or tcp.
     pub protocol: Protocol,
-    /// The name as asked.
-    pub qname: Name,
-    /// The type asked.
-    pub qtype: RecordType,
+    /// The question section as the client sent it (name, type, class).
+    pub question: Box<[u8]>,
     /// The decision.
     pub verdict: Verdict,
     /// The client's network.
@@ -246,8 +244,8 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> serde_json::Result<()> {
         client_port,
         network: r.network.map(|n| c.networks[n].name.as_str()),
         protocol: r.protocol.as_str(),
-        qname: escape_name(&r.qname),
-        qtype: qtype_text(r.qtype),
+        qname: escape_labels(&question_labels(&r.question)),
+        qtype: qtype_text(question_type(&r.question)),
         action: r.verdict.as_str(),
         rule: r.rule.map(|(i, _)| c.rules[i].name.as_str()),
         list: r
@@ -310,16 +308,47 @@ pub fn client_text(addr: SocketAddr, log: &QueryLogConfig) -> (String, Option<u1
     }
 }
 
+/// The labels of the name at the start of a question section.
+fn question_labels(q: &[u8]) -> Vec<&[u8]> {
+    let mut labels = Vec::new();
+    let mut at = 0;
+    while let Some(&len) = q.get(at) {
+        let len = usize::from(len);
+        if len == 0 || len > 63 {
+            break;
+        }
+        let Some(label) = q.get(at + 1..at + 1 + len) else {
+            break;
+        };
+        labels.push(label);
+        at += 1 + len;
+    }
+    labels
+}
+
+/// The QTYPE at the end of a question section.
+fn question_type(q: &[u8]) -> RecordType {
+    match q.len().checked_sub(4).and_then(|i| q.get(i..i + 2)) {
+        Some(t) => RecordType::from(u16::from_be_bytes([t[0], t[1]])),
+        None => RecordType::Unknown(0),
+    }
+}
+
 /// A name in presentation form, no trailing dot, every byte outside
 /// `[A-Za-z0-9_-]` escaped: `.` and `\` inside a label as `\.` and `\\`,
 /// anything else as `\DDD`.
 pub fn escape_name(name: &Name) -> String {
+    escape_labels(&name.iter().collect::<Vec<_>>())
+}
+
+/// [`escape_name`] for labels as on the wire.
+pub fn escape_labels(labels: &[&[u8]]) -> String {
     let mut s = String::with_capacity(64);
-    for (i, label) in name.iter().enumerate() {
+    for (i, label) in labels.iter().enumerate() {
         if i > 0 {
             s.push('.');
         }
-        for &b in label {
+        for &b in *label {
             match b {
                 b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => s.push(char::from(b)),
                 b'.' | b'\\' => {

@@ -150,8 +150,13 @@ async fn udp_loop(
 ) {
     let mut buf = vec![0u8; 65535];
     let mut pending = JoinSet::new();
+    // One stop future for the whole loop: re-arming it for every packet
+    // costs more than the rest of a blocked answer.
+    let stop = stopped(&mut shutdown);
+    tokio::pin!(stop);
     loop {
         let (n, src) = tokio::select! {
+            biased;
             r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -160,7 +165,7 @@ async fn udp_loop(
                     continue;
                 }
             },
-            _ = stopped(&mut shutdown) => break,
+            () = &mut stop => break,
         };
         match pipeline::prepare(&state, &buf[..n], src, Protocol::Udp) {
             Step::Reply(bytes, outcome) => {

@@ -135,6 +135,137 @@ pub fn truncate(msg: &[u8], question_end: usize, edns: bool) -> Vec<u8> {
     out
 }
 
+/// EDNS of a query as the hot path needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryEdns {
+    /// The client's UDP payload size.
+    pub size: u16,
+    /// The DO bit.
+    pub dnssec_ok: bool,
+}
+
+/// A plain query read without allocating: one question, no records but an
+/// optional OPT, no compression. Anything else goes the slow way (a full
+/// parse with hickory-proto), so this only has to be right, not complete.
+#[derive(Clone, Copy, Debug)]
+pub struct Query<'p> {
+    /// The whole packet.
+    pub packet: &'p [u8],
+    /// The ID.
+    pub id: u16,
+    /// End of the question name (after its root label).
+    pub name_end: usize,
+    /// End of the question section.
+    pub question_end: usize,
+    /// QTYPE.
+    pub qtype: u16,
+    /// QCLASS.
+    pub qclass: u16,
+    /// The OPT record, if any.
+    pub edns: Option<QueryEdns>,
+}
+
+impl<'p> Query<'p> {
+    /// The question name's labels, as on the wire.
+    pub fn labels(&self) -> impl Iterator<Item = &'p [u8]> + 'p {
+        let p = self.packet;
+        let end = self.name_end;
+        let mut at = 12;
+        std::iter::from_fn(move || {
+            let len = usize::from(*p.get(at)?);
+            if len == 0 || at + 1 + len > end {
+                return None;
+            }
+            let label = &p[at + 1..at + 1 + len];
+            at += 1 + len;
+            Some(label)
+        })
+    }
+
+    /// The question section's bytes.
+    pub fn question(&self) -> &'p [u8] {
+        &self.packet[12..self.question_end]
+    }
+
+    /// RD and CD of the query.
+    pub fn flags(&self) -> (bool, bool) {
+        (self.packet[2] & 0x01 != 0, self.packet[3] & 0x10 != 0)
+    }
+}
+
+/// Reads a plain query; `None` sends it the slow way.
+pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
+    if p.len() < 17 || p.len() > 4096 {
+        return None;
+    }
+    // QR=0, opcode QUERY, TC=0, no rcode; one question, no answers or
+    // authorities, at most one additional (the OPT).
+    if p[2] & 0xfa != 0 || p[3] & 0x0f != 0 {
+        return None;
+    }
+    let count = |i: usize| u16::from_be_bytes([p[i], p[i + 1]]);
+    if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
+        return None;
+    }
+    let mut at = 12;
+    loop {
+        let len = usize::from(*p.get(at)?);
+        if len == 0 {
+            at += 1;
+            break;
+        }
+        // Compression, or a dot inside a label (text and wire offsets would
+        // differ): the slow way.
+        if len > 63 || p.get(at + 1..at + 1 + len)?.contains(&b'.') {
+            return None;
+        }
+        at += 1 + len;
+        if at > 12 + 255 {
+            return None;
+        }
+    }
+    // The root name (no labels) is rare enough to take the slow way.
+    if at == 13 {
+        return None;
+    }
+    let name_end = at;
+    let fixed = p.get(at..at + 4)?;
+    let (qtype, qclass) = (
+        u16::from_be_bytes([fixed[0], fixed[1]]),
+        u16::from_be_bytes([fixed[2], fixed[3]]),
+    );
+    let question_end = at + 4;
+    let edns = if count(10) == 1 {
+        let opt = p.get(question_end..question_end + 11)?;
+        // Root owner, TYPE 41, version 0; the record must end the packet.
+        if opt[0] != 0 || opt[1] != 0 || opt[2] != 41 || opt[6] != 0 {
+            return None;
+        }
+        let rdlen = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
+        if question_end + 11 + rdlen != p.len() {
+            return None;
+        }
+        Some(QueryEdns {
+            size: u16::from_be_bytes([opt[3], opt[4]]),
+            dnssec_ok: opt[7] & 0x80 != 0,
+        })
+    } else {
+        if question_end != p.len() {
+            return None;
+        }
+        None
+    };
+    Some(Query {
+        packet: p,
+        id: u16::from_be_bytes([p[0], p[1]]),
+        name_end,
+        question_end,
+        qtype,
+        qclass,
+        edns,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +308,41 @@ mod tests {
         assert!(l.ttls.is_empty());
         assert!(l.opt.is_some());
         assert_eq!(&t[4..6], &[0, 1]);
+    }
+
+    #[test]
+    fn plain_queries_are_read_without_a_full_parse() {
+        let mut q = vec![0xab, 0xcd, 0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 1];
+        q.extend_from_slice(b"\x03s05\x03upd\x09kaspersky\x03com\x00\x00\x01\x00\x01");
+        q.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0, 0, 0]);
+        let p = parse_query(&q).unwrap();
+        assert_eq!((p.id, p.qtype, p.qclass), (0xabcd, 1, 1));
+        assert_eq!(
+            p.edns,
+            Some(QueryEdns {
+                size: 4096,
+                dnssec_ok: true
+            })
+        );
+        let labels: Vec<&[u8]> = p.labels().collect();
+        assert_eq!(labels, [&b"s05"[..], b"upd", b"kaspersky", b"com"]);
+        assert_eq!(p.flags(), (true, true));
+        // Compressed, two questions, a response, trailing bytes: the slow way.
+        let mut compressed = q.clone();
+        compressed[12] = 0xc0;
+        assert!(parse_query(&compressed).is_none());
+        let mut two = q.clone();
+        two[5] = 2;
+        assert!(parse_query(&two).is_none());
+        let mut response = q.clone();
+        response[2] |= 0x80;
+        assert!(parse_query(&response).is_none());
+        let mut trailing = q.clone();
+        trailing.push(0);
+        assert!(parse_query(&trailing).is_none());
+        let mut dotted = q;
+        dotted[14] = b'.';
+        assert!(parse_query(&dotted).is_none());
     }
 
     #[test]
