@@ -12,6 +12,7 @@
 //! | [`matcher`] | "is this name, or a parent of it, in the set?": label-aware, no allocation per lookup |
 //! | [`networks`] | client address → allowed? → the most specific named network |
 //! | [`policy`] | the immutable [`policy::Snapshot`] and `decide(client, name, now)` with its reason |
+//! | [`firewall`] | outside the query flow: the nftables or iptables rules `cutoff firewall` prints (redirect clients' port 53, reject 853, drop Kaspersky's prefixes) |
 //!
 //! # One query
 //!
@@ -33,6 +34,7 @@ pub mod cache;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod firewall;
 pub mod http;
 pub mod matcher;
 pub mod metrics;

@@ -88,6 +88,7 @@ impl Runtime {
             config.serve.upstream_timeout,
             &config.listen,
             resolv_conf,
+            config.serve.upstream_ca.as_deref(),
         )?;
         let labels: Vec<String> = upstreams.endpoints.iter().map(|e| e.label()).collect();
         let counters = metrics.counters(&config, &labels);

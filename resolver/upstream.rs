@@ -1,6 +1,8 @@
 //! Forwarding to upstream resolvers: per-try timeouts, failover in order,
-//! TCP retry of truncated UDP answers. Transparent: the answer's bytes come
-//! back as the upstream sent them (rcode, flags, sections, EDNS options).
+//! TCP retry of truncated UDP answers, DNS over TLS (RFC 7858) and over
+//! HTTPS (RFC 8484) with rustls on ring. Transparent: the answer's bytes
+//! come back as the upstream sent them (rcode, flags, sections, EDNS
+//! options).
 //!
 //! Sits at the end of the query flow for allowed and logged names, after the
 //! policy decision and the cache: nothing reaches this module for a blocked
@@ -14,7 +16,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
@@ -44,11 +51,14 @@ pub enum SetupError {
     /// The upstream is this server itself.
     #[error("upstream {0} is one of cutoff's own listen addresses: queries would loop")]
     Loop(SocketAddr),
-    /// A transport this build does not speak.
-    #[error(
-        "upstream {0}: DNS over TLS and over HTTPS are not supported yet; use udp:// or tcp:// (or a local stub such as stubby)"
-    )]
-    Unsupported(String),
+    /// The extra CA file for TLS upstreams could not be read.
+    #[error("`upstream_ca` {path}: {reason}")]
+    Ca {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// One upstream endpoint.
@@ -58,6 +68,22 @@ pub enum Endpoint {
     Plain(SocketAddr),
     /// TCP only.
     Tcp(SocketAddr),
+    /// DNS over TLS; the certificate must be valid for `name`.
+    Tls {
+        /// Address and port.
+        addr: SocketAddr,
+        /// TLS server name.
+        name: String,
+    },
+    /// DNS over HTTPS (POST, HTTP/1.1); the certificate must be valid for `name`.
+    Https {
+        /// Address and port.
+        addr: SocketAddr,
+        /// TLS server name, also the Host header.
+        name: String,
+        /// URL path.
+        path: String,
+    },
 }
 
 impl Endpoint {
@@ -65,6 +91,7 @@ impl Endpoint {
     pub fn addr(&self) -> SocketAddr {
         match self {
             Self::Plain(a) | Self::Tcp(a) => *a,
+            Self::Tls { addr, .. } | Self::Https { addr, .. } => *addr,
         }
     }
 
@@ -73,6 +100,8 @@ impl Endpoint {
         match self {
             Self::Plain(a) => a.to_string(),
             Self::Tcp(a) => format!("tcp://{a}"),
+            Self::Tls { addr, name } => format!("tls://{addr}#{name}"),
+            Self::Https { addr, name, path } => format!("https://{addr}{path}#{name}"),
         }
     }
 }
@@ -82,6 +111,8 @@ impl Endpoint {
 pub struct Upstreams {
     /// Endpoints tried in order.
     pub endpoints: Vec<Endpoint>,
+    /// TLS settings for DoT and DoH endpoints (`None` when there are none).
+    tls: Option<Tls>,
     /// Time allowed for each try.
     pub timeout: Duration,
 }
@@ -103,6 +134,7 @@ impl Upstreams {
         timeout: Duration,
         listen: &[SocketAddr],
         resolv_conf: &Path,
+        ca: Option<&Path>,
     ) -> Result<Self, SetupError> {
         let mut endpoints = Vec::new();
         for u in upstreams {
@@ -114,9 +146,15 @@ impl Upstreams {
                 }
                 Upstream::Plain(a) => endpoints.push(Endpoint::Plain(*a)),
                 Upstream::Tcp(a) => endpoints.push(Endpoint::Tcp(*a)),
-                other @ (Upstream::Tls { .. } | Upstream::Https { .. }) => {
-                    return Err(SetupError::Unsupported(other.to_string()));
-                }
+                Upstream::Tls { addr, name } => endpoints.push(Endpoint::Tls {
+                    addr: *addr,
+                    name: name.clone(),
+                }),
+                Upstream::Https { addr, path, name } => endpoints.push(Endpoint::Https {
+                    addr: *addr,
+                    name: name.clone(),
+                    path: path.clone(),
+                }),
             }
         }
         for e in &endpoints {
@@ -124,7 +162,15 @@ impl Upstreams {
                 return Err(SetupError::Loop(e.addr()));
             }
         }
-        Ok(Self { endpoints, timeout })
+        let needs_tls = endpoints
+            .iter()
+            .any(|e| matches!(e, Endpoint::Tls { .. } | Endpoint::Https { .. }));
+        let tls = if needs_tls { Some(Tls::new(ca)?) } else { None };
+        Ok(Self {
+            endpoints,
+            timeout,
+            tls,
+        })
     }
 
     /// Sends `query` (wire bytes; its ID is replaced with a random one) to
@@ -146,6 +192,14 @@ impl Upstreams {
                     other => other,
                 },
                 Endpoint::Tcp(addr) => exchange_tcp(*addr, query, deadline).await,
+                Endpoint::Tls { addr, name } => match &self.tls {
+                    Some(tls) => exchange_tls(tls, *addr, name, query, deadline).await,
+                    None => Err(io::Error::other("no TLS settings")),
+                },
+                Endpoint::Https { addr, name, path } => match &self.tls {
+                    Some(tls) => exchange_https(tls, *addr, name, path, query, deadline).await,
+                    None => Err(io::Error::other("no TLS settings")),
+                },
             };
             let handles = metrics.get(i);
             match result {
@@ -257,10 +311,23 @@ async fn exchange_udp(addr: SocketAddr, query: &[u8], deadline: Instant) -> io::
 }
 
 async fn exchange_tcp(addr: SocketAddr, query: &[u8], deadline: Instant) -> io::Result<Vec<u8>> {
-    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "timed out");
-    let mut stream = timeout_at(deadline, TcpStream::connect(addr))
+    let stream = timeout_at(deadline, TcpStream::connect(addr))
         .await
         .map_err(|_| timed_out())??;
+    let _ = stream.set_nodelay(true);
+    exchange_framed(stream, query, deadline).await
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timed out")
+}
+
+/// One query over a stream with RFC 1035 length framing (TCP and DoT).
+async fn exchange_framed<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    query: &[u8],
+    deadline: Instant,
+) -> io::Result<Vec<u8>> {
     let (q, id) = with_random_id(query);
     let len = u16::try_from(q.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query too long"))?;
@@ -282,6 +349,148 @@ async fn exchange_tcp(addr: SocketAddr, query: &[u8], deadline: Instant) -> io::
             return Ok(buf);
         }
     }
+}
+
+/// TLS client settings shared by the DoT and DoH endpoints of a runtime:
+/// the Mozilla roots (webpki-roots) plus `upstream_ca`, rustls on ring, and
+/// an in-memory session cache so repeated connections resume.
+#[derive(Clone)]
+pub struct Tls {
+    dot: Arc<rustls::ClientConfig>,
+    doh: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    fn new(ca: Option<&Path>) -> Result<Self, SetupError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = ca {
+            let err = |reason: String| SetupError::Ca {
+                path: path.display().to_string(),
+                reason,
+            };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| err(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(err("no certificate in the file".into()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| err(e.to_string()))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let build = |alpn: &[u8]| -> Result<Arc<rustls::ClientConfig>, SetupError> {
+            let mut c = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| SetupError::Ca {
+                    path: String::new(),
+                    reason: e.to_string(),
+                })?
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            c.alpn_protocols = vec![alpn.to_vec()];
+            Ok(Arc::new(c))
+        };
+        Ok(Self {
+            dot: build(b"dot")?,
+            doh: build(b"http/1.1")?,
+        })
+    }
+}
+
+async fn tls_connect(
+    config: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    name: &str,
+    deadline: Instant,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let server = ServerName::try_from(name.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let tcp = timeout_at(deadline, TcpStream::connect(addr))
+        .await
+        .map_err(|_| timed_out())??;
+    let _ = tcp.set_nodelay(true);
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    timeout_at(deadline, connector.connect(server, tcp))
+        .await
+        .map_err(|_| timed_out())?
+}
+
+/// One query over DNS over TLS (RFC 7858): TCP framing inside TLS.
+async fn exchange_tls(
+    tls: &Tls,
+    addr: SocketAddr,
+    name: &str,
+    query: &[u8],
+    deadline: Instant,
+) -> io::Result<Vec<u8>> {
+    let stream = tls_connect(&tls.dot, addr, name, deadline).await?;
+    exchange_framed(stream, query, deadline).await
+}
+
+/// One query over DNS over HTTPS (RFC 8484): a POST of the wire message
+/// with ID 0, over HTTP/1.1 on TLS.
+async fn exchange_https(
+    tls: &Tls,
+    addr: SocketAddr,
+    name: &str,
+    path: &str,
+    query: &[u8],
+    deadline: Instant,
+) -> io::Result<Vec<u8>> {
+    use http_body_util::BodyExt as _;
+    let stream = tls_connect(&tls.doh, addr, name, deadline).await?;
+    let (mut sender, conn) = timeout_at(
+        deadline,
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| timed_out())?
+    .map_err(io::Error::other)?;
+    let driver = tokio::spawn(conn);
+    let mut q = query.to_vec();
+    // RFC 8484 4.1: ID 0, so HTTP caches can share answers.
+    wire::set_id(&mut q, 0);
+    let request = hyper::Request::post(path)
+        .header(hyper::header::HOST, name)
+        .header(hyper::header::CONTENT_TYPE, "application/dns-message")
+        .header(hyper::header::ACCEPT, "application/dns-message")
+        .body(http_body_util::Full::new(bytes::Bytes::from(q.clone())))
+        .map_err(io::Error::other)?;
+    let result = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(io::Error::other)?;
+        if response.status() != hyper::StatusCode::OK {
+            return Err(io::Error::other(format!(
+                "HTTP status {}",
+                response.status()
+            )));
+        }
+        let body = http_body_util::Limited::new(response.into_body(), usize::from(u16::MAX))
+            .collect()
+            .await
+            .map_err(io::Error::other)?
+            .to_bytes();
+        if !matches(&q, 0, &body) {
+            return Err(io::Error::other("the answer does not match the question"));
+        }
+        Ok(body.to_vec())
+    };
+    let out = timeout_at(deadline, result)
+        .await
+        .map_err(|_| timed_out())?;
+    driver.abort();
+    out
 }
 
 #[cfg(test)]
@@ -308,6 +517,7 @@ mod tests {
             Duration::from_secs(1),
             &listen,
             Path::new("/etc/resolv.conf"),
+            None,
         )
         .unwrap_err();
         assert!(matches!(err, SetupError::Loop(_)));
@@ -317,6 +527,7 @@ mod tests {
                 Duration::from_secs(1),
                 &listen,
                 Path::new("/etc/resolv.conf"),
+                None,
             )
             .is_ok()
         );

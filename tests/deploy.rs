@@ -3,24 +3,7 @@
 //! for every shipped config. A missing tool skips its check with a note
 //! (CI installs them all).
 
-use std::process::Command;
-
-use crate::util::root;
-
-/// Runs a tool; `None` when it is not installed.
-fn tool(program: &str, args: &[&str]) -> Option<(bool, String)> {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(root())
-        .output()
-        .ok()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some((out.status.success(), text))
-}
+use crate::util::{root, tool};
 
 #[test]
 fn alert_rules_pass_promtool() {
@@ -115,4 +98,24 @@ fn debian_package_metadata_is_in_cargo_toml() {
         assert!(root().join(asset).exists(), "{asset}");
     }
     assert!(root().join("deploy/systemd/cutoff.service").exists());
+}
+
+#[test]
+fn kubernetes_manifests_pass_kubernetes_validate() {
+    let files = [
+        "deploy/kubernetes/namespace.yaml",
+        "deploy/kubernetes/deployment.yaml",
+        "deploy/kubernetes/service.yaml",
+        "deploy/kubernetes/pdb.yaml",
+        "deploy/kubernetes/hpa.yaml",
+        "deploy/kubernetes/examples/service-loadbalancer.yaml",
+    ];
+    let mut args = vec!["--strict", "--quiet"];
+    args.extend(files);
+    match tool("kubernetes-validate", &args) {
+        Some((ok, text)) => assert!(ok, "kubernetes-validate:\n{text}"),
+        None => eprintln!(
+            "note: kubernetes-validate is not installed; skipped (CI installs it from PyPI)"
+        ),
+    }
 }

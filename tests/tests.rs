@@ -13,11 +13,15 @@ mod e2e;
 mod fakeup;
 /// fakeup answers as its tests expect.
 mod fakeup_selftest;
+/// cutoff firewall: generated rules under nft, sh and the shipped examples.
+mod firewall;
 /// Runs the server in-process and queries it over real sockets.
 mod harness;
 /// Metrics, the query log, the client table and the admin endpoint.
 mod observability;
 /// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.
 mod serve;
+/// DNS over TLS and HTTPS upstreams against real TLS servers.
+mod tls_upstream;
 /// Shared helpers: temp configs, running the binary.
 mod util;

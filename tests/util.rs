@@ -34,3 +34,19 @@ pub(crate) fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) 
     std::fs::write(&path, text).expect("write");
     (dir, path)
 }
+
+/// Runs a tool in the repository root; `None` when it is not installed,
+/// else whether it succeeded and its stdout and stderr.
+pub(crate) fn tool(program: &str, args: &[&str]) -> Option<(bool, String)> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .ok()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success(), text))
+}

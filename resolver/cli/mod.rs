@@ -1,11 +1,12 @@
 //! The command line: clap definitions and one file per command.
 //!
 //! Sits outside the query flow: commands load a config (`config::load`), build
-//! a `policy::Snapshot` and either print (`check`, `explain`) or serve. Every
-//! command returns its exit code here; `main` only maps errors.
+//! a `policy::Snapshot` and either print (`check`, `explain`, `firewall`) or
+//! serve. Every command returns its exit code here; `main` only maps errors.
 
 mod check;
 mod explain;
+mod firewall;
 mod report;
 mod serve;
 
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 
 pub use check::{CheckArgs, summary};
 pub use explain::{ExplainArgs, Explanation, explanation};
+pub use firewall::FirewallArgs;
 pub use report::{Format, ReportArgs, aggregate, parse_since, render};
 pub use serve::ServeArgs;
 
@@ -58,6 +60,11 @@ pub enum Command {
         after_help = "Examples:\n  cutoff report --log /var/log/cutoff/queries.jsonl\n  cutoff report --log queries.jsonl --since 7d --format csv > remediation.csv\n  cutoff report --url http://127.0.0.1:9153 --since 24h --format json"
     )]
     Report(ReportArgs),
+    /// Print firewall rules that close the DNS bypass: redirect clients' DNS to cutoff, reject DNS over TLS, drop Kaspersky's prefixes.
+    #[command(
+        after_help = "Run the output on the cutoff host when it is the network's router; see docs/bypass.md.\n\nExamples:\n  cutoff firewall --format nftables > cutoff.nft && nft -f cutoff.nft\n  cutoff firewall --config /etc/cutoff/cutoff.yaml --format nftables --lan-interface eth1\n  cutoff firewall --format iptables --port 53 > cutoff-firewall.sh && sh cutoff-firewall.sh"
+    )]
+    Firewall(FirewallArgs),
 }
 
 /// `--config`, shared by every command.
@@ -85,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Firewall(args) => firewall::run(&args),
     }
 }
 

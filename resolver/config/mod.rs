@@ -128,6 +128,8 @@ pub struct Blocking {
 pub struct Serve {
     /// Time allowed for each upstream try.
     pub upstream_timeout: std::time::Duration,
+    /// Extra CA certificates (PEM file) trusted for DoT/DoH upstreams.
+    pub upstream_ca: Option<PathBuf>,
     /// Queries waiting for upstreams at once.
     pub max_inflight: usize,
     /// Answers kept in the cache.

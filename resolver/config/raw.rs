@@ -36,6 +36,8 @@ pub(crate) struct RawConfig {
     pub(crate) blocking: RawBlocking,
     /// `upstream_timeout`: time allowed for each upstream try (`1500ms`, `2s`).
     pub(crate) upstream_timeout: Option<At<String>>,
+    /// `upstream_ca`: extra CA certificates (PEM) for DoT/DoH upstreams.
+    pub(crate) upstream_ca: Option<At<String>>,
     /// `max_inflight`: queries waiting for upstreams at once.
     pub(crate) max_inflight: Option<At<i128>>,
     /// `cache.size`: answers kept; `cache.max_ttl`: longest time one is kept.
@@ -145,6 +147,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "rules",
     "blocking",
     "upstream_timeout",
+    "upstream_ca",
     "max_inflight",
     "cache",
     "tcp",
@@ -200,6 +203,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
     });
     raw.http = string(r, &f, "http");
     raw.upstream_timeout = string(r, &f, "upstream_timeout");
+    raw.upstream_ca = string(r, &f, "upstream_ca");
     raw.max_inflight = int(r, &f, "max_inflight", 1, 1_000_000);
     if let Some((n, p)) = f.get("cache")
         && let Some(c) = r.fields(n, &p, CACHE_KEYS)

@@ -136,7 +136,7 @@ pub(crate) fn validate(
         }
     }
     let blocking = blocking(&mut c, &raw);
-    let serve = serve(&mut c, &raw);
+    let serve = serve(&mut c, &raw, base);
     let query_log = query_log(&mut c, &raw);
 
     let mut warnings = c.warnings;
@@ -698,7 +698,7 @@ pub(crate) fn duration(text: &str) -> Option<std::time::Duration> {
         .then(|| std::time::Duration::from_secs_f64(secs))
 }
 
-fn serve(c: &mut Checker<'_>, raw: &RawConfig) -> Option<super::Serve> {
+fn serve(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<super::Serve> {
     let mut ok = true;
     let mut dur = |a: &Option<At<String>>, default_ms: u64| match a {
         None => std::time::Duration::from_millis(default_ms),
@@ -720,8 +720,16 @@ fn serve(c: &mut Checker<'_>, raw: &RawConfig) -> Option<super::Serve> {
         a.as_ref()
             .map_or(default, |a| usize::try_from(a.value).unwrap_or(default))
     };
+    let upstream_ca = raw.upstream_ca.as_ref().map(|a| base.join(&a.value));
+    if let (Some(a), Some(p)) = (&raw.upstream_ca, &upstream_ca)
+        && !p.is_file()
+    {
+        c.error(a, format!("`{}` is not a readable file", p.display()));
+        ok = false;
+    }
     let s = super::Serve {
         upstream_timeout,
+        upstream_ca,
         max_inflight: num(&raw.max_inflight, 4096),
         cache_size: num(&raw.cache_size, 10_000),
         cache_max_ttl: raw
