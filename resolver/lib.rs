@@ -6,23 +6,39 @@
 //!
 //! | module | responsibility |
 //! | --- | --- |
-//! | [`cli`] | the commands (`check`, `explain`, …), their arguments and output |
+//! | [`cli`] | the commands (`serve`, `check`, `explain`, `report`, `firewall`), their arguments and output |
 //! | [`config`] | YAML → raw structs → a validated [`config::Config`]; every problem with its line; the embedded default |
-//! | [`blocklist`] | list sources (the shipped catalogue, plain/hosts/adblock/wildcard files) with file:line errors |
+//! | [`blocklist`] | list sources (the shipped catalogue and prefixes, plain/hosts/adblock/wildcard files) with file:line errors |
 //! | [`matcher`] | "is this name, or a parent of it, in the set?": label-aware, no allocation per lookup |
-//! | [`networks`] | client address → allowed? → the most specific named network |
+//! | [`networks`] | client address → allowed? → the most specific named network, in one longest-prefix lookup |
 //! | [`policy`] | the immutable [`policy::Snapshot`] and `decide(client, name, now)` with its reason |
-//! | [`firewall`] | outside the query flow: the nftables or iptables rules `cutoff firewall` prints (redirect clients' port 53, reject 853, drop Kaspersky's prefixes) |
+//! | [`server`] | UDP and TCP listeners with their limits; bytes in, bytes out |
+//! | [`pipeline`] | the order of one query's steps: the only place where the order lives |
+//! | [`wire`] | byte-level views of messages for the hot path (plain queries, TTL offsets, truncation) |
+//! | [`answer`] | answers cutoff makes itself: blocked (with EDE), refused, ANY, errors |
+//! | [`cache`] | the bounded TTL cache of upstream answers and the sharing of identical misses |
+//! | [`upstream`] | forwarding: UDP/TCP/DoT/DoH, per-try timeouts, failover, transparent |
+//! | [`reload`] | the running state and replacing it whole on SIGHUP |
+//! | [`metrics`] | metric names, help texts, bounded labels, the handles a query increments |
+//! | [`querylog`] | the JSON query log behind a bounded queue |
+//! | [`clients`] | the remediation table: who asked for Kaspersky names |
+//! | [`http`] | the read-only admin endpoint: `/metrics`, `/healthz`, `/readyz`, `/api/v1/clients` |
+//! | [`firewall`] | outside the query flow: the nftables or iptables rules `cutoff firewall` prints |
 //!
 //! # One query
 //!
 //! ```text
-//! packet ─► server: decode, canonical client IP, lowercase qname
-//!        ─► access: client not allowed → refuse
-//!        ─► networks: client IP → network
-//!        ─► policy.decide(network, qname, now) → allow | log | block (+ rule, list, category, entry, phase)
-//!             block ─► a synthesised answer; the name never leaves the box
-//!        ─► upstream (allow, log): forward, answer transparently
+//! packet ─► server: bytes from a UDP socket or a TCP connection (limits here)
+//!        ─► pipeline::prepare: QR=1 dropped; a plain query is read from its bytes,
+//!           anything else fully parsed (FORMERR/NOTIMP for what cannot be served)
+//!        ─► policy.decide(client, qname, now): access → network → lists → rules
+//!             refuse ─► REFUSED (EDE 18) or silence
+//!             block  ─► answer: synthesised, EDE 15 with rule and list; never forwarded
+//!        ─► ANY ─► the RFC 8482 answer, never forwarded
+//!        ─► cache hit ─► the stored bytes, re-checked (CNAME targets, answer addresses)
+//!        ─► pipeline::finish: upstream (one query for identical misses), cache store,
+//!           the same re-check, fitted to the client's size
+//!        ─► reply sent ─► pipeline::observe: metrics, client table, query log
 //! ```
 //!
 //! The decision always comes before any upstream I/O, and `cutoff explain`

@@ -7,7 +7,10 @@
 //! instead of stopping at the first. Lists are read here too, so a config
 //! that validates is one that can serve.
 
+mod lists;
 mod raw;
+mod rules;
+mod settings;
 mod upstream;
 mod validate;
 mod yaml;

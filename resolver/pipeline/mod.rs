@@ -16,13 +16,16 @@ use jiff::Timestamp;
 use crate::answer;
 use crate::blocklist::Category;
 use crate::cache::{Entry, Key, Lookup};
-use crate::config::{Action, Denied, LogEvents};
+use crate::config::Denied;
 use crate::matcher::NameBuf;
-use crate::metrics::Dropped;
 use crate::policy::{Decision, Phase, Verdict};
-use crate::querylog::Record;
 use crate::reload::{Runtime, State};
 use crate::wire;
+
+mod fast;
+mod observe;
+
+pub use observe::observe;
 
 /// The transport a query came over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -164,7 +167,7 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
     // Plain queries (nearly all) are decided and answered from their bytes;
     // anything unusual, and every cache miss, takes the full parse below.
     if let Some(q) = wire::parse_query(packet)
-        && let Some(reply) = fast(state, &q, src, protocol, &mut out)
+        && let Some(reply) = fast::answer(state, &q, src, protocol, &mut out)
     {
         return Step::Reply(reply, out);
     }
@@ -252,114 +255,6 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
     Step::Reply(reply, out)
 }
 
-/// The fast path: decide and answer a plain query from its bytes; the
-/// answer (`Some(None)`: send nothing), or `None` for the full path (a cache
-/// miss, or an answer that needs the `Message` builders).
-fn fast(
-    state: &State,
-    q: &wire::Query<'_>,
-    src: SocketAddr,
-    protocol: Protocol,
-    out: &mut Outcome,
-) -> Option<Option<Vec<u8>>> {
-    let name = NameBuf::from_labels(q.labels())?;
-    let client = src.ip().to_canonical();
-    let runtime = state.current.load_full();
-    // The decision comes before any upstream I/O: a blocked name never leaves the box.
-    let decision = runtime.policy.decide(client, name.as_bytes(), out.time);
-    let c = &runtime.policy.config;
-    let max = match (protocol, q.edns) {
-        (Protocol::Tcp, _) => usize::from(u16::MAX),
-        (Protocol::Udp, None) => 512,
-        (Protocol::Udp, Some(e)) => usize::from(e.size.clamp(512, answer::MAX_UDP)),
-    };
-    let bytes = match decision.verdict {
-        Verdict::Refuse => {
-            out.path = Path::Refused;
-            match c.access.denied {
-                Denied::Drop => None,
-                Denied::Refuse => Some(answer::fast::refused(q)),
-            }
-        }
-        Verdict::Block => {
-            let m = decision.matched?;
-            out.path = Path::Blocked;
-            let rule = decision.rule.map_or("?", |(r, _)| c.rules[r].name.as_str());
-            let list = c.lists[m.list].name.as_str();
-            let zone_at = name.as_bytes().len() - m.entry.len();
-            let why = |t: &mut String| answer::fast::why(t, rule, list, m.entry);
-            Some(answer::fast::blocked(q, &c.blocking, zone_at, &why))
-        }
-        // ANY is answered here and never forwarded (RFC 8482; amplification).
-        Verdict::Allow | Verdict::Log if q.qtype == u16::from(RecordType::ANY) => {
-            out.path = Path::Local;
-            Some(answer::fast::any(q, c.blocking.ttl))
-        }
-        Verdict::Allow | Verdict::Log => {
-            let (_, cd) = q.flags();
-            let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
-            let key = Key {
-                name: name.as_bytes().into(),
-                qtype: q.qtype,
-                qclass: q.qclass,
-                flags: u8::from(dnssec_ok) | (u8::from(cd) << 1),
-            };
-            let Lookup::Hit(entry) = state.cache.get(&key, Instant::now()) else {
-                return None;
-            };
-            // An answer that a CNAME target or address turns into a block is
-            // built by the full path (rare; it re-decides the same way).
-            let now = out.time;
-            let mut logged: Option<Decision<'_>> = None;
-            for target in &entry.targets {
-                let d = runtime.policy.decide(client, target, now);
-                match d.verdict {
-                    Verdict::Block => return None,
-                    Verdict::Log if decision.verdict == Verdict::Allow => {
-                        logged = logged.or(Some(d))
-                    }
-                    _ => {}
-                }
-            }
-            if runtime.policy.has_address_lists() {
-                for addr in &entry.addresses {
-                    let d = runtime.policy.decide_address(client, *addr, now);
-                    match d.verdict {
-                        Verdict::Block => return None,
-                        Verdict::Log if decision.verdict == Verdict::Allow => {
-                            logged = logged.or(Some(d))
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            out.decided(&decision);
-            if let Some(d) = &logged {
-                out.decided(d);
-            }
-            out.path = Path::Cached;
-            out.upstream = Some(entry.upstream);
-            let mut bytes = entry.render(q.id, q.question(), q.edns.is_some(), Instant::now());
-            if bytes.len() > max {
-                let end = wire::walk(&bytes).map_or(12, |l| l.question_end);
-                bytes = wire::truncate(&bytes, end, q.edns.is_some());
-            }
-            out.runtime = Some(runtime);
-            return Some(Some(bytes));
-        }
-    };
-    out.decided(&decision);
-    let bytes = bytes.map(|b| {
-        if b.len() > max {
-            wire::truncate(&b, q.question_end, q.edns.is_some())
-        } else {
-            b
-        }
-    });
-    out.runtime = Some(runtime);
-    Some(bytes)
-}
-
 /// Forwards a cache miss (shared with identical misses in flight) and
 /// answers from what comes back.
 pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
@@ -416,72 +311,6 @@ pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
     (Some(bytes), outcome)
 }
 
-/// After the reply is sent: metrics, then the client table, then the query
-/// log. Nothing here can delay the answer: it has already gone.
-pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
-    let m = &state.metrics;
-    if let Some(bytes) = reply {
-        m.rcode(wire::rcode(bytes));
-    }
-    match (&out.path, reply) {
-        (Path::Dropped, _) => m.dropped(Dropped::QrSet),
-        (Path::Refused, None) => m.dropped(Dropped::Access),
-        (Path::Cached, _) => m.cache_hits.increment(1),
-        (Path::Forwarded | Path::Failed, _) => m.cache_misses.increment(1),
-        _ => {}
-    }
-    let elapsed = out.start.elapsed();
-    m.duration(&out.path, elapsed.as_secs_f64());
-    let (Some(runtime), Some(verdict)) = (&out.runtime, out.verdict) else {
-        return;
-    };
-    let counters = &runtime.counters;
-    counters.query(out.network, verdict, out.protocol);
-    let now = out.time;
-    if let (Some(net), Some((list, category, _))) = (out.network, &out.matched) {
-        if let Some((rule, _)) = out.rule {
-            let action = match verdict {
-                Verdict::Block => Action::Block,
-                Verdict::Log => Action::Log,
-                _ => Action::Allow,
-            };
-            counters.matched(net, rule, *list, *category, action);
-        }
-        if runtime.policy.config.lists[*list].tracked {
-            let client = out.client.ip().to_canonical();
-            state
-                .clients
-                .record(&runtime.network_names[net], client, *category, verdict, now);
-        }
-    }
-    let Some(log) = &state.query_log else {
-        return;
-    };
-    if runtime.policy.config.query_log.events == LogEvents::Matched
-        && !matches!(verdict, Verdict::Log | Verdict::Block)
-    {
-        return;
-    }
-    let Some(question) = out.question else {
-        return;
-    };
-    log.send(Record {
-        time: now,
-        runtime: runtime.clone(),
-        client: out.client,
-        protocol: out.protocol,
-        question,
-        verdict,
-        network: out.network,
-        rule: out.rule,
-        matched: out.matched,
-        rcode: reply.map(wire::rcode),
-        duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        upstream: out.upstream,
-        cached: out.path == Path::Cached,
-    });
-}
-
 /// DO and CD change what an upstream returns, so they are part of the key.
 fn flags(query: &Message) -> u8 {
     let dnssec_ok = query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
@@ -511,9 +340,65 @@ fn upstream_query(q: &Message) -> Option<Vec<u8>> {
     m.to_vec().ok()
 }
 
-/// The answer from an upstream entry for this client: CNAME targets are
-/// checked against the policy first (a CNAME into a blocked zone is the
-/// blocked name), then the bytes are rendered and fitted to the transport.
+/// What an upstream answer's CNAME targets and addresses mean for this
+/// client: the first that a rule blocks, else the first that a rule logs
+/// (only when the name itself was plainly allowed).
+enum Recheck<'a> {
+    Block(Decision<'a>, String),
+    Log(Decision<'a>),
+    Clear,
+}
+
+fn recheck<'a>(
+    runtime: &'a Runtime,
+    client: IpAddr,
+    entry: &'a Entry,
+    verdict: Option<Verdict>,
+    now: Timestamp,
+) -> Recheck<'a> {
+    let mut logged = None;
+    let mut note = |d: Decision<'a>, via: String| -> Option<Recheck<'a>> {
+        match d.verdict {
+            Verdict::Block => Some(Recheck::Block(d, via)),
+            Verdict::Log if verdict == Some(Verdict::Allow) && logged.is_none() => {
+                logged = Some(d);
+                None
+            }
+            _ => None,
+        }
+    };
+    for target in &entry.targets {
+        let d = runtime.policy.decide(client, target, now);
+        if let Some(block) = note(d, format!("via CNAME {}", String::from_utf8_lossy(target))) {
+            return block;
+        }
+    }
+    // Answers pointing into listed prefixes (response-IP rules): the
+    // address is what the client would connect to, whatever the name.
+    if runtime.policy.has_address_lists() {
+        for addr in &entry.addresses {
+            let d = runtime.policy.decide_address(client, *addr, now);
+            if let Some(block) = note(d, format!("answer address {addr}")) {
+                return block;
+            }
+        }
+    }
+    logged.map_or(Recheck::Clear, Recheck::Log)
+}
+
+/// Cuts an answer to the transport's size: a UDP client gets TC=1 and
+/// retries over TCP.
+fn fit(bytes: Vec<u8>, max: usize, edns: bool) -> Vec<u8> {
+    if bytes.len() <= max {
+        return bytes;
+    }
+    let end = wire::walk(&bytes).map_or(12, |l| l.question_end);
+    wire::truncate(&bytes, end, edns)
+}
+
+/// The answer from an upstream entry for this client: CNAME targets and
+/// addresses are checked against the policy first (a CNAME into a blocked
+/// zone is the blocked name), then the bytes are rendered and fitted.
 fn respond(
     runtime: &Runtime,
     query: &Message,
@@ -524,52 +409,25 @@ fn respond(
     out: &mut Outcome,
 ) -> Vec<u8> {
     let max = limit(query, protocol);
-    let now = out.time;
-    for target in &entry.targets {
-        let d = runtime.policy.decide(client, target, now);
-        if d.verdict == Verdict::Block
-            || (d.verdict == Verdict::Log && out.verdict == Some(Verdict::Allow))
-        {
+    match recheck(runtime, client, entry, out.verdict, out.time) {
+        Recheck::Block(d, via) => {
             out.decided(&d);
-        }
-        if d.verdict == Verdict::Block {
-            let name = String::from_utf8_lossy(target);
-            let m = blocked(runtime, query, &d, Some(&name));
             out.path = Path::Blocked;
-            return answer::encode(&m, max);
+            return answer::encode(&blocked(runtime, query, &d, Some(&via)), max);
         }
-    }
-    // Answers pointing into listed prefixes (response-IP rules): the
-    // address is what the client would connect to, whatever the name.
-    if runtime.policy.has_address_lists() {
-        for addr in &entry.addresses {
-            let d = runtime.policy.decide_address(client, *addr, now);
-            if d.verdict == Verdict::Block
-                || (d.verdict == Verdict::Log && out.verdict == Some(Verdict::Allow))
-            {
-                out.decided(&d);
-            }
-            if d.verdict == Verdict::Block {
-                let m = blocked(runtime, query, &d, Some(&format!("answer address {addr}")));
-                out.path = Path::Blocked;
-                return answer::encode(&m, max);
-            }
-        }
+        Recheck::Log(d) => out.decided(&d),
+        Recheck::Clear => {}
     }
     let question = wire::walk(packet)
         .and_then(|l| packet.get(12..l.question_end))
         .unwrap_or(&[]);
-    let mut bytes = entry.render(
+    let bytes = entry.render(
         wire::id(packet),
         question,
         query.edns.is_some(),
         Instant::now(),
     );
-    if bytes.len() > max {
-        let layout_end = wire::walk(&bytes).map_or(12, |l| l.question_end);
-        bytes = wire::truncate(&bytes, layout_end, query.edns.is_some());
-    }
-    bytes
+    fit(bytes, max, query.edns.is_some())
 }
 
 /// The blocked answer, its EDE naming the rule and list (and the CNAME
@@ -582,12 +440,7 @@ fn blocked(runtime: &Runtime, query: &Message, d: &Decision<'_>, via: Option<&st
     });
     let entry_text = String::from_utf8_lossy(entry);
     let why = match via {
-        Some(via) if via.starts_with("answer address") => {
-            format!("blocked by rule {rule} (list {list}, entry {entry_text}): {via}")
-        }
-        Some(target) => {
-            format!("blocked by rule {rule} (list {list}, entry {entry_text}) via CNAME {target}")
-        }
+        Some(via) => format!("blocked by rule {rule} (list {list}, entry {entry_text}) {via}"),
         None => format!("blocked by rule {rule} (list {list}, entry {entry_text})"),
     };
     answer::blocked(query, &c.blocking, &answer::zone_name(entry), &why)

@@ -1,0 +1,143 @@
+//! Validation of `lists`: each list's source checked and the list loaded, so
+//! a config that validates is one whose lists can serve.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::raw::RawList;
+use super::rules::category_words;
+use super::validate::{Checker, bad_name, cidr, valid_name};
+use crate::blocklist::{self, Category, ListSpec, Source};
+use crate::matcher::Coverage;
+
+pub(super) fn lists(
+    c: &mut Checker<'_>,
+    raw: &[RawList],
+    base: &Path,
+) -> Vec<Option<Arc<blocklist::List>>> {
+    raw.iter().map(|l| list(c, l, base)).collect()
+}
+
+fn list(c: &mut Checker<'_>, l: &RawList, base: &Path) -> Option<Arc<blocklist::List>> {
+    if !valid_name(&l.name.value) {
+        c.error(&l.name, bad_name(&l.name.value));
+    }
+    let category = l
+        .category
+        .as_ref()
+        .and_then(|a| match Category::parse(&a.value) {
+            Some(cat) => Some(cat),
+            None => {
+                c.error(
+                    a,
+                    format!(
+                        "`{}` is not a category; categories: {}",
+                        a.value,
+                        category_words()
+                    ),
+                );
+                None
+            }
+        });
+    let coverage = match &l.coverage {
+        None => Coverage::Suffix,
+        Some(a) => match a.value.as_str() {
+            "suffix" => Coverage::Suffix,
+            "exact" => Coverage::Exact,
+            other => {
+                c.error(a, format!("`{other}` is not one of: suffix, exact"));
+                Coverage::Suffix
+            }
+        },
+    };
+    let given = [l.builtin.is_some(), l.path.is_some(), l.prefixes.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        c.error(&l.name, "give one of `builtin`, `path` or `prefixes`");
+        return None;
+    }
+    let source = if let Some(b) = &l.builtin {
+        if !blocklist::BUILTIN.contains(&b.value.as_str()) {
+            c.error(
+                b,
+                format!(
+                    "no builtin list `{}`; builtin lists: {}",
+                    b.value,
+                    blocklist::BUILTIN.join(", ")
+                ),
+            );
+            return None;
+        }
+        Source::Builtin(b.value.clone())
+    } else if let Some(p) = &l.path {
+        Source::File(base.join(&p.value))
+    } else if let Some(items) = &l.prefixes {
+        let nets: Vec<IpNet> = items.value.iter().filter_map(|a| cidr(c, a)).collect();
+        if nets.len() != items.value.len() {
+            return None;
+        }
+        Source::Prefixes(nets)
+    } else {
+        c.error(
+            &l.name,
+            format!(
+                "list `{}` needs `builtin: kaspersky`, `path: FILE` or `prefixes: [CIDR, ...]`",
+                l.name.value
+            ),
+        );
+        return None;
+    };
+    let catalogue = match &source {
+        Source::Builtin(_) | Source::Prefixes(_) => true,
+        Source::File(p) => matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")),
+    };
+    if catalogue {
+        for a in [&l.category, &l.coverage].into_iter().flatten() {
+            c.error(
+                a,
+                "only line lists (a `path` to a text file) take this: catalogue entries carry their own category and match, and prefixes have neither",
+            );
+        }
+    }
+    let spec = ListSpec {
+        name: l.name.value.clone(),
+        source,
+        category,
+        coverage,
+    };
+    let at = l.path.as_ref().or(l.builtin.as_ref()).unwrap_or(&l.name);
+    match blocklist::load(&spec) {
+        Ok(list) => {
+            if list.problems.count > 0 {
+                let first = list
+                    .problems
+                    .first
+                    .iter()
+                    .take(5)
+                    .map(|p| format!("{}:{}: {}", spec.source, p.line, p.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                c.warn(
+                    at,
+                    format!("{} bad line(s) skipped: {first}", list.problems.count),
+                );
+            }
+            if list.active_total() == 0 {
+                c.error(
+                    at,
+                    format!(
+                        "list `{}` has no active entries ({} disabled): an empty list blocks nothing",
+                        spec.name, list.disabled
+                    ),
+                );
+                return None;
+            }
+            Some(Arc::new(list))
+        }
+        Err(e) => {
+            c.error(at, e.to_string());
+            None
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Validation of the serving settings: the blocked answer, timeouts and
+//! limits, the cache and the query log. Part of `validate`, split out to
+//! keep each file to one concern.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use super::raw::{At, RawConfig};
+use super::validate::Checker;
+use super::{AnswerMode, Blocking};
+
+pub(super) fn blocking(c: &mut Checker<'_>, raw: &RawConfig) -> Option<Blocking> {
+    let b = &raw.blocking;
+    let answer = match &b.answer {
+        None => Some(AnswerMode::NxDomain),
+        Some(a) => match a.value.as_str() {
+            "nxdomain" => Some(AnswerMode::NxDomain),
+            "nodata" => Some(AnswerMode::NoData),
+            "refused" => Some(AnswerMode::Refused),
+            "sinkhole" => Some(AnswerMode::Sinkhole),
+            other => {
+                c.error(
+                    a,
+                    format!("`{other}` is not one of: nxdomain, nodata, refused, sinkhole"),
+                );
+                None
+            }
+        },
+    };
+    let v4 = match &b.sinkhole_ipv4 {
+        None => Some(Ipv4Addr::UNSPECIFIED),
+        Some(a) => a
+            .value
+            .parse()
+            .map_err(|_| c.error(a, format!("`{}` is not an IPv4 address", a.value)))
+            .ok(),
+    };
+    let v6 = match &b.sinkhole_ipv6 {
+        None => Some(Ipv6Addr::UNSPECIFIED),
+        Some(a) => a
+            .value
+            .parse()
+            .map_err(|_| c.error(a, format!("`{}` is not an IPv6 address", a.value)))
+            .ok(),
+    };
+    let ttl = b
+        .ttl
+        .as_ref()
+        .map_or(300, |t| u32::try_from(t.value).unwrap_or(u32::MAX));
+    if let Some(t) = &b.ttl
+        && t.value > 604_800
+    {
+        c.warn(
+            t,
+            "a blocked answer cached for more than a week outlives most policy changes",
+        );
+    }
+    Some(Blocking {
+        answer: answer?,
+        ttl,
+        sinkhole_ipv4: v4?,
+        sinkhole_ipv6: v6?,
+    })
+}
+
+/// Parses `1500ms`, `2s`, `1m` (or a bare number of seconds).
+pub(crate) fn duration(text: &str) -> Option<std::time::Duration> {
+    let t = text.trim();
+    let (num, unit) = t
+        .find(|ch: char| !ch.is_ascii_digit() && ch != '.')
+        .map_or((t, "s"), |i| (&t[..i], t[i..].trim()));
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs > 0.0 && secs <= 3600.0)
+        .then(|| std::time::Duration::from_secs_f64(secs))
+}
+
+pub(super) fn serve(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<super::Serve> {
+    let mut ok = true;
+    let mut dur = |a: &Option<At<String>>, default_ms: u64| match a {
+        None => std::time::Duration::from_millis(default_ms),
+        Some(a) => duration(&a.value).unwrap_or_else(|| {
+            c.error(
+                a,
+                format!(
+                    "`{}` is not a duration like 1500ms, 2s or 1m (up to 1 hour)",
+                    a.value
+                ),
+            );
+            ok = false;
+            std::time::Duration::from_millis(default_ms)
+        }),
+    };
+    let upstream_timeout = dur(&raw.upstream_timeout, 2000);
+    let tcp_idle_timeout = dur(&raw.tcp_idle_timeout, 10_000);
+    let num = |a: &Option<At<i128>>, default: usize| {
+        a.as_ref()
+            .map_or(default, |a| usize::try_from(a.value).unwrap_or(default))
+    };
+    let upstream_ca = raw.upstream_ca.as_ref().map(|a| base.join(&a.value));
+    if let (Some(a), Some(p)) = (&raw.upstream_ca, &upstream_ca)
+        && !p.is_file()
+    {
+        c.error(a, format!("`{}` is not a readable file", p.display()));
+        ok = false;
+    }
+    let s = super::Serve {
+        upstream_timeout,
+        upstream_ca,
+        max_inflight: num(&raw.max_inflight, 4096),
+        cache_size: num(&raw.cache_size, 10_000),
+        cache_max_ttl: raw
+            .cache_max_ttl
+            .as_ref()
+            .map_or(86_400, |a| u32::try_from(a.value).unwrap_or(86_400)),
+        tcp_idle_timeout,
+        tcp_max_connections: num(&raw.tcp_max_connections, 256),
+        tcp_max_queries: num(&raw.tcp_max_queries, 100),
+    };
+    ok.then_some(s)
+}
+
+pub(super) fn query_log(c: &mut Checker<'_>, raw: &RawConfig) -> super::QueryLogConfig {
+    let mut q = super::QueryLogConfig {
+        path: raw.log_path.as_ref().map(|a| a.value.clone()),
+        ..super::QueryLogConfig::default()
+    };
+    if let Some(a) = &raw.log_events {
+        q.events = match a.value.as_str() {
+            "all" => super::LogEvents::All,
+            "matched" => super::LogEvents::Matched,
+            other => {
+                c.error(a, format!("`{other}` is not one of: all, matched"));
+                q.events
+            }
+        };
+    }
+    if let Some(a) = &raw.log_client {
+        q.client = match a.value.as_str() {
+            "full" => super::ClientMode::Full,
+            "truncate" => super::ClientMode::Truncate,
+            "hash" => super::ClientMode::Hash,
+            other => {
+                c.error(a, format!("`{other}` is not one of: full, truncate, hash"));
+                q.client
+            }
+        };
+    }
+    if let Some(a) = &raw.log_salt {
+        q.salt.clone_from(&a.value);
+    }
+    if q.client == super::ClientMode::Hash && q.salt.len() < 8 {
+        let at = raw.log_salt.as_ref().or(raw.log_client.as_ref());
+        if let Some(a) = at {
+            c.error(a, "`client: hash` needs a secret `salt` of at least 8 characters (anyone with the salt can test addresses against the hashes)");
+        }
+    }
+    if let Some(a) = &raw.log_queue {
+        q.queue = usize::try_from(a.value).unwrap_or(q.queue);
+    }
+    q
+}
