@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use crate::matcher::{Coverage, MAX_NAME_LEN};
 
 /// How many bad lines are kept verbatim for the report (all are counted).
-pub(crate) const KEPT_PROBLEMS: usize = 20;
+pub(crate) const KEPT_PROBLEMS: usize = 20; // keep in step with `LineReport::first`
 
 /// Longest line read; longer lines are bad lines.
 const MAX_LINE: usize = 4096;
@@ -29,7 +29,7 @@ pub struct LineProblem {
 pub struct LineReport {
     /// Number of bad lines.
     pub count: usize,
-    /// The first [`KEPT_PROBLEMS`] of them.
+    /// The first 20 of them.
     pub first: Vec<LineProblem>,
 }
 
