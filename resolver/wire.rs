@@ -220,7 +220,8 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
             return None;
         }
         at += 1 + len;
-        if at > 12 + 255 {
+        // A name is at most 255 bytes on the wire, the root label included.
+        if at > 12 + 254 {
             return None;
         }
     }
@@ -242,7 +243,7 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
             return None;
         }
         let rdlen = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
-        if question_end + 11 + rdlen != p.len() {
+        if question_end + 11 + rdlen != p.len() || !options_fit(&p[question_end + 11..]) {
             return None;
         }
         Some(QueryEdns {
@@ -264,6 +265,19 @@ pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
         qclass,
         edns,
     })
+}
+
+/// Whether EDNS options fill `rdata` exactly, as the full parse requires
+/// (else FORMERR). ECS (code 8), whose body it also checks, goes the slow way.
+fn options_fit(mut rdata: &[u8]) -> bool {
+    while let Some(head) = rdata.get(..4) {
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        match rdata.get(4 + len..) {
+            Some(rest) if head[..2] != [0, 8] => rdata = rest,
+            _ => return false,
+        }
+    }
+    rdata.is_empty()
 }
 
 #[cfg(test)]
@@ -340,9 +354,37 @@ mod tests {
         let mut trailing = q.clone();
         trailing.push(0);
         assert!(parse_query(&trailing).is_none());
-        let mut dotted = q;
+        let mut dotted = q.clone();
         dotted[14] = b'.';
         assert!(parse_query(&dotted).is_none());
+        // EDNS options must fill the OPT's RDATA exactly (a cookie here).
+        let mut cookie = q.clone();
+        cookie[q.len() - 1] = 12;
+        cookie.extend_from_slice(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(parse_query(&cookie).is_some());
+        let mut overrun = cookie.clone();
+        overrun[q.len() + 3] = 9;
+        assert!(parse_query(&overrun).is_none());
+        let mut short = cookie;
+        short.pop();
+        short[q.len() - 1] = 11;
+        assert!(parse_query(&short).is_none());
+        // 255 bytes on the wire is the longest name; 256 goes the slow way
+        // (where the full parse rejects it).
+        for (last, fast) in [(61, true), (62, false)] {
+            let mut long = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            for len in [63, 63, 63, last] {
+                long.push(len);
+                long.extend(std::iter::repeat_n(b'a', usize::from(len)));
+            }
+            long.extend_from_slice(&[0, 0, 1, 0, 1]);
+            assert_eq!(
+                parse_query(&long).is_some(),
+                fast,
+                "{} bytes",
+                long.len() - 16
+            );
+        }
     }
 
     #[test]

@@ -15,8 +15,12 @@ mod fakeup;
 mod fakeup_selftest;
 /// cutoff firewall: generated rules under nft, sh and the shipped examples.
 mod firewall;
+/// Every fuzz corpus and crash file, replayed on stable.
+mod fuzz_corpus;
 /// Runs the server in-process and queries it over real sockets.
 mod harness;
+/// Malformed and hostile packets over real sockets.
+mod malformed;
 /// Metrics, the query log, the client table and the admin endpoint.
 mod observability;
 /// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.

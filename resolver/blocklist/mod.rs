@@ -27,6 +27,11 @@ pub const KASPERSKY_YAML: &str = include_str!("../../blocklists/kaspersky/kasper
 /// Kaspersky's announced prefixes, compiled into the binary.
 pub const KASPERSKY_NETWORKS: &str = include_str!("../../blocklists/kaspersky/networks.txt");
 
+/// The largest list file read (bytes): far above any real blocklist.
+pub const MAX_LIST_BYTES: u64 = 512 << 20;
+/// The most entries one list may hold.
+pub const MAX_LIST_ENTRIES: usize = 10_000_000;
+
 /// Names of the lists built into the binary (`builtin: NAME` in the config).
 pub const BUILTIN: &[&str] = &["kaspersky", "kaspersky-networks"];
 
@@ -211,6 +216,9 @@ pub enum ListError {
         /// What is wrong, with its line.
         message: String,
     },
+    /// The file is larger than a list may be.
+    #[error("{} is larger than a list may be ({} MiB, {} entries): is it a list?", .0.display(), MAX_LIST_BYTES >> 20, MAX_LIST_ENTRIES)]
+    TooLarge(PathBuf),
     /// No builtin list has this name.
     #[error("no builtin list named `{0}` (builtin lists: {builtins})", builtins = BUILTIN.join(", "))]
     UnknownBuiltin(String),
@@ -236,10 +244,22 @@ pub fn load(spec: &ListSpec) -> Result<List, ListError> {
         Source::Builtin(name) => Err(ListError::UnknownBuiltin(name.clone())),
         Source::Prefixes(nets) => Ok(from_prefixes(spec, nets)),
         Source::File(path) if is_catalogue(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ListError::Read {
+            let mut text = String::new();
+            let file = std::fs::File::open(path).map_err(|source| ListError::Read {
                 path: path.clone(),
                 source,
             })?;
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(file, MAX_LIST_BYTES + 1),
+                &mut text,
+            )
+            .map_err(|source| ListError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            if text.len() as u64 > MAX_LIST_BYTES {
+                return Err(ListError::TooLarge(path.clone()));
+            }
             let cat = Catalogue::parse(&text, &path.display().to_string())?;
             Ok(from_catalogue(spec, cat))
         }
@@ -254,13 +274,24 @@ pub fn load(spec: &ListSpec) -> Result<List, ListError> {
             let bytes = usize::try_from(bytes).unwrap_or(0);
             list.set.reserve(bytes / 16, bytes);
             let payload = Category::payload(spec.category);
-            let report = read_lines(std::io::BufReader::new(file), spec.coverage, |name, cov| {
-                list.set.insert(name, cov, payload);
+            // Bounded: a path such as /dev/zero, or a runaway file, must not
+            // hang the load or eat the memory (`cutoff check` would never end).
+            let mut limited =
+                std::io::BufReader::new(std::io::Read::take(file, MAX_LIST_BYTES + 1));
+            let mut entries = 0usize;
+            let report = read_lines(&mut limited, spec.coverage, |name, cov| {
+                entries += 1;
+                if entries <= MAX_LIST_ENTRIES {
+                    list.set.insert(name, cov, payload);
+                }
             })
             .map_err(|source| ListError::Read {
                 path: path.clone(),
                 source,
             })?;
+            if limited.get_ref().limit() == 0 || entries > MAX_LIST_ENTRIES {
+                return Err(ListError::TooLarge(path.clone()));
+            }
             list.problems = report;
             seal(&mut list);
             Ok(list)
@@ -495,6 +526,18 @@ mod tests {
             Some("37.203.128.0/23")
         );
         assert_eq!(list.lookup_address("4.28.136.36".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn a_file_that_never_ends_is_refused_not_read_forever() {
+        let err = load(&ListSpec {
+            name: "zero".into(),
+            source: Source::File("/dev/zero".into()),
+            category: None,
+            coverage: Coverage::Suffix,
+        })
+        .unwrap_err();
+        assert!(matches!(err, ListError::TooLarge(_)), "{err}");
     }
 
     #[test]
