@@ -1,6 +1,7 @@
-//! Policy benchmarks: `Snapshot::decide` with the shipped list and with a
-//! 1,000,000-entry synthetic list (blocked and allowed names), and the time
-//! to load 1M entries. Heap bytes per entry are printed once.
+//! Policy benchmarks: `Snapshot::decide` with the shipped list, with a
+//! 1,000,000-entry synthetic list next to the shipped list (`1m`: two list
+//! lookups a decision) and alone (`1m-only`), for blocked and allowed
+//! names, and the time to load 1M entries. Heap bytes per entry are printed.
 //!
 //! `cargo bench --bench policy`; set CUTOFF_BENCH_LIST to a one-domain-per-line
 //! file (e.g. peerbench's blocklist-large.txt) to use it instead of the
@@ -81,6 +82,11 @@ fn decide(c: &mut Criterion) {
         "lists:\n  big: {{path: {}}}\n  kaspersky: {{builtin: kaspersky}}\nrules:\n  - {{name: big, lists: [big], action: block}}\n  - {{name: k, lists: [kaspersky], action: block}}\n",
         path.display()
     ));
+    // The 1M list alone, as in the peerbench runs (one list lookup a query).
+    let only = snapshot(&format!(
+        "lists:\n  big: {{path: {}}}\nrules:\n  - {{name: big, lists: [big], action: block}}\n",
+        path.display()
+    ));
     let list = &big.config.lists[0];
     eprintln!(
         "1M list: {} entries, {} heap bytes, {:.1} bytes/entry",
@@ -122,6 +128,8 @@ fn decide(c: &mut Criterion) {
         ("shipped/allowed", &shipped, &allowed),
         ("1m/blocked", &big, &blocked_big),
         ("1m/allowed", &big, &allowed),
+        ("1m-only/blocked", &only, &blocked_big),
+        ("1m-only/allowed", &only, &allowed),
     ] {
         g.bench_function(BenchmarkId::from_parameter(label), |b| {
             let mut i = 0usize;
