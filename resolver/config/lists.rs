@@ -7,9 +7,9 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::raw::RawList;
-use super::rules::category_words;
+use super::rules::category;
 use super::validate::{Checker, bad_name, cidr, valid_name};
-use crate::blocklist::{self, Category, ListSpec, Source};
+use crate::blocklist::{self, ListSpec, Source};
 use crate::matcher::Coverage;
 
 pub(super) fn lists(
@@ -24,23 +24,7 @@ fn list(c: &mut Checker<'_>, l: &RawList, base: &Path) -> Option<Arc<blocklist::
     if !valid_name(&l.name.value) {
         c.error(&l.name, bad_name(&l.name.value));
     }
-    let category = l
-        .category
-        .as_ref()
-        .and_then(|a| match Category::parse(&a.value) {
-            Some(cat) => Some(cat),
-            None => {
-                c.error(
-                    a,
-                    format!(
-                        "`{}` is not a category; categories: {}",
-                        a.value,
-                        category_words()
-                    ),
-                );
-                None
-            }
-        });
+    let category = l.category.as_ref().and_then(|a| category(c, a));
     let coverage = match &l.coverage {
         None => Coverage::Suffix,
         Some(a) => match a.value.as_str() {

@@ -10,7 +10,23 @@ use super::validate::{Checker, bad_name, valid_name};
 use super::{Action, Network, Rule};
 use crate::blocklist::{self, Category};
 
-pub(super) fn category_words() -> String {
+/// A category word, or a problem naming the known ones.
+pub(super) fn category(c: &mut Checker<'_>, a: &At<String>) -> Option<Category> {
+    let cat = Category::parse(&a.value);
+    if cat.is_none() {
+        c.error(
+            a,
+            format!(
+                "`{}` is not a category; categories: {}",
+                a.value,
+                category_words()
+            ),
+        );
+    }
+    cat
+}
+
+fn category_words() -> String {
     Category::ALL.map(Category::as_str).join(", ")
 }
 
@@ -131,32 +147,17 @@ pub(super) fn rules(
                 items
                     .value
                     .iter()
-                    .filter_map(|a| match Category::parse(&a.value) {
-                        Some(cat) => {
-                            let any = list_ids.iter().any(|&i| {
-                                lists[i].as_ref().is_some_and(|l| {
-                                    l.active[usize::from(Category::payload(Some(cat)))] > 0
-                                })
-                            });
-                            if !any && list_ids.iter().all(|&i| lists[i].is_some()) {
-                                c.warn(
-                                    a,
-                                    format!("no list of this rule has active `{}` entries", cat),
-                                );
-                            }
-                            Some(cat)
+                    .filter_map(|a| {
+                        let cat = category(c, a)?;
+                        let any = list_ids.iter().any(|&i| {
+                            lists[i]
+                                .as_ref()
+                                .is_some_and(|l| l.active[usize::from(Category::payload(Some(cat)))] > 0)
+                        });
+                        if !any && list_ids.iter().all(|&i| lists[i].is_some()) {
+                            c.warn(a, format!("no list of this rule has active `{cat}` entries"));
                         }
-                        None => {
-                            c.error(
-                                a,
-                                format!(
-                                    "`{}` is not a category; categories: {}",
-                                    a.value,
-                                    category_words()
-                                ),
-                            );
-                            None
-                        }
+                        Some(cat)
                     })
                     .collect::<Vec<_>>()
             });
