@@ -149,7 +149,6 @@ impl Networks {
 #[derive(Clone, Debug)]
 pub struct Clients {
     table: PrefixTable<(bool, NetworkId, Option<IpNet>)>,
-    default: NetworkId,
 }
 
 impl Clients {
@@ -169,10 +168,7 @@ impl Clients {
             };
             table.insert(p, (allowed, network, cidr));
         }
-        Self {
-            table,
-            default: networks.default,
-        }
+        Self { table }
     }
 
     /// `None` when the client may not use the resolver; else its network
@@ -182,11 +178,6 @@ impl Clients {
             Some((_, (true, network, cidr))) => Some((*network, *cidr)),
             _ => None,
         }
-    }
-
-    /// The default network's id.
-    pub fn default_network(&self) -> NetworkId {
-        self.default
     }
 }
 

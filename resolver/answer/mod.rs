@@ -6,8 +6,6 @@
 //! Every answer mirrors the client's EDNS (an OPT only when the query had
 //! one, RFC 6891) and keeps its ID, question and RD/CD flags.
 
-use std::net::IpAddr;
-
 use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA, HINFO, SOA};
@@ -186,15 +184,6 @@ pub fn zone_name(entry: &[u8]) -> Name {
         .ok()
         .and_then(|s| Name::from_ascii(format!("{s}.")).ok())
         .unwrap_or_else(Name::root)
-}
-
-/// The sinkhole address for a record type, for tests and docs.
-pub fn sinkhole_address(blocking: &Blocking, qtype: RecordType) -> Option<IpAddr> {
-    match qtype {
-        RecordType::A => Some(IpAddr::V4(blocking.sinkhole_ipv4)),
-        RecordType::AAAA => Some(IpAddr::V6(blocking.sinkhole_ipv6)),
-        _ => None,
-    }
 }
 
 /// Longest EDE text we send (keeps blocked answers well inside 512 bytes).
