@@ -148,8 +148,17 @@ impl Networks {
 /// separate lookups would.
 #[derive(Clone, Debug)]
 pub struct Clients {
-    table: PrefixTable<(bool, NetworkId, Option<IpNet>)>,
+    table: PrefixTable<Slot>,
+    /// The same entries, most specific first, when there are few of them
+    /// (the usual config): a scan of a handful of masks beats walking a trie.
+    small: Option<Vec<(IpNet, Slot)>>,
 }
+
+/// Allowed?, the network, and the CIDR that put the client in it.
+type Slot = (bool, NetworkId, Option<IpNet>);
+
+/// Up to this many CIDRs, lookups scan a list instead of the trie.
+const SMALL: usize = 32;
 
 impl Clients {
     /// Builds the combined table.
@@ -160,22 +169,38 @@ impl Clients {
             .iter()
             .chain(networks.table.iter())
             .collect::<Vec<IpNet>>();
+        let mut entries: Vec<(IpNet, Slot)> = Vec::new();
         for p in prefixes {
             let allowed = access.table.lookup_net(p).is_some_and(|(_, a)| *a);
             let (network, cidr) = match networks.table.lookup_net(p) {
                 Some((net, id)) => (*id, Some(net)),
                 None => (networks.default, None),
             };
-            table.insert(p, (allowed, network, cidr));
+            let slot = (allowed, network, cidr);
+            if table.insert(p, slot).is_none() {
+                entries.push((p, slot));
+            } else if let Some(e) = entries.iter_mut().find(|(n, _)| *n == p) {
+                e.1 = slot;
+            }
         }
-        Self { table }
+        entries.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
+        let small = (entries.len() <= SMALL).then_some(entries);
+        Self { table, small }
     }
 
     /// `None` when the client may not use the resolver; else its network
     /// and the CIDR that put it there (`None` for `default`).
     pub fn lookup(&self, ip: IpAddr) -> Option<(NetworkId, Option<IpNet>)> {
-        match self.table.lookup(ip) {
-            Some((_, (true, network, cidr))) => Some((*network, *cidr)),
+        let ip = ip.to_canonical();
+        let slot = match &self.small {
+            Some(entries) => entries
+                .iter()
+                .find(|(n, _)| n.contains(&ip))
+                .map(|(_, s)| s),
+            None => self.table.lookup(ip).map(|(_, s)| s),
+        };
+        match slot {
+            Some((true, network, cidr)) => Some((*network, *cidr)),
             _ => None,
         }
     }
@@ -290,6 +315,21 @@ mod combined_tests {
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn many_cidrs_use_the_trie_and_answer_the_same() {
+        let many: Vec<IpNet> = (0..40u8).map(|i| net(&format!("10.{i}.0.0/16"))).collect();
+        let acl = AccessList::new(&[net("10.0.0.0/8")], &[]);
+        let nets = Networks::new([(0, &many[..])], 1);
+        let c = Clients::new(&acl, &nets);
+        assert!(c.small.is_none());
+        assert_eq!(
+            c.lookup("10.3.1.1".parse().unwrap()),
+            Some((0, Some(net("10.3.0.0/16"))))
+        );
+        assert_eq!(c.lookup("10.200.1.1".parse().unwrap()), Some((1, None)));
+        assert_eq!(c.lookup("11.0.0.1".parse().unwrap()), None);
     }
 
     #[test]
