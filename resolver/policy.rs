@@ -25,7 +25,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use jiff::Timestamp;
 
-use crate::blocklist::Category;
+use crate::blocklist::{Category, List};
 use crate::config::{Action, Config, Rule};
 use crate::matcher::Coverage;
 use crate::networks::{AccessList, Clients, NetworkId, Networks};
@@ -185,6 +185,32 @@ impl Snapshot {
     /// The decision for `client` asking for `name` at `now`. `name` must be
     /// normalised (lowercase, no trailing dot: see `matcher::NameBuf`).
     pub fn decide<'q>(&self, client: IpAddr, name: &'q [u8], now: Timestamp) -> Decision<'q> {
+        self.decide_with(client, now, |list| {
+            let (hit, category) = list.lookup(name)?;
+            Some((hit.entry, hit.coverage, category))
+        })
+    }
+
+    /// The decision for an address in an upstream's answer (response-IP
+    /// rules): rules whose lists hold prefixes apply when the address is in
+    /// one; the matched entry is the prefix as written. Clients are assumed
+    /// allowed (their query was).
+    pub fn decide_address(&self, client: IpAddr, address: IpAddr, now: Timestamp) -> Decision<'_> {
+        self.decide_with(client, now, |list| {
+            let prefix = list.lookup_address(address)?;
+            Some((prefix.as_bytes(), Coverage::Suffix, None))
+        })
+    }
+
+    /// The one place the precedence lives: for the client's network, each
+    /// list its rules use is asked `lookup`; of the rules that then apply,
+    /// allow > block > log, and the rule written first wins a tie.
+    fn decide_with<'s, 'q>(
+        &'s self,
+        client: IpAddr,
+        now: Timestamp,
+        lookup: impl Fn(&'s List) -> Option<(&'q [u8], Coverage, Option<Category>)>,
+    ) -> Decision<'q> {
         let Some((network, cidr)) = self.clients.lookup(client) else {
             return Decision {
                 verdict: Verdict::Refuse,
@@ -197,13 +223,13 @@ impl Snapshot {
         let mut best: Option<(Action, usize, Phase, ListMatch<'q>)> = None;
         let mut first: Option<ListMatch<'q>> = None;
         for (list, rules) in &self.plans[network].by_list {
-            let Some((hit, category)) = self.config.lists[*list].lookup(name) else {
+            let Some((entry, coverage, category)) = lookup(&self.config.lists[*list]) else {
                 continue;
             };
             let m = ListMatch {
                 list: *list,
-                entry: hit.entry,
-                coverage: hit.coverage,
+                entry,
+                coverage,
                 category,
             };
             first.get_or_insert(m);
@@ -217,11 +243,10 @@ impl Snapshot {
                 let (Some(action), phase) = rule_at(rule, now) else {
                     continue;
                 };
-                // allow > block > log; the rule written first wins a tie.
-                let better = best
+                if best
                     .as_ref()
-                    .is_none_or(|b| (action, Reverse(r)) > (b.0, Reverse(b.1)));
-                if better {
+                    .is_none_or(|b| (action, Reverse(r)) > (b.0, Reverse(b.1)))
+                {
                     best = Some((action, r, phase, m));
                 }
             }
@@ -245,60 +270,6 @@ impl Snapshot {
                 rule: None,
                 matched: first,
             },
-        }
-    }
-
-    /// The decision for an address in an upstream's answer (response-IP
-    /// rules): rules whose lists hold prefixes apply when the address is in
-    /// one; the matched entry is the prefix as written. Clients are assumed
-    /// allowed (their query was).
-    pub fn decide_address(&self, client: IpAddr, address: IpAddr, now: Timestamp) -> Decision<'_> {
-        let Some((network, cidr)) = self.clients.lookup(client) else {
-            return Decision {
-                verdict: Verdict::Refuse,
-                network: None,
-                cidr: None,
-                rule: None,
-                matched: None,
-            };
-        };
-        let mut best: Option<(Action, usize, Phase, ListMatch<'_>)> = None;
-        for (list, rules) in &self.plans[network].by_list {
-            let Some(prefix) = self.config.lists[*list].lookup_address(address) else {
-                continue;
-            };
-            let m = ListMatch {
-                list: *list,
-                entry: prefix.as_bytes(),
-                coverage: Coverage::Suffix,
-                category: None,
-            };
-            for &r in rules {
-                let rule = &self.config.rules[r];
-                if rule.categories.is_some() {
-                    continue;
-                }
-                let (Some(action), phase) = rule_at(rule, now) else {
-                    continue;
-                };
-                if best
-                    .as_ref()
-                    .is_none_or(|b| (action, Reverse(r)) > (b.0, Reverse(b.1)))
-                {
-                    best = Some((action, r, phase, m));
-                }
-            }
-        }
-        Decision {
-            verdict: best.as_ref().map_or(Verdict::Allow, |b| match b.0 {
-                Action::Allow => Verdict::Allow,
-                Action::Log => Verdict::Log,
-                Action::Block => Verdict::Block,
-            }),
-            network: Some(network),
-            cidr,
-            rule: best.as_ref().map(|b| (b.1, b.2)),
-            matched: best.map(|b| b.3),
         }
     }
 
