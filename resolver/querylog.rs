@@ -266,7 +266,7 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> serde_json::Result<()> {
         upstream: r
             .upstream
             .and_then(|u| r.runtime.upstreams.endpoints.get(u))
-            .map(|e| e.label()),
+            .map(ToString::to_string),
         cached: r.cached,
         config_version: &c.version,
     };

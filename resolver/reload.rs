@@ -90,7 +90,11 @@ impl Runtime {
             resolv_conf,
             config.serve.upstream_ca.as_deref(),
         )?;
-        let labels: Vec<String> = upstreams.endpoints.iter().map(|e| e.label()).collect();
+        let labels: Vec<String> = upstreams
+            .endpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let counters = metrics.counters(&config, &labels);
         counters.refresh_enforcing(&config, jiff::Timestamp::now());
         let network_names = config

@@ -146,7 +146,7 @@ async fn serve(
         .upstreams
         .endpoints
         .iter()
-        .map(|e| e.label())
+        .map(ToString::to_string)
         .collect();
     tracing::info!(
         listen = ?bound,

@@ -61,56 +61,11 @@ pub enum SetupError {
     },
 }
 
-/// One upstream endpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    /// UDP, and TCP when the answer is truncated.
-    Plain(SocketAddr),
-    /// TCP only.
-    Tcp(SocketAddr),
-    /// DNS over TLS; the certificate must be valid for `name`.
-    Tls {
-        /// Address and port.
-        addr: SocketAddr,
-        /// TLS server name.
-        name: String,
-    },
-    /// DNS over HTTPS (POST, HTTP/1.1); the certificate must be valid for `name`.
-    Https {
-        /// Address and port.
-        addr: SocketAddr,
-        /// TLS server name, also the Host header.
-        name: String,
-        /// URL path.
-        path: String,
-    },
-}
-
-impl Endpoint {
-    /// The endpoint's address.
-    pub fn addr(&self) -> SocketAddr {
-        match self {
-            Self::Plain(a) | Self::Tcp(a) => *a,
-            Self::Tls { addr, .. } | Self::Https { addr, .. } => *addr,
-        }
-    }
-
-    /// A bounded label for metrics and logs.
-    pub fn label(&self) -> String {
-        match self {
-            Self::Plain(a) => a.to_string(),
-            Self::Tcp(a) => format!("tcp://{a}"),
-            Self::Tls { addr, name } => format!("tls://{addr}#{name}"),
-            Self::Https { addr, name, path } => format!("https://{addr}{path}#{name}"),
-        }
-    }
-}
-
 /// The upstreams of one snapshot, in order.
 #[derive(Clone, Debug)]
 pub struct Upstreams {
-    /// Endpoints tried in order.
-    pub endpoints: Vec<Endpoint>,
+    /// Endpoints tried in order (`system` already read into addresses).
+    pub endpoints: Vec<Upstream>,
     /// TLS settings for DoT and DoH endpoints (`None` when there are none).
     tls: Option<Tls>,
     /// Time allowed for each try.
@@ -141,30 +96,20 @@ impl Upstreams {
             match u {
                 Upstream::System => {
                     for ip in system_nameservers(resolv_conf)? {
-                        endpoints.push(Endpoint::Plain(SocketAddr::new(ip, 53)));
+                        endpoints.push(Upstream::Plain(SocketAddr::new(ip, 53)));
                     }
                 }
-                Upstream::Plain(a) => endpoints.push(Endpoint::Plain(*a)),
-                Upstream::Tcp(a) => endpoints.push(Endpoint::Tcp(*a)),
-                Upstream::Tls { addr, name } => endpoints.push(Endpoint::Tls {
-                    addr: *addr,
-                    name: name.clone(),
-                }),
-                Upstream::Https { addr, path, name } => endpoints.push(Endpoint::Https {
-                    addr: *addr,
-                    name: name.clone(),
-                    path: path.clone(),
-                }),
+                other => endpoints.push(other.clone()),
             }
         }
-        for e in &endpoints {
-            if listen.iter().any(|l| same_socket(*l, e.addr())) {
-                return Err(SetupError::Loop(e.addr()));
+        for addr in endpoints.iter().filter_map(Upstream::addr) {
+            if listen.iter().any(|l| same_socket(*l, addr)) {
+                return Err(SetupError::Loop(addr));
             }
         }
         let needs_tls = endpoints
             .iter()
-            .any(|e| matches!(e, Endpoint::Tls { .. } | Endpoint::Https { .. }));
+            .any(|e| matches!(e, Upstream::Tls { .. } | Upstream::Https { .. }));
         let tls = if needs_tls { Some(Tls::new(ca)?) } else { None };
         Ok(Self {
             endpoints,
@@ -185,21 +130,23 @@ impl Upstreams {
             let started = Instant::now();
             let deadline = started + self.timeout;
             let result = match endpoint {
-                Endpoint::Plain(addr) => match exchange_udp(*addr, query, deadline).await {
+                Upstream::Plain(addr) => match exchange_udp(*addr, query, deadline).await {
                     Ok(bytes) if wire::truncated(&bytes) => {
                         exchange_tcp(*addr, query, deadline).await
                     }
                     other => other,
                 },
-                Endpoint::Tcp(addr) => exchange_tcp(*addr, query, deadline).await,
-                Endpoint::Tls { addr, name } => match &self.tls {
+                Upstream::Tcp(addr) => exchange_tcp(*addr, query, deadline).await,
+                Upstream::Tls { addr, name } => match &self.tls {
                     Some(tls) => exchange_tls(tls, *addr, name, query, deadline).await,
                     None => Err(io::Error::other("no TLS settings")),
                 },
-                Endpoint::Https { addr, name, path } => match &self.tls {
+                Upstream::Https { addr, name, path } => match &self.tls {
                     Some(tls) => exchange_https(tls, *addr, name, path, query, deadline).await,
                     None => Err(io::Error::other("no TLS settings")),
                 },
+                // `new` reads `system` into its addresses.
+                Upstream::System => Err(io::Error::other("`system` was not read")),
             };
             let handles = metrics.get(i);
             match result {
@@ -214,8 +161,8 @@ impl Upstreams {
                     if let Some(h) = handles {
                         h.error.increment(1);
                     }
-                    tracing::debug!(upstream = %endpoint.label(), error = %e, "upstream try failed");
-                    last = format!("{}: {e}", endpoint.label());
+                    tracing::debug!(upstream = %endpoint, error = %e, "upstream try failed");
+                    last = format!("{endpoint}: {e}");
                 }
             }
         }
