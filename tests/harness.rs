@@ -172,6 +172,13 @@ pub(crate) async fn tcp_on(stream: &mut TcpStream, q: &Message) -> Option<Messag
         .to_vec();
     framed.extend_from_slice(&bytes);
     stream.write_all(&framed).await.ok()?;
+    let buf = read_frame(stream).await?;
+    Message::from_vec(&buf).ok()
+}
+
+/// The next length-framed message on a connection, within 5 s; `None`
+/// when it does not come or the connection closes.
+pub(crate) async fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let read = async {
         let mut len = [0u8; 2];
         stream.read_exact(&mut len).await?;
@@ -179,11 +186,10 @@ pub(crate) async fn tcp_on(stream: &mut TcpStream, q: &Message) -> Option<Messag
         stream.read_exact(&mut buf).await?;
         Ok::<_, std::io::Error>(buf)
     };
-    let buf = tokio::time::timeout(Duration::from_secs(5), read)
+    tokio::time::timeout(Duration::from_secs(5), read)
         .await
         .ok()?
-        .ok()?;
-    Message::from_vec(&buf).ok()
+        .ok()
 }
 
 /// Sends `q` over a new TCP connection from `from`.

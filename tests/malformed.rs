@@ -334,17 +334,9 @@ fn messages(mut bytes: &[u8]) -> Vec<&[u8]> {
 
 /// The next message on a connection (bounded wait).
 async fn read_message(stream: &mut TcpStream) -> Message {
-    let read = async {
-        let mut len = [0u8; 2];
-        stream.read_exact(&mut len).await?;
-        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        stream.read_exact(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf)
-    };
-    let buf = tokio::time::timeout(Duration::from_secs(5), read)
+    let buf = crate::harness::read_frame(stream)
         .await
-        .expect("an answer within 5 s")
-        .expect("an answer before the connection closed");
+        .expect("an answer within 5 s, before the connection closed");
     Message::from_vec(&buf).expect("the answer parses")
 }
 
