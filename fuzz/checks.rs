@@ -131,7 +131,7 @@ pub(crate) fn decide(data: &[u8]) {
         ] {
             let blocking = Blocking {
                 answer,
-                ..config.blocking.clone()
+                ..config.blocking
             };
             let bytes = fast::blocked(&q, &blocking, zone_at, &why);
             check_answer(&q, &bytes, Some(m.entry));

@@ -45,7 +45,7 @@ struct Stats {
     first: Timestamp,
     last: Timestamp,
     count: u64,
-    categories: u8,
+    categories: u16,
     blocked: u64,
     logged: u64,
 }
@@ -95,7 +95,7 @@ impl ClientTable {
         s.last = now;
         s.count += 1;
         if let Some(c) = category {
-            s.categories |= 1 << (c as u8);
+            s.categories |= 1 << (c as u16);
         }
         match verdict {
             Verdict::Block => s.blocked += 1,
@@ -126,7 +126,7 @@ impl ClientTable {
         render: impl Fn(IpAddr) -> String,
     ) -> Vec<ClientRow> {
         let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut merged: HashMap<(String, String), (Stats, u8)> = HashMap::new();
+        let mut merged: HashMap<(String, String), (Stats, u16)> = HashMap::new();
         for ((net, ip), s) in map.iter() {
             if since.is_some_and(|t| s.last < t) {
                 continue;
@@ -160,7 +160,7 @@ impl ClientTable {
                 count: s.count,
                 categories: Category::ALL
                     .iter()
-                    .filter(|c| cats & (1 << (**c as u8)) != 0)
+                    .filter(|c| cats & (1 << (**c as u16)) != 0)
                     .map(|c| c.as_str().to_owned())
                     .collect(),
                 blocked: s.blocked,

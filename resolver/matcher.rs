@@ -11,6 +11,13 @@
 //! `u64` slots holds `arena offset + 1` in the low half and the upper half of the
 //! name's hash in the high half, so a probe rejects almost every non-match
 //! without touching the arena. Linear probing at a load factor of at most 0.7.
+//!
+//! The most specific entry decides: the walk goes from the whole name towards
+//! its parents and stops at the first entry that applies. At one level, a
+//! literal name beats a single-label pattern (`downloads*.example.com`), and an
+//! exact entry beats a suffix entry of the same name (that one covers only the
+//! names below it then). Both of these are rare, so they live beside the main
+//! table and cost nothing when a set has none.
 
 use std::hash::BuildHasher;
 
@@ -66,13 +73,61 @@ impl Coverage {
 /// and the caller's one-byte payload (the category, for lists).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hit<'q> {
-    /// The matched entry, borrowed from the query name (lowercase, no dot).
+    /// The matched entry, borrowed from the query name (lowercase, no dot);
+    /// for a pattern, the part of the query the pattern matched.
     pub entry: &'q [u8],
     /// How the entry covers names.
     pub coverage: Coverage,
     /// The payload stored with the entry.
     pub payload: u8,
+    /// The pattern that matched, as an index for [`SuffixSet::pattern`].
+    pub pattern: Option<u16>,
 }
+
+/// A single-label pattern: one `*` in the first label, matching zero or more
+/// characters of one label (`downloads*.kaspersky-labs.com` covers
+/// `downloads.…`, `downloads7.…` and `downloads-us1.…`, not `a.downloads.…`).
+#[derive(Clone, Debug)]
+struct Pattern {
+    /// The whole pattern as written (normalised).
+    text: Box<str>,
+    /// What comes before the `*` in the first label.
+    head: Box<[u8]>,
+    /// What comes after it.
+    tail: Box<[u8]>,
+    /// The labels after the first one.
+    parent: Box<[u8]>,
+    coverage: Coverage,
+    payload: u8,
+}
+
+impl Pattern {
+    fn matches(&self, label: &[u8], parent: &[u8]) -> bool {
+        // Lengths first: almost every level is rejected without a byte compare.
+        parent.len() == self.parent.len()
+            && label.len() >= self.head.len() + self.tail.len()
+            && *parent == *self.parent
+            && label.starts_with(&self.head)
+            && label.ends_with(&self.tail)
+    }
+}
+
+/// Why a pattern is not valid (the list reader reports it with its line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// More than one `*`, or a `*` outside the first label.
+    #[error("a pattern has one `*`, in its first label (e.g. downloads*.example.com)")]
+    Shape,
+    /// A pattern needs a parent zone (`foo*` alone would match top-level names).
+    #[error("a pattern needs at least one label after the one with `*`")]
+    NoParent,
+    /// Too many patterns in one set.
+    #[error("a list holds at most 4096 patterns")]
+    TooMany,
+}
+
+/// The most patterns one set may hold (they are scanned, not hashed).
+pub const MAX_PATTERNS: usize = 4096;
 
 /// Longest DNS name in presentation form without the trailing dot.
 pub const MAX_NAME_LEN: usize = 253;
@@ -146,6 +201,12 @@ pub struct SuffixSet {
     min_labels: u8,
     max_labels: u8,
     hasher: foldhash::fast::RandomState,
+    /// Exact entries whose name is also a suffix entry with another payload.
+    exact: Option<Box<Self>>,
+    /// Single-label patterns, scanned at each level (few by design).
+    patterns: Vec<Pattern>,
+    /// Label counts of the patterns (the level they apply at).
+    pattern_labels: (u8, u8),
 }
 
 impl std::fmt::Debug for SuffixSet {
@@ -154,6 +215,7 @@ impl std::fmt::Debug for SuffixSet {
             .field("len", &self.len)
             .field("arena_bytes", &self.arena.len())
             .field("slots", &self.slots.len())
+            .field("patterns", &self.patterns.len())
             .finish()
     }
 }
@@ -175,22 +237,76 @@ impl SuffixSet {
             min_labels: u8::MAX,
             max_labels: 0,
             hasher: foldhash::fast::RandomState::default(),
+            exact: None,
+            patterns: Vec::new(),
+            pattern_labels: (u8::MAX, 0),
         }
     }
 
-    /// Number of distinct names.
+    /// Number of distinct entries (names and patterns).
     pub fn len(&self) -> usize {
-        self.len
+        self.len + self.exact.as_ref().map_or(0, |e| e.len) + self.patterns.len()
     }
 
-    /// Whether the set holds no name.
+    /// Whether the set holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Heap bytes held by the set (arena and table).
     pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity() + self.slots.capacity() * std::mem::size_of::<u64>()
+        self.arena.capacity()
+            + self.slots.capacity() * std::mem::size_of::<u64>()
+            + self.exact.as_ref().map_or(0, |e| e.heap_bytes())
+            + self
+                .patterns
+                .iter()
+                .map(|p| 2 * p.text.len() + std::mem::size_of::<Pattern>())
+                .sum::<usize>()
+    }
+
+    /// Adds a single-label pattern (normalised: lowercase, no trailing dot),
+    /// such as `downloads*.kaspersky-labs.com` or `ksn-*-geo.kaspersky-labs.com`.
+    pub fn insert_pattern(
+        &mut self,
+        pattern: &str,
+        coverage: Coverage,
+        payload: u8,
+    ) -> Result<(), PatternError> {
+        let (first, parent) = pattern.split_once('.').ok_or(PatternError::NoParent)?;
+        let (head, tail) = first.split_once('*').ok_or(PatternError::Shape)?;
+        if tail.contains('*') || parent.contains('*') {
+            return Err(PatternError::Shape);
+        }
+        if parent.is_empty() {
+            return Err(PatternError::NoParent);
+        }
+        if self.patterns.len() >= MAX_PATTERNS {
+            return Err(PatternError::TooMany);
+        }
+        if let Some(same) = self.patterns.iter_mut().find(|p| *p.text == *pattern) {
+            same.coverage = widest(same.coverage, coverage);
+            return Ok(());
+        }
+        let labels = label_count(pattern.as_bytes());
+        self.pattern_labels = (
+            self.pattern_labels.0.min(labels),
+            self.pattern_labels.1.max(labels),
+        );
+        self.patterns.push(Pattern {
+            text: pattern.into(),
+            head: head.as_bytes().into(),
+            tail: tail.as_bytes().into(),
+            parent: parent.as_bytes().into(),
+            coverage,
+            payload: payload & 0x3f,
+        });
+        Ok(())
+    }
+
+    /// The text of a pattern that a [`Hit`] names.
+    pub fn pattern(&self, index: u16) -> Option<&str> {
+        self.patterns.get(usize::from(index)).map(|p| &*p.text)
     }
 
     /// Reserves room for about `bytes` of names in `entries` entries.
@@ -236,11 +352,32 @@ impl SuffixSet {
             let hash = self.hasher.hash_one(name);
             match self.find(name, hash) {
                 Some(first) => {
-                    let old = Coverage::from_bits(self.arena[first + 1] >> 6);
-                    let wider = widest(old, Coverage::from_bits(tag >> 6));
-                    self.arena[first + 1] = (self.arena[first + 1] & 0x3f) | (wider.bits() << 6);
+                    let old_tag = self.arena[first + 1];
+                    let old = Coverage::from_bits(old_tag >> 6);
+                    let new = Coverage::from_bits(tag >> 6);
+                    let split = (old == Coverage::Exact) != (new == Coverage::Exact)
+                        && (old_tag & 0x3f) != (tag & 0x3f);
+                    if split {
+                        // Exact beats suffix: the exact entry decides for the
+                        // name itself, the other one for the names below it.
+                        let (exact_tag, below_tag) = if old == Coverage::Exact {
+                            (old_tag, tag)
+                        } else {
+                            (tag, old_tag)
+                        };
+                        let name = self.arena[record + 2..record + 2 + len].to_vec();
+                        self.exact.get_or_insert_with(Default::default).insert(
+                            &name,
+                            Coverage::Exact,
+                            exact_tag & 0x3f,
+                        );
+                        self.arena[first + 1] = below_tag;
+                    } else {
+                        let wider = widest(old, new);
+                        self.arena[first + 1] = (old_tag & 0x3f) | (wider.bits() << 6);
+                        duplicates += 1;
+                    }
                     self.arena[record + 1] = DEAD << 6;
-                    duplicates += 1;
                 }
                 None => {
                     self.place(record, hash);
@@ -249,44 +386,92 @@ impl SuffixSet {
             }
         }
         self.arena.shrink_to_fit();
+        if let Some(exact) = &mut self.exact {
+            duplicates += exact.finish();
+        }
         duplicates
     }
 
     /// The most specific entry covering `name` (normalised: lowercase, no
     /// trailing dot), if any.
     pub fn lookup<'q>(&self, name: &'q [u8]) -> Option<Hit<'q>> {
-        if self.len == 0 || name.is_empty() {
+        if name.is_empty() || self.is_empty() {
             return None;
         }
+        if let Some(exact) = &self.exact
+            && let Some(hit) = exact.lookup_table(name, 0, label_count(name))
+        {
+            return Some(hit);
+        }
         let mut labels = label_count(name);
+        let floor = self.min_labels.min(self.pattern_labels.0);
         let mut start = 0usize;
         loop {
             let suffix = &name[start..];
-            if labels >= self.min_labels && labels <= self.max_labels {
-                let hash = self.hasher.hash_one(suffix);
-                if let Some(offset) = self.find(suffix, hash) {
-                    let tag = self.arena[offset + 1];
-                    let coverage = Coverage::from_bits(tag >> 6);
-                    if coverage.applies(start == 0) {
-                        return Some(Hit {
-                            entry: suffix,
-                            coverage,
-                            payload: tag & 0x3f,
-                        });
-                    }
+            let dot = suffix.iter().position(|&b| b == b'.');
+            if let Some(hit) = self.lookup_table(suffix, start, labels) {
+                return Some(hit);
+            }
+            if let Some(dot) = dot
+                && labels >= self.pattern_labels.0
+                && labels <= self.pattern_labels.1
+            {
+                let (label, parent) = (&suffix[..dot], &suffix[dot + 1..]);
+                let found = self
+                    .patterns
+                    .iter()
+                    .enumerate()
+                    .find(|(_, p)| p.coverage.applies(start == 0) && p.matches(label, parent));
+                if let Some((i, p)) = found {
+                    return Some(Hit {
+                        entry: suffix,
+                        coverage: p.coverage,
+                        payload: p.payload,
+                        pattern: u16::try_from(i).ok(),
+                    });
                 }
             }
-            if labels <= self.min_labels {
+            if labels <= floor {
                 return None;
             }
-            let dot = suffix.iter().position(|&b| b == b'.')?;
-            start += dot + 1;
+            start += dot? + 1;
             labels -= 1;
         }
     }
 
-    /// Every distinct entry, in insertion order: (name, coverage, payload).
+    /// The table's entry for exactly `suffix` (which starts at `start` in
+    /// the query name and has `labels` labels), if one applies there.
+    fn lookup_table<'q>(&self, suffix: &'q [u8], start: usize, labels: u8) -> Option<Hit<'q>> {
+        if self.len == 0 || labels < self.min_labels || labels > self.max_labels {
+            return None;
+        }
+        let offset = self.find(suffix, self.hasher.hash_one(suffix))?;
+        let tag = self.arena[offset + 1];
+        let coverage = Coverage::from_bits(tag >> 6);
+        coverage.applies(start == 0).then_some(Hit {
+            entry: suffix,
+            coverage,
+            payload: tag & 0x3f,
+            pattern: None,
+        })
+    }
+
+    /// Every distinct entry: the names in insertion order, then the exact
+    /// entries that share a name with a suffix entry, then the patterns
+    /// (as written, with their `*`): (name, coverage, payload).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Coverage, u8)> + '_ {
+        let exact: Box<dyn Iterator<Item = (&[u8], Coverage, u8)> + '_> = match &self.exact {
+            Some(e) => Box::new(e.iter()),
+            None => Box::new(std::iter::empty()),
+        };
+        self.names().chain(exact).chain(
+            self.patterns
+                .iter()
+                .map(|p| (p.text.as_bytes(), p.coverage, p.payload)),
+        )
+    }
+
+    fn names(&self) -> impl Iterator<Item = (&[u8], Coverage, u8)> + '_ {
         let mut at = 0usize;
         std::iter::from_fn(move || {
             loop {
@@ -466,13 +651,16 @@ mod tests {
     fn duplicate_keeps_the_wider_coverage_and_the_first_payload() {
         let mut s = SuffixSet::new();
         s.insert(b"a.com", Coverage::Exact, 3);
-        s.insert(b"a.com", Coverage::Suffix, 4);
-        s.insert(b"b.com", Coverage::Exact, 5);
-        assert_eq!(s.finish(), 1);
-        assert_eq!(s.len(), 2);
-        assert_eq!(s.iter().count(), 2);
+        s.insert(b"a.com", Coverage::Suffix, 3);
+        s.insert(b"b.com", Coverage::Suffix, 5);
+        s.insert(b"b.com", Coverage::Suffix, 6);
+        s.insert(b"c.com", Coverage::Exact, 7);
+        assert_eq!(s.finish(), 2);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.iter().count(), 3);
         let h = s.lookup(b"x.a.com").unwrap();
         assert_eq!((h.coverage, h.payload), (Coverage::Suffix, 3));
+        assert_eq!(s.lookup(b"b.com").unwrap().payload, 5);
     }
 
     #[test]
@@ -494,6 +682,89 @@ mod tests {
         }
         assert!(s.lookup(b"host20001.example1.net").is_none());
         assert_eq!(s.iter().count(), 20_000);
+    }
+
+    #[test]
+    fn subzone_entry_overrides_its_zone() {
+        let mut s = SuffixSet::new();
+        s.insert(b"kaspersky-labs.com", Coverage::Suffix, 1);
+        s.insert(b"scr.kaspersky-labs.com", Coverage::Suffix, 4);
+        s.finish();
+        assert_eq!(s.lookup(b"a.scr.kaspersky-labs.com").unwrap().payload, 4);
+        assert_eq!(s.lookup(b"new.kaspersky-labs.com").unwrap().payload, 1);
+    }
+
+    #[test]
+    fn exact_entry_beats_suffix() {
+        let mut s = SuffixSet::new();
+        s.insert(b"kaspersky.com", Coverage::Suffix, 5);
+        s.insert(b"kaspersky.com", Coverage::Exact, 4);
+        s.insert(b"b.com", Coverage::Exact, 2);
+        s.insert(b"b.com", Coverage::Below, 3);
+        assert_eq!(s.finish(), 0);
+        let apex = s.lookup(b"kaspersky.com").unwrap();
+        assert_eq!((apex.payload, apex.coverage), (4, Coverage::Exact));
+        let below = s.lookup(b"www.kaspersky.com").unwrap();
+        assert_eq!((below.payload, below.coverage), (5, Coverage::Suffix));
+        assert_eq!(s.lookup(b"b.com").unwrap().payload, 2);
+        assert_eq!(s.lookup(b"x.b.com").unwrap().payload, 3);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.iter().count(), 4);
+    }
+
+    #[test]
+    fn pattern_covers_one_label_of_its_zone() {
+        let mut s = SuffixSet::new();
+        s.insert(b"kaspersky-labs.com", Coverage::Suffix, 1);
+        s.insert_pattern("downloads*.kaspersky-labs.com", Coverage::Suffix, 2)
+            .unwrap();
+        s.insert_pattern("ksn-*-geo.kaspersky-labs.com", Coverage::Exact, 3)
+            .unwrap();
+        s.finish();
+        let p = |q: &str| s.lookup(q.as_bytes()).map(|h| (h.payload, h.pattern));
+        assert_eq!(p("downloads.kaspersky-labs.com"), Some((2, Some(0))));
+        assert_eq!(p("downloads7.kaspersky-labs.com"), Some((2, Some(0))));
+        assert_eq!(p("ftp.downloads3.kaspersky-labs.com"), Some((2, Some(0))));
+        assert_eq!(p("ksn-file-geo.kaspersky-labs.com"), Some((3, Some(1))));
+        assert_eq!(p("ksn--geo.kaspersky-labs.com"), Some((3, Some(1))));
+        // Exact pattern: not below; a prefix alone is not enough.
+        assert_eq!(p("x.ksn-file-geo.kaspersky-labs.com"), Some((1, None)));
+        assert_eq!(p("ksn-file.kaspersky-labs.com"), Some((1, None)));
+        assert_eq!(p("mydownloads.kaspersky-labs.com"), Some((1, None)));
+        assert_eq!(p("downloads.kaspersky-labs.com.evil.example"), None);
+        assert_eq!(p("downloads1.example.com"), None);
+        assert_eq!(s.pattern(1), Some("ksn-*-geo.kaspersky-labs.com"));
+    }
+
+    #[test]
+    fn literal_name_beats_a_pattern_at_the_same_level() {
+        let mut s = SuffixSet::new();
+        s.insert(b"downloads9.example.com", Coverage::Exact, 7);
+        s.insert_pattern("downloads*.example.com", Coverage::Suffix, 2)
+            .unwrap();
+        s.finish();
+        assert_eq!(s.lookup(b"downloads9.example.com").unwrap().payload, 7);
+        assert_eq!(s.lookup(b"downloads8.example.com").unwrap().payload, 2);
+        // A pattern is more specific than a suffix entry of its parent's parent.
+        assert_eq!(s.lookup(b"a.downloads9.example.com").unwrap().payload, 2);
+    }
+
+    #[test]
+    fn malformed_patterns_are_refused() {
+        let mut s = SuffixSet::new();
+        assert_eq!(
+            s.insert_pattern("a*b*.example.com", Coverage::Suffix, 1),
+            Err(PatternError::Shape)
+        );
+        assert_eq!(
+            s.insert_pattern("a.b*.example.com", Coverage::Suffix, 1),
+            Err(PatternError::Shape)
+        );
+        assert_eq!(
+            s.insert_pattern("foo*", Coverage::Suffix, 1),
+            Err(PatternError::NoParent)
+        );
+        assert!(s.is_empty());
     }
 
     #[test]

@@ -73,6 +73,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Queries a rule matched, by network, list, category, action and rule.",
     ),
     (
+        "cutoff_unclassified_queries_total",
+        "counter",
+        "Queries that only a zone-wide list entry covered (names no entry classifies yet), by list, category and action.",
+    ),
+    (
         "cutoff_responses_total",
         "counter",
         "Answers sent, by response code.",
@@ -385,6 +390,37 @@ impl Metrics {
                 }
             }
         }
+        let mut unclassified = HashMap::default();
+        for rule in &c.rules {
+            let actions = [Some(rule.action), rule.before, rule.after];
+            for &l in &rule.lists {
+                let list = &c.lists[l];
+                let Some(cat) = &list.catalogue else {
+                    continue;
+                };
+                for zone in cat.zones().filter(|e| e.enabled) {
+                    let selected = rule
+                        .categories
+                        .as_ref()
+                        .is_none_or(|cs| cs.contains(&zone.category));
+                    for a in actions.iter().flatten().filter(|_| selected) {
+                        unclassified
+                            .entry((l, Category::payload(Some(zone.category)), *a))
+                            .or_insert_with(|| {
+                                counter(
+                                    r,
+                                    "cutoff_unclassified_queries_total",
+                                    &[
+                                        ("list", list.name.as_str()),
+                                        ("category", zone.category.as_str()),
+                                        ("action", a.as_str()),
+                                    ],
+                                )
+                            });
+                    }
+                }
+            }
+        }
         for l in &c.lists {
             for (cat, n) in l.active_by_category() {
                 let cat = cat.map_or("none", Category::as_str);
@@ -421,6 +457,7 @@ impl Metrics {
         Counters {
             queries,
             matches,
+            unclassified,
             enforcing,
             upstream,
             clients,
@@ -461,6 +498,7 @@ pub struct UpstreamHandles {
 pub struct Counters {
     queries: Vec<Counter>,
     matches: HashMap<(usize, usize, usize, u8, Action), Counter, RandomState>,
+    unclassified: HashMap<(usize, u8, Action), Counter, RandomState>,
     enforcing: Vec<(usize, Gauge)>,
     /// Per upstream endpoint, in the runtime's order.
     pub upstream: Vec<UpstreamHandles>,
@@ -497,6 +535,16 @@ impl Counters {
         if let Some(c) =
             self.matches
                 .get(&(network, rule, list, Category::payload(category), action))
+        {
+            c.increment(1);
+        }
+    }
+
+    /// Counts a query that only a zone-wide entry covered.
+    pub fn unclassified(&self, list: usize, category: Option<Category>, action: Action) {
+        if let Some(c) = self
+            .unclassified
+            .get(&(list, Category::payload(category), action))
         {
             c.increment(1);
         }

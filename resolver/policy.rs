@@ -111,6 +111,11 @@ pub struct ListMatch<'q> {
     pub coverage: Coverage,
     /// The entry's category.
     pub category: Option<Category>,
+    /// A zone-wide entry decided a name that no more specific entry names
+    /// (discovery: a Kaspersky name nobody has classified yet).
+    pub unclassified: bool,
+    /// The pattern that matched, when the entry is one (see `List::pattern`).
+    pub pattern: Option<u16>,
 }
 
 /// The outcome of [`Snapshot::decide`], with its reason.
@@ -185,9 +190,16 @@ impl Snapshot {
     /// The decision for `client` asking for `name` at `now`. `name` must be
     /// normalised (lowercase, no trailing dot: see `matcher::NameBuf`).
     pub fn decide<'q>(&self, client: IpAddr, name: &'q [u8], now: Timestamp) -> Decision<'q> {
-        self.decide_with(client, now, |list| {
-            let (hit, category) = list.lookup(name)?;
-            Some((hit.entry, hit.coverage, category))
+        self.decide_with(client, now, |list, index| {
+            let found = list.lookup(name)?;
+            Some(ListMatch {
+                list: index,
+                entry: found.hit.entry,
+                coverage: found.hit.coverage,
+                category: found.category,
+                unclassified: found.unclassified,
+                pattern: found.hit.pattern,
+            })
         })
     }
 
@@ -196,9 +208,16 @@ impl Snapshot {
     /// one; the matched entry is the prefix as written. Clients are assumed
     /// allowed (their query was).
     pub fn decide_address(&self, client: IpAddr, address: IpAddr, now: Timestamp) -> Decision<'_> {
-        self.decide_with(client, now, |list| {
+        self.decide_with(client, now, |list, index| {
             let prefix = list.lookup_address(address)?;
-            Some((prefix.as_bytes(), Coverage::Suffix, None))
+            Some(ListMatch {
+                list: index,
+                entry: prefix.as_bytes(),
+                coverage: Coverage::Suffix,
+                category: None,
+                unclassified: false,
+                pattern: None,
+            })
         })
     }
 
@@ -209,7 +228,7 @@ impl Snapshot {
         &'s self,
         client: IpAddr,
         now: Timestamp,
-        lookup: impl Fn(&'s List) -> Option<(&'q [u8], Coverage, Option<Category>)>,
+        lookup: impl Fn(&'s List, usize) -> Option<ListMatch<'q>>,
     ) -> Decision<'q> {
         let Some((network, cidr)) = self.clients.lookup(client) else {
             return Decision {
@@ -223,15 +242,10 @@ impl Snapshot {
         let mut best: Option<(Action, usize, Phase, ListMatch<'q>)> = None;
         let mut first: Option<ListMatch<'q>> = None;
         for (list, rules) in &self.plans[network].by_list {
-            let Some((entry, coverage, category)) = lookup(&self.config.lists[*list]) else {
+            let Some(m) = lookup(&self.config.lists[*list], *list) else {
                 continue;
             };
-            let m = ListMatch {
-                list: *list,
-                entry,
-                coverage,
-                category,
-            };
+            let category = m.category;
             first.get_or_insert(m);
             for &r in rules {
                 let rule = &self.config.rules[r];
@@ -271,6 +285,16 @@ impl Snapshot {
                 matched: first,
             },
         }
+    }
+
+    /// How a blocked decision is answered: the deciding rule's `answer`,
+    /// else `blocking.answer` (the bypass rules answer as clients expect).
+    pub fn blocking_for(&self, d: &Decision<'_>) -> crate::config::Blocking {
+        let mut blocking = self.config.blocking;
+        if let Some(mode) = d.rule.and_then(|(r, _)| self.config.rules[r].answer) {
+            blocking.answer = mode;
+        }
+        blocking
     }
 
     /// Whether any list holds prefixes (so answers need address checks).
@@ -355,14 +379,50 @@ mod tests {
     }
 
     #[test]
-    fn threat_intelligence_and_migration_hosts_are_only_logged() {
-        let s = default_policy();
+    fn exempt_threat_intelligence_hosts_are_allowed_on_every_network() {
+        let s = snapshot(
+            "networks:\n  lab: [10.9.0.0/16]\nlists:\n  k: {builtin: kaspersky}\nrules:\n  - {name: exempt, lists: [k], categories: [exempt], action: allow}\n  - {name: strict, lists: [k], action: block}\n",
+        );
         for name in [
             "opentip.kaspersky.com",
+            "tip.kaspersky.com",
+            "api.tip.kaspersky.com",
             "taxii.tip.kaspersky.com",
+            "wlinfo.kaspersky.com",
+            "k-asap.com",
+            "www.k-asap.com",
+        ] {
+            for client in ["10.9.1.1", "192.168.1.9"] {
+                assert_eq!(verdict(&s, client, name, CUTOFF), Verdict::Allow, "{name}");
+            }
+        }
+        assert_eq!(
+            verdict(&s, "10.9.1.1", "www.kaspersky.com", CUTOFF),
+            Verdict::Block
+        );
+        let d = default_policy();
+        for name in ["opentip.kaspersky.com", "taxii.tip.kaspersky.com"] {
+            assert_eq!(
+                verdict(&d, "10.1.1.1", name, "2026-01-01T00:00:00Z"),
+                Verdict::Allow,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn migration_web_and_brand_hosts_are_only_logged() {
+        let s = default_policy();
+        for name in [
             "ultravpn.com",
             "www.ultrasecureav.com",
             "www.kaspersky.com",
+            "support.kaspersky.com",
+            "support.kaspersky.ru",
+            "www.securelist.com",
+            "mx12.kaspersky-labs.com",
+            "gc.kis.v2.scr.kaspersky-labs.com",
+            "kaspersky.co.uk",
         ] {
             assert_eq!(
                 verdict(&s, "192.168.1.9", name, "2026-01-01T00:00:00Z"),
@@ -370,6 +430,151 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// Real update, telemetry, activation and download hosts from the zone
+    /// research (manifests, installer and rescue-tool scripts, mirror lists)
+    /// that the shipped list does not name: its zones must block them.
+    const UNLISTED_INFRASTRUCTURE: &[&str] = &[
+        "products.s.kaspersky-labs.com",
+        "arc-products.s.kaspersky-labs.com",
+        "devbuilds.s.kaspersky-labs.com",
+        "rescuedisk.s.kaspersky-labs.com",
+        "products.kaspersky-labs.com",
+        "dm.kaspersky-labs.com",
+        "api-router.kaspersky-labs.com",
+        "mobile.kaspersky-labs.com",
+        "updates1.kaspersky-labs.com",
+        "updates2.kaspersky-labs.com",
+        "updates3.kaspersky-labs.com",
+        "downloads-us1.kaspersky-labs.com",
+        "ftp.downloads1.kaspersky-labs.com",
+        "ftp.downloads2.kaspersky-labs.com",
+        "ftp.downloads3.kaspersky-labs.com",
+        "www.downloads2.kaspersky-labs.com",
+        "ksn-crypto-file-geo.kaspersky-labs.com",
+        "ppt-issuer.ksn.kaspersky-labs.com",
+        "pdc1.fra5.pdc.kaspersky.com",
+        "pdc2.fra5.pdc.kaspersky.com",
+        "pdc3.trt.pdc.kaspersky.com",
+        "pdc4.trt.pdc.kaspersky.com",
+        "pdc5.pa2.pdc.kaspersky.com",
+        "www.dnl-01.geo.kaspersky.com",
+        "bases.ftp.kaspersky.com",
+        "www.ftp.kaspersky.ru",
+        "activate.activation.kaspersky.com",
+        "www.keyfile.kaspersky.com",
+        "upload.kavdumps.kaspersky.com",
+    ];
+
+    #[test]
+    fn zones_block_infrastructure_hosts_no_entry_names() {
+        let s = default_policy();
+        let list = &s.config.lists[0];
+        let names: Vec<&[u8]> = list
+            .catalogue
+            .as_ref()
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.domain.as_bytes())
+            .collect();
+        for name in UNLISTED_INFRASTRUCTURE {
+            assert!(!names.contains(&name.as_bytes()), "{name} is a list entry");
+            let buf = NameBuf::new(name.as_bytes()).unwrap();
+            let d = s.decide("10.0.0.1".parse().unwrap(), buf.as_bytes(), at(CUTOFF));
+            assert_eq!(d.verdict, Verdict::Block, "{name}");
+            // Decided by a zone, a subzone or a pattern, never by the name itself.
+            let m = d.matched.unwrap();
+            assert!(m.pattern.is_some() || m.entry != name.as_bytes(), "{name}");
+            let before = s.decide(
+                "10.0.0.1".parse().unwrap(),
+                buf.as_bytes(),
+                at("2024-09-29T03:59:59Z"),
+            );
+            assert_eq!(before.verdict, Verdict::Log, "{name}");
+        }
+    }
+
+    #[test]
+    fn look_alikes_and_unrelated_names_are_not_kaspersky() {
+        let s = default_policy();
+        for name in [
+            "notkaspersky.com",
+            "kaspersky.com.example.org",
+            "kaspersky-labs.com.evil.example",
+            "mykaspersky-labs.com",
+            "downloads1.example.com",
+            "ksn-file-geo.example.net",
+            "example.com",
+        ] {
+            let buf = NameBuf::new(name.as_bytes()).unwrap();
+            let d = s.decide("10.0.0.1".parse().unwrap(), buf.as_bytes(), at(CUTOFF));
+            assert_eq!((d.verdict, d.rule), (Verdict::Allow, None), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_name_only_a_zone_covers_is_unclassified() {
+        let s = default_policy();
+        let decide = |name: &str| {
+            let buf = NameBuf::new(name.as_bytes()).unwrap();
+            let d = s.decide("10.0.0.1".parse().unwrap(), buf.as_bytes(), at(CUTOFF));
+            (d.verdict, d.matched.unwrap().unclassified)
+        };
+        assert_eq!(decide("dm.kaspersky-labs.com"), (Verdict::Block, true));
+        assert_eq!(decide("new-portal.kaspersky.com"), (Verdict::Log, true));
+        assert_eq!(decide("s05.upd.kaspersky.com"), (Verdict::Block, false));
+        assert_eq!(
+            decide("pdc1.fra5.pdc.kaspersky.com"),
+            (Verdict::Block, false)
+        );
+        assert_eq!(decide("kaspersky.com"), (Verdict::Log, false));
+    }
+
+    #[test]
+    fn bypass_names_are_blocked_with_the_answer_clients_expect() {
+        let s = default_policy();
+        for (name, mode) in [
+            (
+                "use-application-dns.net",
+                crate::config::AnswerMode::NxDomain,
+            ),
+            ("_dns.resolver.arpa", crate::config::AnswerMode::NoData),
+            ("resolver.arpa", crate::config::AnswerMode::NoData),
+        ] {
+            let buf = NameBuf::new(name.as_bytes()).unwrap();
+            let d = s.decide("192.168.1.2".parse().unwrap(), buf.as_bytes(), at(CUTOFF));
+            assert_eq!(d.verdict, Verdict::Block, "{name}");
+            assert_eq!(s.blocking_for(&d).answer, mode, "{name}");
+        }
+        // iCloud Private Relay is off by default; public resolvers are logged.
+        assert_eq!(
+            verdict(&s, "192.168.1.2", "mask.icloud.com", CUTOFF),
+            Verdict::Allow
+        );
+        assert_eq!(
+            verdict(&s, "192.168.1.2", "dns.google", CUTOFF),
+            Verdict::Log
+        );
+    }
+
+    #[test]
+    fn auto_bypass_follows_the_networks_where_a_rule_blocks() {
+        let s = snapshot(
+            "networks:\n  lab: [10.9.0.0/16]\nlists:\n  k: {builtin: kaspersky}\nrules:\n  - {name: lab-block, networks: [lab], lists: [k], action: block}\n  - {name: watch, lists: [k], action: log}\nbypass:\n  icloud_private_relay: on\n",
+        );
+        let canary = "use-application-dns.net";
+        assert_eq!(verdict(&s, "10.9.0.1", canary, CUTOFF), Verdict::Block);
+        assert_eq!(verdict(&s, "192.168.0.1", canary, CUTOFF), Verdict::Allow);
+        assert_eq!(
+            verdict(&s, "192.168.0.1", "mask-h2.icloud.com", CUTOFF),
+            Verdict::Block
+        );
+        let off = snapshot(
+            "lists:\n  k: {builtin: kaspersky}\nrules:\n  - {name: b, lists: [k], action: block}\nbypass: {firefox_canary: off, ddr: off}\n",
+        );
+        assert_eq!(verdict(&off, "10.9.0.1", canary, CUTOFF), Verdict::Allow);
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Record {
     pub upstream: Option<usize>,
     /// Served from the cache.
     pub cached: bool,
+    /// Only a zone-wide entry covered the name (a name no entry classifies).
+    pub unclassified: bool,
 }
 
 /// Where records go.
@@ -225,6 +227,7 @@ struct Line<'a> {
     list: Option<&'a str>,
     category: Option<&'static str>,
     entry: Option<String>,
+    unclassified: bool,
     phase: Option<&'static str>,
     rcode: Option<String>,
     duration_us: u64,
@@ -260,6 +263,7 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> serde_json::Result<()> {
             .matched
             .as_ref()
             .map(|(_, _, e)| String::from_utf8_lossy(e).into_owned()),
+        unclassified: r.unclassified,
         phase: r.rule.map(|(_, p)| p.as_str()),
         rcode: r.rcode.map(rcode_text),
         duration_us: r.duration_us,

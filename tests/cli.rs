@@ -8,7 +8,7 @@ fn check_accepts_the_embedded_default_and_summarises_it() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("config embedded default: OK"), "{out}");
     assert!(out.contains("kaspersky-cutoff"), "{out}");
-    assert!(out.contains("162 active, 25 disabled"), "{out}");
+    assert!(out.contains("198 active, 10 disabled"), "{out}");
     assert!(out.contains("now: block (active)"), "{out}");
 }
 

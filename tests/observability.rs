@@ -72,7 +72,7 @@ async fn metrics_count_exactly_the_queries_sent() {
             "cutoff_list_entries",
             &[("list", "kaspersky"), ("category", "update")]
         ),
-        Some(67.0)
+        Some(83.0)
     );
     assert_eq!(
         value(&m, "cutoff_kaspersky_clients", &[("network", "staff")]),

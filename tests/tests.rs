@@ -5,6 +5,8 @@
 mod cli;
 /// The docs, the commented examples and the schema stay in step.
 mod config_docs;
+/// Zone coverage, exemptions, the strict profile, bypass names, discovery.
+mod coverage;
 /// Deployment files under the tools that check them.
 mod deploy;
 /// The built binary under dig, SIGHUP and SIGTERM.

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::{Category, LineReport, ListError};
-use crate::matcher::Coverage;
+use super::{Category, LineReport, ListError, ZoneKind};
+use crate::matcher::{Coverage, SuffixSet};
 
 /// How sure the sources are that a name is Kaspersky's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -41,6 +41,8 @@ struct RawEntry {
     category: Category,
     confidence: Confidence,
     enabled: bool,
+    #[serde(default)]
+    zone: Option<ZoneKind>,
     sources: Vec<String>,
     #[serde(default)]
     notes: Option<String>,
@@ -66,6 +68,9 @@ pub struct CatalogueEntry {
     pub confidence: Confidence,
     /// Whether the entry is active.
     pub enabled: bool,
+    /// For a zone-wide entry (a registrable domain or a subzone), what the
+    /// zone is; names it decides that no other entry names are unclassified.
+    pub zone: Option<ZoneKind>,
     /// Source addresses (resolved from the catalogue's source keys).
     pub sources: Vec<String>,
     /// Free text.
@@ -99,13 +104,20 @@ impl Catalogue {
         let mut entries = Vec::with_capacity(raw.entries.len());
         for e in raw.entries {
             let line = usize::try_from(e.domain.referenced.line()).unwrap_or(0);
-            let domain = match super::lines::domain(&e.domain.value) {
+            let domain = match entry_domain(&e.domain.value) {
                 Ok(d) => d,
                 Err(reason) => {
                     problems.push(line, reason);
                     continue;
                 }
             };
+            if domain.contains('*') && e.zone.is_some() {
+                problems.push(
+                    line,
+                    format!("`{domain}`: a pattern cannot be a zone (give the zone its own entry)"),
+                );
+                continue;
+            }
             let mut sources = Vec::with_capacity(e.sources.len());
             for key in &e.sources {
                 match raw.sources.get(key) {
@@ -129,6 +141,7 @@ impl Catalogue {
                 category: e.category,
                 confidence: e.confidence,
                 enabled: e.enabled,
+                zone: e.zone,
                 sources,
                 notes: e.notes,
             });
@@ -142,12 +155,42 @@ impl Catalogue {
         })
     }
 
+    /// Entries per zone kind, enabled or not (for the coverage statement).
+    pub fn zones(&self) -> impl Iterator<Item = &CatalogueEntry> {
+        self.entries.iter().filter(|e| e.zone.is_some())
+    }
+
     /// The entry with this domain and coverage, for `explain`.
     pub fn entry(&self, domain: &str, coverage: Coverage) -> Option<&CatalogueEntry> {
         self.entries
             .iter()
             .find(|e| e.domain == domain && e.coverage == coverage)
     }
+}
+
+/// A catalogue domain: a name, or a single-label pattern such as
+/// `downloads*.kaspersky-labs.com` (one `*`, in the first label).
+fn entry_domain(text: &str) -> Result<String, String> {
+    if !text.contains('*') {
+        return super::lines::domain(text);
+    }
+    let bad = || {
+        format!(
+            "`{text}` is not a valid pattern: a pattern is an ASCII domain name with one `*` in its first label"
+        )
+    };
+    if !text.is_ascii() {
+        return Err(bad());
+    }
+    // Check the rest as a name with the `*` standing for one letter.
+    let name = super::lines::domain(&text.replacen('*', "x", 1)).map_err(|_| bad())?;
+    let at = text.trim().find('*').unwrap_or(0);
+    let mut pattern = name;
+    pattern.replace_range(at..=at, "*");
+    SuffixSet::new()
+        .insert_pattern(&pattern, Coverage::Suffix, 0)
+        .map_err(|e| format!("`{text}`: {e}"))?;
+    Ok(pattern)
 }
 
 #[cfg(test)]
@@ -165,6 +208,26 @@ mod tests {
         let cat = Catalogue::parse(&text, "t.yaml").unwrap();
         assert_eq!(cat.entries.len(), 1);
         assert_eq!(cat.problems.count, 3);
+        assert_eq!(cat.problems.first[0].line, 13);
+    }
+
+    #[test]
+    fn patterns_are_checked_with_their_line() {
+        let entry = |d: &str| {
+            format!(
+                "  - domain: \"{d}\"\n    match: suffix\n    category: update\n    confidence: high\n    enabled: true\n    sources: [A]\n"
+            )
+        };
+        let text = format!(
+            "{HEAD}entries:\n{}{}{}",
+            entry("Downloads*.Example.com"),
+            entry("a*b*.example.com"),
+            entry("x.y*.example.com")
+        );
+        let cat = Catalogue::parse(&text, "t.yaml").unwrap();
+        assert_eq!(cat.entries.len(), 1);
+        assert_eq!(cat.entries[0].domain, "downloads*.example.com");
+        assert_eq!(cat.problems.count, 2);
         assert_eq!(cat.problems.first[0].line, 13);
     }
 

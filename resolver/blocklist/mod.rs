@@ -24,6 +24,10 @@ use crate::networks::PrefixTable;
 /// The shipped Kaspersky catalogue, compiled into the binary.
 pub const KASPERSKY_YAML: &str = include_str!("../../blocklists/kaspersky/kaspersky.yaml");
 
+/// Well-known public DoH/DoT resolver names, compiled into the binary.
+pub const PUBLIC_RESOLVERS_YAML: &str =
+    include_str!("../../blocklists/public-resolvers/public-resolvers.yaml");
+
 /// Kaspersky's announced prefixes, compiled into the binary.
 pub const KASPERSKY_NETWORKS: &str = include_str!("../../blocklists/kaspersky/networks.txt");
 
@@ -33,7 +37,7 @@ pub const MAX_LIST_BYTES: u64 = 512 << 20;
 pub const MAX_LIST_ENTRIES: usize = 10_000_000;
 
 /// Names of the lists built into the binary (`builtin: NAME` in the config).
-pub const BUILTIN: &[&str] = &["kaspersky", "kaspersky-networks"];
+pub const BUILTIN: &[&str] = &["kaspersky", "kaspersky-networks", "public-resolvers"];
 
 /// What an entry is for; rules select entries by category.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
@@ -45,24 +49,42 @@ pub enum Category {
     Telemetry,
     /// Activation and licensing.
     Activation,
+    /// Installers, product and tool downloads, download managers.
+    Download,
     /// Product web services and portals.
     Web,
     /// Corporate and brand domains.
     Brand,
     /// The UltraAV/UltraVPN migration (not Kaspersky).
     Migration,
+    /// BIS-exempt services (Threat Intelligence, Security Training): never
+    /// blocked by the shipped policies.
+    Exempt,
+    /// Public DNS resolvers (DoH, DoT) that clients can use to route around
+    /// this one.
+    Resolver,
 }
+
+/// The matcher payload bit that marks a zone-wide entry: a name it decides
+/// that no more specific entry names is *unclassified*.
+const ZONE_BIT: u8 = 0x20;
 
 impl Category {
     /// Every category, in payload order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 9] = [
         Self::Update,
         Self::Telemetry,
         Self::Activation,
+        Self::Download,
         Self::Web,
         Self::Brand,
         Self::Migration,
+        Self::Exempt,
+        Self::Resolver,
     ];
+
+    /// Slots for per-category counts: index 0 counts entries without one.
+    pub const SLOTS: usize = Self::ALL.len() + 1;
 
     /// The word used in config, output and metrics.
     pub fn as_str(self) -> &'static str {
@@ -70,9 +92,12 @@ impl Category {
             Self::Update => "update",
             Self::Telemetry => "telemetry",
             Self::Activation => "activation",
+            Self::Download => "download",
             Self::Web => "web",
             Self::Brand => "brand",
             Self::Migration => "migration",
+            Self::Exempt => "exempt",
+            Self::Resolver => "resolver",
         }
     }
 
@@ -81,13 +106,54 @@ impl Category {
         Self::ALL.into_iter().find(|c| c.as_str() == word)
     }
 
-    /// The matcher payload: 0 means "no category", 1..=6 the categories.
+    /// Whether the category names Kaspersky's own services (the client
+    /// table and `cutoff report` track these, not migration or resolvers).
+    pub fn is_kaspersky(self) -> bool {
+        !matches!(self, Self::Migration | Self::Resolver)
+    }
+
+    /// The matcher payload: 0 means "no category", 1..=9 the categories.
     pub(crate) fn payload(category: Option<Self>) -> u8 {
         category.map_or(0, |c| c as u8 + 1)
     }
 
     pub(crate) fn from_payload(payload: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(payload).checked_sub(1)?).copied()
+        Self::ALL
+            .get(usize::from(payload & !ZONE_BIT).checked_sub(1)?)
+            .copied()
+    }
+
+    /// The index of a payload's category in per-category counts.
+    fn slot(payload: u8) -> usize {
+        usize::from(payload & !ZONE_BIT).min(Self::ALL.len())
+    }
+}
+
+/// What a zone-wide catalogue entry says about the zone as a whole
+/// (blocklists/README.md, "Zones").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneKind {
+    /// Update, KSN, licensing, downloads: all of it is blocked after the
+    /// cut-off unless a more specific entry says otherwise.
+    Infrastructure,
+    /// A web zone with infrastructure subzones (listed as their own zones).
+    Mixed,
+    /// Product web services.
+    Web,
+    /// Corporate and country sites.
+    Brand,
+}
+
+impl ZoneKind {
+    /// The word used in the catalogue and in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Infrastructure => "infrastructure",
+            Self::Mixed => "mixed",
+            Self::Web => "web",
+            Self::Brand => "brand",
+        }
     }
 }
 
@@ -144,7 +210,7 @@ pub struct List {
     /// Active entries.
     pub set: SuffixSet,
     /// Active entries per category; index 0 counts entries without one.
-    pub active: [usize; 7],
+    pub active: [usize; Category::SLOTS],
     /// Entries present but marked disabled.
     pub disabled: usize,
     /// Lines or entries that were repeated.
@@ -163,12 +229,31 @@ pub struct List {
     pub tracked: bool,
 }
 
+/// What a list lookup found: the entry, its category, and whether it was a
+/// zone-wide entry standing in for a name no entry classifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found<'q> {
+    /// The entry (for a pattern, the part of the query it matched).
+    pub hit: Hit<'q>,
+    /// The entry's category.
+    pub category: Option<Category>,
+    /// A zone-wide entry decided a name below the zone's apex.
+    pub unclassified: bool,
+}
+
 impl List {
     /// The most specific active entry covering `name` (normalised).
-    pub fn lookup<'q>(&self, name: &'q [u8]) -> Option<(Hit<'q>, Option<Category>)> {
-        self.set
-            .lookup(name)
-            .map(|hit| (hit, Category::from_payload(hit.payload)))
+    pub fn lookup<'q>(&self, name: &'q [u8]) -> Option<Found<'q>> {
+        self.set.lookup(name).map(|hit| Found {
+            hit,
+            category: Category::from_payload(hit.payload),
+            unclassified: hit.payload & ZONE_BIT != 0 && hit.entry.len() < name.len(),
+        })
+    }
+
+    /// The pattern text of a hit that came from a pattern entry.
+    pub fn pattern(&self, hit: &Hit<'_>) -> Option<&str> {
+        hit.pattern.and_then(|i| self.set.pattern(i))
     }
 
     /// The most specific prefix holding `ip` (as written), for address lists.
@@ -230,6 +315,10 @@ pub fn load(spec: &ListSpec) -> Result<List, ListError> {
     match &spec.source {
         Source::Builtin(name) if name == "kaspersky" => {
             let cat = Catalogue::parse(KASPERSKY_YAML, "builtin:kaspersky")?;
+            Ok(from_catalogue(spec, cat))
+        }
+        Source::Builtin(name) if name == "public-resolvers" => {
+            let cat = Catalogue::parse(PUBLIC_RESOLVERS_YAML, "builtin:public-resolvers")?;
             Ok(from_catalogue(spec, cat))
         }
         Source::Builtin(name) if name == "kaspersky-networks" => {
@@ -312,7 +401,7 @@ fn empty(spec: &ListSpec, version: Option<String>, catalogue: Option<Catalogue>)
         source: spec.source.clone(),
         version,
         set: SuffixSet::new(),
-        active: [0; 7],
+        active: [0; Category::SLOTS],
         disabled: 0,
         duplicates: 0,
         problems: LineReport::default(),
@@ -320,7 +409,7 @@ fn empty(spec: &ListSpec, version: Option<String>, catalogue: Option<Catalogue>)
         addresses: PrefixTable::default(),
         prefixes: Vec::new(),
         tracked: match &spec.source {
-            Source::Builtin(_) => true,
+            Source::Builtin(name) => name != "public-resolvers",
             Source::File(p) => is_catalogue(p) || spec.category.is_some(),
             Source::Prefixes(_) => spec.category.is_some(),
         },
@@ -353,11 +442,29 @@ fn from_prefixes(spec: &ListSpec, nets: &[IpNet]) -> List {
     list
 }
 
+/// A list built into the config itself (the `bypass:` names): not tracked
+/// as Kaspersky, no category.
+pub fn synthetic(name: &str, entries: &[(&str, Coverage)]) -> List {
+    let spec = ListSpec {
+        name: name.to_owned(),
+        source: Source::Builtin(name.to_owned()),
+        category: None,
+        coverage: Coverage::Suffix,
+    };
+    let mut list = empty(&spec, None, None);
+    list.tracked = false;
+    for (entry, coverage) in entries {
+        list.set.insert(entry.as_bytes(), *coverage, 0);
+    }
+    seal(&mut list);
+    list
+}
+
 /// Builds the lookup table and counts what it holds.
 fn seal(list: &mut List) {
     list.duplicates += list.set.finish();
     for (_, _, payload) in list.set.iter() {
-        list.active[usize::from(payload).min(6)] += 1;
+        list.active[Category::slot(payload)] += 1;
     }
 }
 
@@ -368,9 +475,20 @@ fn from_catalogue(spec: &ListSpec, cat: Catalogue) -> List {
             list.disabled += 1;
             continue;
         }
-        let payload = Category::payload(Some(entry.category));
-        list.set
-            .insert(entry.domain.as_bytes(), entry.coverage, payload);
+        let zone = if entry.zone.is_some() { ZONE_BIT } else { 0 };
+        let payload = Category::payload(Some(entry.category)) | zone;
+        if entry.domain.contains('*') {
+            // The catalogue reader has checked the pattern's shape.
+            if let Err(e) = list
+                .set
+                .insert_pattern(&entry.domain, entry.coverage, payload)
+            {
+                list.problems.push(0, format!("`{}`: {e}", entry.domain));
+            }
+        } else {
+            list.set
+                .insert(entry.domain.as_bytes(), entry.coverage, payload);
+        }
     }
     list.problems = cat.problems.clone();
     seal(&mut list);
@@ -393,7 +511,7 @@ mod tests {
     }
 
     fn category_of(list: &List, name: &str) -> Option<Category> {
-        list.lookup(name.as_bytes()).and_then(|(_, c)| c)
+        list.lookup(name.as_bytes()).and_then(|f| f.category)
     }
 
     #[test]
@@ -401,8 +519,8 @@ mod tests {
         let list = builtin();
         assert!(list.problems.count == 0, "{:?}", list.problems);
         assert!(list.active_total() > 150, "{}", list.active_total());
-        assert_eq!(list.disabled, 25);
-        assert_eq!(list.version.as_deref(), Some("2026.11.26"));
+        assert_eq!(list.disabled, 10);
+        assert_eq!(list.version.as_deref(), Some("2026.12.01"));
     }
 
     #[test]
@@ -435,6 +553,18 @@ mod tests {
         );
         assert_eq!(
             category_of(&list, "opentip.kaspersky.com"),
+            Some(Category::Exempt)
+        );
+        assert_eq!(
+            category_of(&list, "api.tip.kaspersky.com"),
+            Some(Category::Exempt)
+        );
+        assert_eq!(
+            category_of(&list, "mx12.kaspersky-labs.com"),
+            Some(Category::Brand)
+        );
+        assert_eq!(
+            category_of(&list, "gc.kis.v2.scr.kaspersky-labs.com"),
             Some(Category::Web)
         );
         assert_eq!(
@@ -449,7 +579,7 @@ mod tests {
     }
 
     #[test]
-    fn low_confidence_entries_are_present_but_not_active() {
+    fn low_confidence_hosts_under_kaspersky_zones_are_active() {
         let list = builtin();
         let cat = list.catalogue.as_ref().unwrap();
         let tel = cat
@@ -457,14 +587,44 @@ mod tests {
             .iter()
             .find(|e| e.domain == "telemetry.kaspersky.com")
             .unwrap();
-        assert!(!tel.enabled);
+        assert!(tel.enabled);
         assert_eq!(tel.confidence, Confidence::Low);
-        // Still covered by the brand suffix, which is active.
         assert_eq!(
             category_of(&list, "telemetry.kaspersky.com"),
-            Some(Category::Brand)
+            Some(Category::Telemetry)
         );
+        // Outside Kaspersky's zones, an uncorroborated domain stays disabled.
         assert_eq!(category_of(&list, "kasperskyupdate.com"), None);
+        // Every disabled entry says why in its notes.
+        for e in cat.entries.iter().filter(|e| !e.enabled) {
+            assert!(
+                e.notes.as_deref().is_some_and(|n| n.contains("Disabled:")),
+                "{}",
+                e.domain
+            );
+        }
+    }
+
+    #[test]
+    fn zone_entries_mark_the_names_they_alone_decide_as_unclassified() {
+        let list = builtin();
+        fn found<'q>(list: &List, q: &'q str) -> Found<'q> {
+            list.lookup(q.as_bytes()).unwrap()
+        }
+        let found = |q| found(&list, q);
+        let new = found("brand-new-host.kaspersky-labs.com");
+        assert_eq!(new.hit.entry, b"kaspersky-labs.com");
+        assert_eq!(new.category, Some(Category::Update));
+        assert!(new.unclassified);
+        // The apex itself, and names a subzone or host entry covers, are classified.
+        assert!(!found("kaspersky-labs.com").unclassified);
+        assert!(!found("dnl-42.geo.kaspersky.com").unclassified);
+        assert!(!found("downloads7.kaspersky-labs.com").unclassified);
+        assert!(found("new-portal.kaspersky.com").unclassified);
+        assert_eq!(
+            list.pattern(&found("ksn-new-geo.kaspersky-labs.com").hit),
+            Some("ksn-*-geo.kaspersky-labs.com")
+        );
     }
 
     #[test]

@@ -147,9 +147,13 @@ pub fn summary(c: &Config, now: Timestamp) -> String {
             .unwrap_or_default();
         let (now_action, phase) = rule_at(r, now);
         let _ = writeln!(s, "  {:<w$} {nets}: {lists}{cats}", r.name);
+        let answer = r
+            .answer
+            .map(|a| format!(" (answered {})", a.as_str()))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "  {:<w$} {}; now: {} ({})",
+            "  {:<w$} {}{answer}; now: {} ({})",
             "",
             timeline(r),
             now_action.map_or("does not apply", |a| a.as_str()),

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{ConfigArg, print_config_error};
 use crate::matcher::NameBuf;
-use crate::policy::{Decision, Snapshot};
+use crate::policy::{Decision, Snapshot, Verdict};
 
 /// Arguments of `cutoff explain`.
 #[derive(Debug, clap::Args)]
@@ -23,6 +23,10 @@ pub struct ExplainArgs {
     /// The instant to decide at, RFC 3339 with an offset (default: now).
     #[arg(long, value_name = "RFC3339")]
     at: Option<Timestamp>,
+    /// An address the answer would carry (repeatable): response-address
+    /// rules are checked against it as `serve` checks upstream answers.
+    #[arg(long = "answer", value_name = "IP")]
+    answers: Vec<IpAddr>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -51,6 +55,17 @@ pub struct Explanation {
     /// exact, suffix or below.
     #[serde(rename = "match")]
     pub coverage: Option<String>,
+    /// The deciding entry is zone-wide and no more specific entry names the
+    /// name: a Kaspersky name nobody has classified yet.
+    pub unclassified: bool,
+    /// What the deciding entry's zone is (infrastructure, mixed, web,
+    /// brand), when the entry is a zone.
+    pub zone: Option<String>,
+    /// The answer address that decided (`--answer`), when one did.
+    pub via: Option<String>,
+    /// Response-address rules would still look at the answer (the config
+    /// has address lists and no `--answer` was given).
+    pub address_rules_apply: bool,
     /// The rule's phase: always, before, active or after.
     pub phase: Option<String>,
     /// The name as looked up (lowercase, no trailing dot).
@@ -75,16 +90,22 @@ pub fn explanation(
 ) -> Explanation {
     let c = &s.config;
     let m = d.matched.as_ref();
-    let entry = m.map(|m| String::from_utf8_lossy(m.entry).into_owned());
-    let sources = match (m, &entry) {
+    let entry = m.map(
+        |m| match c.lists[m.list].set.pattern(m.pattern.unwrap_or(u16::MAX)) {
+            Some(pattern) => pattern.to_owned(),
+            None => String::from_utf8_lossy(m.entry).into_owned(),
+        },
+    );
+    let catalogue_entry = match (m, &entry) {
         (Some(m), Some(e)) => c.lists[m.list]
             .catalogue
             .as_ref()
-            .and_then(|cat| cat.entry(e, m.coverage))
-            .map(|e| e.sources.clone())
-            .unwrap_or_default(),
-        _ => Vec::new(),
+            .and_then(|cat| cat.entry(e, m.coverage)),
+        _ => None,
     };
+    let sources = catalogue_entry
+        .map(|e| e.sources.clone())
+        .unwrap_or_default();
     Explanation {
         action: d.verdict.as_str().to_owned(),
         network: d.network.map(|n| s.network_name(n).to_owned()),
@@ -94,6 +115,12 @@ pub fn explanation(
         category: m.and_then(|m| m.category).map(|c| c.as_str().to_owned()),
         entry,
         coverage: m.map(|m| m.coverage.as_str().to_owned()),
+        unclassified: m.is_some_and(|m| m.unclassified),
+        zone: catalogue_entry
+            .and_then(|e| e.zone)
+            .map(|z| z.as_str().to_owned()),
+        via: None,
+        address_rules_apply: false,
         phase: d.rule.map(|(_, p)| p.as_str().to_owned()),
         name: String::from_utf8_lossy(name).into_owned(),
         client: client.to_string(),
@@ -121,13 +148,51 @@ pub(super) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let snapshot = Snapshot::new(config);
     let at = args.at.unwrap_or_else(Timestamp::now);
     let d = snapshot.decide(args.client, name.as_bytes(), at);
-    let e = explanation(&snapshot, &d, args.client, name.as_bytes(), at);
+    let (d, via) = answer_check(&snapshot, d, args.client, &args.answers, at);
+    let mut e = explanation(&snapshot, &d, args.client, name.as_bytes(), at);
+    e.via = via.map(|a| format!("answer address {a}"));
+    e.address_rules_apply = args.answers.is_empty()
+        && snapshot.has_address_lists()
+        && (d.verdict == Verdict::Log || (d.verdict == Verdict::Allow && d.rule.is_none()));
     if args.json {
         println!("{}", serde_json::to_string(&e)?);
     } else {
         print!("{}", text(&snapshot, &e));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `serve` does with the addresses of an answer: the first one a rule
+/// blocks turns the answer into the blocked answer; else the first one a
+/// rule logs marks a plainly allowed name as logged (`pipeline::recheck`).
+fn answer_check<'q>(
+    s: &'q Snapshot,
+    d: Decision<'q>,
+    client: IpAddr,
+    answers: &[IpAddr],
+    at: Timestamp,
+) -> (Decision<'q>, Option<IpAddr>) {
+    // A name an `allow` rule decided is not re-checked (allow beats block).
+    if !matches!(d.verdict, Verdict::Allow | Verdict::Log)
+        || (d.verdict == Verdict::Allow && d.rule.is_some())
+    {
+        return (d, None);
+    }
+    let mut logged = None;
+    for &address in answers {
+        let a = s.decide_address(client, address, at);
+        match a.verdict {
+            Verdict::Block => return (a, Some(address)),
+            Verdict::Log if d.verdict == Verdict::Allow && logged.is_none() => {
+                logged = Some((a, address));
+            }
+            _ => {}
+        }
+    }
+    match logged {
+        Some((a, address)) => (a, Some(address)),
+        None => (d, None),
+    }
 }
 
 fn text(s: &Snapshot, e: &Explanation) -> String {
@@ -183,9 +248,26 @@ fn text(s: &Snapshot, e: &Explanation) -> String {
             out,
             "  entry    {entry} ({cov}, category {cat}) in list {list}"
         );
+        if let Some(via) = &e.via {
+            let _ = writeln!(out, "  via      {via}");
+        }
+        if let Some(zone) = &e.zone {
+            let how = if e.unclassified {
+                "; no entry names this host: unclassified (cutoff report --unclassified)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  zone     {zone} zone{how}");
+        }
         for src in &e.sources {
             let _ = writeln!(out, "  source   {src}");
         }
+    }
+    if e.address_rules_apply {
+        let _ = writeln!(
+            out,
+            "  answer   address rules still apply to the answer: add --answer IP to check an address"
+        );
     }
     let _ = writeln!(
         out,

@@ -9,6 +9,7 @@ mod explain;
 mod firewall;
 mod report;
 mod serve;
+mod unclassified;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

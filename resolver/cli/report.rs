@@ -39,6 +39,10 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// List the names that only a zone-wide entry covered (Kaspersky names no
+    /// entry classifies yet) instead of clients; reads query logs (`--log`).
+    #[arg(long, conflicts_with = "url")]
+    unclassified: bool,
 }
 
 /// Parses `--since`: an RFC 3339 instant, or a duration back from now
@@ -72,12 +76,11 @@ struct LogLine {
     entry: Option<String>,
 }
 
-/// Aggregates query-log lines into report rows: every line whose name
-/// matched a list entry counts.
-pub fn aggregate(
+/// Feeds each query-log record of `reader` to `f`; returns how many lines
+/// were not records (blank lines are skipped).
+pub(super) fn records<T: serde::de::DeserializeOwned>(
     reader: impl BufRead,
-    since: Option<Timestamp>,
-    rows: &mut HashMap<(String, String), ClientRow>,
+    mut f: impl FnMut(T),
 ) -> usize {
     let mut bad = 0;
     for line in reader.lines() {
@@ -88,12 +91,24 @@ pub fn aggregate(
         if line.trim().is_empty() {
             continue;
         }
-        let Ok(l) = serde_json::from_str::<LogLine>(&line) else {
-            bad += 1;
-            continue;
-        };
+        match serde_json::from_str::<T>(&line) {
+            Ok(record) => f(record),
+            Err(_) => bad += 1,
+        }
+    }
+    bad
+}
+
+/// Aggregates query-log lines into report rows: every line whose name
+/// matched a list entry counts.
+pub fn aggregate(
+    reader: impl BufRead,
+    since: Option<Timestamp>,
+    rows: &mut HashMap<(String, String), ClientRow>,
+) -> usize {
+    records(reader, |l: LogLine| {
         if l.entry.is_none() || since.is_some_and(|s| l.time < s) {
-            continue;
+            return;
         }
         let network = l.network.unwrap_or_else(|| "none".into());
         let row = rows
@@ -121,11 +136,13 @@ pub fn aggregate(
         {
             row.categories.push(c);
         }
-    }
-    bad
+    })
 }
 
 pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    if args.unclassified {
+        return unclassified(args);
+    }
     let rows = match &args.url {
         Some(url) => fetch(url, args.since)?,
         None => {
@@ -156,6 +173,30 @@ pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     out.write_all(render(&rows, args.format).as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--unclassified`: the names only a zone-wide entry covered, from the logs.
+fn unclassified(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let mut map = HashMap::new();
+    for path in &args.log {
+        let bad = if path.as_os_str() == "-" {
+            super::unclassified::aggregate(std::io::stdin().lock(), args.since, &mut map)
+        } else {
+            let f = std::fs::File::open(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            super::unclassified::aggregate(BufReader::new(f), args.since, &mut map)
+        };
+        if bad > 0 {
+            eprintln!(
+                "warning: {}: {bad} line(s) are not query-log records; skipped",
+                path.display()
+            );
+        }
+    }
+    let rows = super::unclassified::finish(map);
+    let text = super::unclassified::render(&rows, args.format);
+    std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -222,7 +263,7 @@ pub fn render(rows: &[ClientRow], format: Format) -> String {
     }
 }
 
-fn csv_field(f: &str) -> String {
+pub(super) fn csv_field(f: &str) -> String {
     if f.contains([',', '"', '\n']) {
         format!("\"{}\"", f.replace('"', "\"\""))
     } else {

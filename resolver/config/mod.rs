@@ -7,6 +7,7 @@
 //! instead of stopping at the first. Lists are read here too, so a config
 //! that validates is one that can serve.
 
+mod bypass;
 mod lists;
 mod raw;
 mod rules;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use jiff::Timestamp;
 
+pub use bypass::{BYPASS, BypassName, Switch};
 pub use upstream::{Upstream, UpstreamError};
 
 use crate::blocklist::{Category, List};
@@ -102,6 +104,14 @@ pub enum AnswerMode {
 }
 
 impl AnswerMode {
+    /// Every mode, in the order the docs list them.
+    pub const ALL: [Self; 4] = [Self::NxDomain, Self::NoData, Self::Refused, Self::Sinkhole];
+
+    /// Parses the config word.
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == word)
+    }
+
     /// The config word.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -114,7 +124,7 @@ impl AnswerMode {
 }
 
 /// How blocked names are answered.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Blocking {
     /// The answer.
     pub answer: AnswerMode,
@@ -272,6 +282,8 @@ pub struct Rule {
     pub before: Option<Action>,
     /// The action from `until` on; `None`: the rule does not apply then.
     pub after: Option<Action>,
+    /// How this rule's blocks are answered; `None`: `blocking.answer`.
+    pub answer: Option<AnswerMode>,
 }
 
 /// A validated configuration, lists loaded. Built only by [`load`],
@@ -298,6 +310,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// How blocked names are answered.
     pub blocking: Blocking,
+    /// The bypass switches as configured (their rules are in `rules`).
+    pub bypass: Vec<(BypassName, Switch)>,
     /// Serving limits and timeouts.
     pub serve: Serve,
     /// The JSON query log.

@@ -34,6 +34,9 @@ pub(crate) struct RawConfig {
     pub(crate) rules: Vec<RawRule>,
     /// `blocking`: how blocked names are answered.
     pub(crate) blocking: RawBlocking,
+    /// `bypass.firefox_canary`, `bypass.ddr`, `bypass.icloud_private_relay`:
+    /// `auto` (on for networks where a rule blocks), `on` or `off`.
+    pub(crate) bypass: Vec<(String, At<String>)>,
     /// `upstream_timeout`: time allowed for each upstream try (`1500ms`, `2s`).
     pub(crate) upstream_timeout: Option<At<String>>,
     /// `upstream_ca`: extra CA certificates (PEM) for DoT/DoH upstreams.
@@ -121,6 +124,8 @@ pub(crate) struct RawRule {
     pub(crate) before: Option<At<String>>,
     /// `after`: action from `until` on (default: the rule does not apply).
     pub(crate) after: Option<At<String>>,
+    /// `answer`: how this rule's blocks are answered (default: `blocking.answer`).
+    pub(crate) answer: Option<At<String>>,
 }
 
 /// `blocking:`.
@@ -152,7 +157,10 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "cache",
     "tcp",
     "query_log",
+    "bypass",
 ];
+/// `bypass.*`: the switches for names answered locally to keep clients on this resolver.
+pub(crate) const BYPASS_KEYS: &[&str] = &["firefox_canary", "ddr", "icloud_private_relay"];
 const LOG_KEYS: &[&str] = &["path", "events", "client", "salt", "queue"];
 const CACHE_KEYS: &[&str] = &["size", "max_ttl"];
 const TCP_KEYS: &[&str] = &["idle_timeout", "max_connections", "max_queries"];
@@ -168,6 +176,7 @@ const RULE_KEYS: &[&str] = &[
     "until",
     "before",
     "after",
+    "answer",
 ];
 const BLOCKING_KEYS: &[&str] = &["answer", "ttl", "sinkhole_ipv4", "sinkhole_ipv6"];
 
@@ -181,6 +190,7 @@ pub(crate) fn all_keys() -> Vec<String> {
     out.extend(CACHE_KEYS.iter().map(|k| format!("cache.{k}")));
     out.extend(TCP_KEYS.iter().map(|k| format!("tcp.{k}")));
     out.extend(LOG_KEYS.iter().map(|k| format!("query_log.{k}")));
+    out.extend(BYPASS_KEYS.iter().map(|k| format!("bypass.{k}")));
     out
 }
 
@@ -308,8 +318,18 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
                 until: string(r, &rf, "until"),
                 before: string(r, &rf, "before"),
                 after: string(r, &rf, "after"),
+                answer: string(r, &rf, "answer"),
                 path,
             });
+        }
+    }
+    if let Some((n, p)) = f.get("bypass")
+        && let Some(b) = r.fields(n, &p, BYPASS_KEYS)
+    {
+        for key in BYPASS_KEYS {
+            if let Some(value) = string(r, &b, key) {
+                raw.bypass.push(((*key).to_owned(), value));
+            }
         }
     }
     if let Some((n, p)) = f.get("blocking")

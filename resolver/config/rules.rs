@@ -187,6 +187,10 @@ pub(super) fn rules(
                 }
                 action(c, a)
             });
+            let answer = r
+                .answer
+                .as_ref()
+                .and_then(|a| super::settings::answer_mode(c, a));
             Some(Rule {
                 name: name?,
                 networks: nets,
@@ -199,6 +203,7 @@ pub(super) fn rules(
                 until_text: r.until.as_ref().map(|a| a.value.clone()),
                 before,
                 after,
+                answer,
             })
         })
         .collect()

@@ -9,23 +9,24 @@ use super::raw::{At, RawConfig};
 use super::validate::Checker;
 use super::{AnswerMode, Blocking};
 
+/// An answer-mode word, or a problem naming the known ones.
+pub(super) fn answer_mode(c: &mut Checker<'_>, a: &At<String>) -> Option<AnswerMode> {
+    let mode = AnswerMode::parse(&a.value);
+    if mode.is_none() {
+        let words: Vec<&str> = AnswerMode::ALL.iter().map(|m| m.as_str()).collect();
+        c.error(
+            a,
+            format!("`{}` is not one of: {}", a.value, words.join(", ")),
+        );
+    }
+    mode
+}
+
 pub(super) fn blocking(c: &mut Checker<'_>, raw: &RawConfig) -> Option<Blocking> {
     let b = &raw.blocking;
     let answer = match &b.answer {
         None => Some(AnswerMode::NxDomain),
-        Some(a) => match a.value.as_str() {
-            "nxdomain" => Some(AnswerMode::NxDomain),
-            "nodata" => Some(AnswerMode::NoData),
-            "refused" => Some(AnswerMode::Refused),
-            "sinkhole" => Some(AnswerMode::Sinkhole),
-            other => {
-                c.error(
-                    a,
-                    format!("`{other}` is not one of: nxdomain, nodata, refused, sinkhole"),
-                );
-                None
-            }
-        },
+        Some(a) => answer_mode(c, a),
     };
     let v4 = match &b.sinkhole_ipv4 {
         None => Some(Ipv4Addr::UNSPECIFIED),

@@ -93,7 +93,9 @@ pub(crate) fn validate(
     let networks = networks(&mut c, &raw);
     let lists = super::lists::lists(&mut c, &raw.lists, base);
     let list_names: Vec<&str> = raw.lists.iter().map(|l| l.name.value.as_str()).collect();
-    let rules = super::rules::rules(&mut c, &raw.rules, &networks, &list_names, &lists);
+    let mut lists = lists;
+    let mut rules = super::rules::rules(&mut c, &raw.rules, &networks, &list_names, &lists);
+    let bypass = super::bypass::apply(&mut c, &raw, &networks, &mut lists, &mut rules);
     if raw.rules.is_empty() {
         c.warnings.push(Problem::new(
             raw.rules_line,
@@ -150,6 +152,7 @@ pub(crate) fn validate(
         lists: lists.into_iter().flatten().collect(),
         rules: rules.into_iter().flatten().collect(),
         blocking: blocking?,
+        bypass,
         serve: serve?,
         query_log,
         warnings,

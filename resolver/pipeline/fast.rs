@@ -54,7 +54,8 @@ pub(super) fn answer(
             let list = c.lists[m.list].name.as_str();
             let zone_at = name.as_bytes().len() - m.entry.len();
             let why = |t: &mut String| answer::fast::why(t, rule, list, m.entry);
-            Some(answer::fast::blocked(q, &c.blocking, zone_at, &why))
+            let blocking = runtime.policy.blocking_for(&decision);
+            Some(answer::fast::blocked(q, &blocking, zone_at, &why))
         }
         // ANY is answered here and never forwarded (RFC 8482; amplification).
         Verdict::Allow | Verdict::Log if q.qtype == u16::from(RecordType::ANY) => {
@@ -76,7 +77,15 @@ pub(super) fn answer(
             // An answer that a CNAME target or address turns into a block is
             // built by the full path (rare; it re-decides the same way).
             out.decided(&decision);
-            match recheck(&runtime, client, &entry, Some(decision.verdict), out.time) {
+            let allowed_by_rule = decision.verdict == Verdict::Allow && decision.rule.is_some();
+            match recheck(
+                &runtime,
+                client,
+                &entry,
+                Some(decision.verdict),
+                allowed_by_rule,
+                out.time,
+            ) {
                 Recheck::Block(..) => return None,
                 Recheck::Log(d) => out.decided(&d),
                 Recheck::Clear => {}

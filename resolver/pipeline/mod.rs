@@ -92,6 +92,8 @@ pub struct Outcome {
     /// The list, category and entry a rule matched (or, without a rule, the
     /// first entry that covered the name).
     pub matched: Option<(usize, Option<Category>, Box<[u8]>)>,
+    /// Only a zone-wide entry covered the name (discovery of new endpoints).
+    pub unclassified: bool,
     /// The upstream that answered.
     pub upstream: Option<usize>,
 }
@@ -110,6 +112,7 @@ impl Outcome {
             network: None,
             rule: None,
             matched: None,
+            unclassified: false,
             upstream: None,
         }
     }
@@ -119,6 +122,7 @@ impl Outcome {
         self.network = d.network;
         self.rule = d.rule;
         self.matched = d.matched.map(|m| (m.list, m.category, m.entry.into()));
+        self.unclassified = d.matched.is_some_and(|m| m.unclassified);
     }
 }
 
@@ -342,7 +346,9 @@ fn upstream_query(q: &Message) -> Option<Vec<u8>> {
 
 /// What an upstream answer's CNAME targets and addresses mean for this
 /// client: the first that a rule blocks, else the first that a rule logs
-/// (only when the name itself was plainly allowed).
+/// (only when the name itself was plainly allowed). A name an `allow` rule
+/// decided is not re-checked: allow beats block, and an exemption (the
+/// Threat Intelligence hosts) must hold whatever its answer points at.
 enum Recheck<'a> {
     Block(Decision<'a>, String),
     Log(Decision<'a>),
@@ -354,8 +360,12 @@ fn recheck<'a>(
     client: IpAddr,
     entry: &'a Entry,
     verdict: Option<Verdict>,
+    allowed_by_rule: bool,
     now: Timestamp,
 ) -> Recheck<'a> {
+    if allowed_by_rule {
+        return Recheck::Clear;
+    }
     let mut logged = None;
     let mut note = |d: Decision<'a>, via: String| -> Option<Recheck<'a>> {
         match d.verdict {
@@ -409,7 +419,15 @@ fn respond(
     out: &mut Outcome,
 ) -> Vec<u8> {
     let max = limit(query, protocol);
-    match recheck(runtime, client, entry, out.verdict, out.time) {
+    let allowed_by_rule = out.verdict == Some(Verdict::Allow) && out.rule.is_some();
+    match recheck(
+        runtime,
+        client,
+        entry,
+        out.verdict,
+        allowed_by_rule,
+        out.time,
+    ) {
         Recheck::Block(d, via) => {
             out.decided(&d);
             out.path = Path::Blocked;
@@ -443,5 +461,6 @@ fn blocked(runtime: &Runtime, query: &Message, d: &Decision<'_>, via: Option<&st
         Some(via) => format!("blocked by rule {rule} (list {list}, entry {entry_text}) {via}"),
         None => format!("blocked by rule {rule} (list {list}, entry {entry_text})"),
     };
-    answer::blocked(query, &c.blocking, &answer::zone_name(entry), &why)
+    let blocking = runtime.policy.blocking_for(d);
+    answer::blocked(query, &blocking, &answer::zone_name(entry), &why)
 }

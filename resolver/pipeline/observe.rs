@@ -39,6 +39,9 @@ pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
                 _ => Action::Allow,
             };
             counters.matched(net, rule, *list, *category, action);
+            if out.unclassified {
+                counters.unclassified(*list, *category, action);
+            }
         }
         if runtime.policy.config.lists[*list].tracked {
             let client = out.client.ip().to_canonical();
@@ -72,5 +75,6 @@ pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
         duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         upstream: out.upstream,
         cached: out.path == Path::Cached,
+        unclassified: out.unclassified,
     });
 }
