@@ -352,14 +352,18 @@ impl Metrics {
                 if rule.networks.as_ref().is_some_and(|ns| !ns.contains(&n)) {
                     continue;
                 }
-                enforcing.push((
-                    ri,
-                    gauge(
-                        r,
-                        "cutoff_rule_enforcing",
-                        &[("network", &net.name), ("rule", &rule.name)],
-                    ),
-                ));
+                // The bypass rules block at all times; counting them would
+                // say the cut-off is in force on a network before it is.
+                if !rule.is_bypass() {
+                    enforcing.push((
+                        ri,
+                        gauge(
+                            r,
+                            "cutoff_rule_enforcing",
+                            &[("network", &net.name), ("rule", &rule.name)],
+                        ),
+                    ));
+                }
                 let actions: Vec<Action> = [Some(rule.action), rule.before, rule.after]
                     .into_iter()
                     .flatten()

@@ -189,6 +189,16 @@ async fn unclassified_names_reach_the_log_the_metric_and_the_report() {
     assert_eq!(unclassified("update", "block"), Some(2.0));
     assert_eq!(unclassified("brand", "log"), Some(1.0));
     assert_eq!(unclassified("update", "log"), Some(0.0));
+    // The bypass rules block at all times: they do not say the cut-off is in force.
+    let enforcing = |rule| {
+        value(
+            &m,
+            "cutoff_rule_enforcing",
+            &[("network", "default"), ("rule", rule)],
+        )
+    };
+    assert_eq!(enforcing("kaspersky-cutoff"), Some(1.0));
+    assert_eq!(enforcing("bypass:ddr"), None);
     s.state
         .query_log
         .as_ref()

@@ -286,6 +286,14 @@ pub struct Rule {
     pub answer: Option<AnswerMode>,
 }
 
+impl Rule {
+    /// Whether this is one of the rules the `bypass:` switches add (their
+    /// names, `bypass:NAME`, cannot be written in a config).
+    pub fn is_bypass(&self) -> bool {
+        self.name.starts_with("bypass:")
+    }
+}
+
 /// A validated configuration, lists loaded. Built only by [`load`],
 /// [`load_default`] or [`from_str`].
 #[derive(Clone, Debug)]
