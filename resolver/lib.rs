@@ -24,6 +24,7 @@
 //! | [`clients`] | the remediation table: who asked for Kaspersky names |
 //! | [`http`] | the read-only admin endpoint: `/metrics`, `/healthz`, `/readyz`, `/api/v1/clients` |
 //! | [`firewall`] | outside the query flow: the nftables or iptables rules `cutoff firewall` prints |
+//! | [`export`] | outside the query flow: what a network's policy blocks, as RPZ, Unbound, dnsmasq, hosts, plain or adblock (`cutoff export`) |
 //!
 //! # One query
 //!
@@ -50,6 +51,7 @@ pub mod cache;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod export;
 pub mod firewall;
 pub mod http;
 pub mod matcher;

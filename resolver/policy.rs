@@ -239,6 +239,18 @@ impl Snapshot {
                 matched: None,
             };
         };
+        self.decide_in(network, cidr, now, lookup)
+    }
+
+    /// The decision for a client of `network` (found by its address, or
+    /// named by `cutoff export`), with the lists asked through `lookup`.
+    pub fn decide_in<'s, 'q>(
+        &'s self,
+        network: NetworkId,
+        cidr: Option<IpNet>,
+        now: Timestamp,
+        lookup: impl Fn(&'s List, usize) -> Option<ListMatch<'q>>,
+    ) -> Decision<'q> {
         let mut best: Option<(Action, usize, Phase, ListMatch<'q>)> = None;
         let mut first: Option<ListMatch<'q>> = None;
         for (list, rules) in &self.plans[network].by_list {
@@ -295,6 +307,14 @@ impl Snapshot {
             blocking.answer = mode;
         }
         blocking
+    }
+
+    /// The lists that the rules of `network` select, in rule order.
+    pub fn lists_of(&self, network: NetworkId) -> impl Iterator<Item = usize> + '_ {
+        self.plans
+            .get(network)
+            .into_iter()
+            .flat_map(|p| p.by_list.iter().map(|(list, _)| *list))
     }
 
     /// Whether any list holds prefixes (so answers need address checks).

@@ -11,6 +11,9 @@ mod coverage;
 mod deploy;
 /// The built binary under dig, SIGHUP and SIGTERM.
 mod e2e;
+/// `cutoff export` under named-checkzone, unbound-checkconf, dnsmasq, and
+/// loaded into BIND, Unbound and dnsmasq.
+mod export;
 /// The in-process upstream DNS server the tests forward to.
 mod fakeup;
 /// fakeup answers as its tests expect.

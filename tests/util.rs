@@ -50,3 +50,23 @@ pub(crate) fn tool(program: &str, args: &[&str]) -> Option<(bool, String)> {
     );
     Some((out.status.success(), text))
 }
+
+/// Whether `program` can be run; under `CI=true` a missing one fails the
+/// test, otherwise the test is reported as skipped.
+pub(crate) fn needs_tool(program: &str, how: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var("CI").is_err_and(|_| true)
+                || std::env::var("CI").is_ok_and(|v| v != "true"),
+            "CI=true: needs {program} ({how})"
+        );
+        eprintln!("SKIPPED: needs {program} ({how})");
+    }
+    found
+}

@@ -6,6 +6,7 @@
 
 mod check;
 mod explain;
+mod export;
 mod firewall;
 mod report;
 mod serve;
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 pub use check::{CheckArgs, summary};
 pub use explain::{ExplainArgs, Explanation, explanation};
+pub use export::ExportArgs;
 pub use firewall::FirewallArgs;
 pub use report::{Format, ReportArgs, aggregate, parse_since, render};
 pub use serve::ServeArgs;
@@ -66,6 +68,11 @@ pub enum Command {
         after_help = "Run the output on the cutoff host when it is the network's router; see docs/bypass.md.\n\nExamples:\n  cutoff firewall --format nftables > cutoff.nft && nft -f cutoff.nft\n  cutoff firewall --config /etc/cutoff/cutoff.yaml --format nftables --lan-interface eth1\n  cutoff firewall --format iptables --port 53 > cutoff-firewall.sh && sh cutoff-firewall.sh"
     )]
     Firewall(FirewallArgs),
+    /// Write what the policy blocks for one network as an RPZ zone, an Unbound include, a dnsmasq config, a hosts file, a plain list or adblock rules.
+    #[command(
+        after_help = "Active entries only, decided as serve decides them at --at (default now); names that must pass under a blocked zone (exemptions, overrides) are written as pass-through where the format can say so. See docs/lists.md.\n\nExamples:\n  cutoff export --format rpz > /etc/bind/rpz.cutoff.zone\n  cutoff export --config /etc/cutoff/cutoff.yaml --network staff --format unbound > cutoff.conf\n  cutoff export --format dnsmasq --list kaspersky > /etc/dnsmasq.d/cutoff.conf"
+    )]
+    Export(ExportArgs),
 }
 
 /// `--config`, shared by every command.
@@ -94,6 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Firewall(args) => firewall::run(&args),
+        Command::Export(args) => export::run(&args),
     }
 }
 
