@@ -5,6 +5,9 @@
 mod cli;
 /// The docs, the commented examples and the schema stay in step.
 mod config_docs;
+/// Forwarding conformance (issue #9): retransmits, opaque answers, EDNS,
+/// header bits, RFC 7766 TCP, reply source addresses.
+mod conformance;
 /// Deployment files under the tools that check them.
 mod deploy;
 /// The built binary under dig, SIGHUP and SIGTERM.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::RecordType;
 use jiff::Timestamp;
 
 use crate::answer;
@@ -23,8 +23,10 @@ use crate::reload::{Runtime, State};
 use crate::wire;
 
 mod fast;
+mod forward;
 mod observe;
 
+pub use forward::finish;
 pub use observe::observe;
 
 /// The transport a query came over.
@@ -258,108 +260,6 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
     Step::Reply(reply, out)
 }
 
-/// Forwards a cache miss (shared with identical misses in flight) and
-/// answers from what comes back.
-pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
-    let Pending {
-        runtime,
-        query,
-        packet,
-        key,
-        mut outcome,
-    } = p;
-    let max = limit(&query, outcome.protocol);
-    let Some(upstream_query) = upstream_query(&query) else {
-        return (None, outcome);
-    };
-    let max_ttl = runtime.policy.config.serve.cache_max_ttl;
-    let upstreams = &runtime.upstreams;
-    let handles = &runtime.counters.upstream;
-    // Why forwarding failed, for the EDE text (only the query that ran the
-    // fetch sees it; those that shared it get the short text).
-    let failure = std::sync::Mutex::new(None);
-    let entry = state
-        .cache
-        .fetch(&key, || async {
-            match upstreams.forward(&upstream_query, handles).await {
-                Ok(a) => {
-                    let opaque = a.bytes.clone();
-                    Entry::new(a.bytes, a.endpoint, max_ttl)
-                        .or_else(|| opaque_entry(opaque, a.endpoint))
-                }
-                Err(e) => {
-                    let (ede, text) = failed(&e);
-                    if let Ok(mut f) = failure.lock() {
-                        *f = Some((ede, text));
-                    }
-                    None
-                }
-            }
-        })
-        .await;
-    let bytes = match entry {
-        Some(entry) => {
-            outcome.path = Path::Forwarded;
-            outcome.upstream = Some(entry.upstream);
-            let client = outcome.client.ip().to_canonical();
-            let protocol = outcome.protocol;
-            respond(
-                &runtime,
-                &query,
-                &packet,
-                client,
-                &entry,
-                protocol,
-                &mut outcome,
-            )
-        }
-        None => {
-            outcome.path = Path::Failed;
-            let (ede, text) = failure
-                .into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or((answer::Ede::NoReachableAuthority, SHARED_FAILURE.into()));
-            answer::encode(&answer::unreachable(&query, ede, &text), max)
-        }
-    };
-    (Some(bytes), outcome)
-}
-
-/// The EDE text of a query whose identical twin ran the forwarding.
-const SHARED_FAILURE: &str = "no upstream answered (asked once for identical queries)";
-
-/// The EDE code and text for a failed forward: 22 when the budget ran out,
-/// 23 when every upstream failed at once; the text names each upstream and
-/// how it failed (timeout, refused, unreachable).
-fn failed(e: &crate::upstream::ForwardError) -> (answer::Ede, String) {
-    tracing::debug!(error = %e, "forwarding failed");
-    let ede = if e.timed_out() {
-        answer::Ede::NoReachableAuthority
-    } else {
-        answer::Ede::NetworkError
-    };
-    (ede, e.to_string())
-}
-
-/// An upstream answer the cache declined to read (a record it cannot
-/// parse): relayed as it is, never cached. Its CNAME targets and addresses
-/// are unknown, so the response policy has nothing to re-check.
-fn opaque_entry(bytes: Vec<u8>, upstream: usize) -> Option<Entry> {
-    let layout = wire::walk(&bytes)?;
-    let rcode = ResponseCode::from_low(wire::rcode(&bytes));
-    Some(Entry {
-        bytes,
-        layout,
-        stored: Instant::now(),
-        ttl: std::time::Duration::ZERO,
-        rcode,
-        targets: Vec::new(),
-        addresses: Vec::new(),
-        upstream,
-    })
-}
-
 /// DO, CD and AD change what an upstream returns, so they are part of the
 /// key (AD only without DO: with DO the upstream sets AD anyway). Read from
 /// the packet: bytes 2 and 3 of the header.
@@ -372,32 +272,6 @@ pub(crate) fn flags(packet: &[u8], dnssec_ok: bool) -> u8 {
 
 fn dnssec_ok(query: &Message) -> bool {
     query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok)
-}
-
-/// The query sent upstream: the client's question lowercased (so identical
-/// questions share one upstream query and one cache entry), RD set, CD and
-/// AD as the client sent them (RFC 6840 §5.7: AD=1 asks a validating
-/// upstream for the AD bit), EDNS with our UDP size and the client's DO
-/// bit (left out for upstreams that reject EDNS, see `upstream`).
-fn upstream_query(q: &Message) -> Option<Vec<u8>> {
-    let question = q.queries.first()?;
-    let mut m = Message::query();
-    m.metadata.recursion_desired = true;
-    m.metadata.checking_disabled = q.metadata.checking_disabled;
-    m.metadata.authentic_data = q.metadata.authentic_data;
-    let mut uq =
-        hickory_proto::op::Query::query(question.name().to_lowercase(), question.query_type());
-    uq.set_query_class(if question.query_class() == DNSClass::IN {
-        DNSClass::IN
-    } else {
-        question.query_class()
-    });
-    m.add_query(uq);
-    let mut edns = hickory_proto::op::Edns::new();
-    edns.set_max_payload(answer::MAX_UDP);
-    edns.set_dnssec_ok(dnssec_ok(q));
-    m.set_edns(edns);
-    m.to_vec().ok()
 }
 
 /// What an upstream answer's CNAME targets and addresses mean for this
