@@ -62,7 +62,7 @@ impl Failure {
         }
     }
 
-    /// The label of `cutoff_upstream_requests_total`-style reasons and logs.
+    /// The `kind` field of the warning: `timeout`, `refused`, `unreachable` or `error`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::TimedOut => "timeout",
@@ -233,7 +233,7 @@ impl Upstreams {
             tries: JoinSet::new(),
         };
         let mut current = run.begin();
-        loop {
+        while current.is_some() || !run.tries.is_empty() {
             let timer = current.map_or(deadline, |c| c.next.min(c.share_end));
             tokio::select! {
                 biased;
@@ -272,9 +272,6 @@ impl Upstreams {
                     if current.is_some_and(|c| c.endpoint == t.endpoint) {
                         health.timed_out();
                         current = run.begin();
-                    }
-                    if run.tries.is_empty() && current.is_none() {
-                        break;
                     }
                 }
                 () = sleep_until(timer), if current.is_some() => {
@@ -373,5 +370,47 @@ async fn exchange(
         },
         // `Upstreams::new` reads `system` into its addresses.
         Upstream::System => Err(io::Error::other("`system` was not read")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_told_apart_by_kind() {
+        let kind = |k| Failure::from_io(io::Error::from(k)).kind();
+        assert_eq!(kind(io::ErrorKind::TimedOut), "timeout");
+        assert_eq!(kind(io::ErrorKind::ConnectionRefused), "refused");
+        assert_eq!(kind(io::ErrorKind::NetworkUnreachable), "unreachable");
+        assert_eq!(kind(io::ErrorKind::HostUnreachable), "unreachable");
+        assert_eq!(kind(io::ErrorKind::InvalidData), "error");
+        let e = ForwardError {
+            failures: vec![
+                ("udp://192.0.2.1:53".into(), Failure::Refused),
+                ("udp://192.0.2.2:53".into(), Failure::TimedOut),
+            ],
+            budget: Duration::from_secs(5),
+        };
+        assert!(e.timed_out());
+        assert_eq!(
+            e.to_string(),
+            "no upstream answered within 5s: udp://192.0.2.1:53 refused the connection; udp://192.0.2.2:53 timed out"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_upstreams_forwarding_fails() {
+        let ups = Upstreams::new(
+            &[],
+            Duration::from_secs(5),
+            &[],
+            std::path::Path::new("/nonexistent"),
+            None,
+        )
+        .unwrap();
+        let e = ups.forward(b"", &[]).await.unwrap_err();
+        assert!(e.failures.is_empty());
+        assert_eq!(e.to_string(), "no upstreams");
     }
 }

@@ -197,3 +197,35 @@ async fn an_upstream_that_rejects_edns_is_asked_without_it_and_remembered() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_measured_fastest_is_asked_first() {
+    let silent = Fakeup::start().await;
+    silent.set_mode(Mode::Drop);
+    let up = Fakeup::start().await;
+    let yaml = format!(
+        "upstreams: [\"{}\", \"{{upstream}}\"]\nupstream_timeout: 2s\n",
+        silent.addr()
+    );
+    let s = serve(&yaml, up.addr()).await;
+    // The first query tries the first upstream (config order), then the second.
+    let m = ask(
+        s.addr,
+        &query_with("www.example.com.", RecordType::A, Bits::default()),
+    )
+    .await;
+    assert_eq!(m.answers.len(), 1, "{m:?}");
+    let asked = silent.seen().len();
+    assert!(asked >= 1);
+    // Now the second is measured and the first backed off: the second first.
+    for name in ["a.example.com.", "b.example.com.", "c.example.com."] {
+        let m = ask(s.addr, &query_with(name, RecordType::A, Bits::default())).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+    }
+    assert_eq!(
+        silent.seen().len(),
+        asked,
+        "the silent upstream was not asked again"
+    );
+    s.stop().await;
+}
