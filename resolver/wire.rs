@@ -56,7 +56,7 @@ pub fn walk(msg: &[u8]) -> Option<Layout> {
 
 /// Skips a (possibly compressed) name starting at `at`; returns the offset
 /// after it.
-fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
+pub(crate) fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
     loop {
         let len = *msg.get(at)?;
         match len {

@@ -3,6 +3,7 @@
 //! cache, and what the client gets when it fails or when the cache cannot
 //! read the answer (relayed uncached, never SERVFAIL).
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -11,6 +12,7 @@ use hickory_proto::rr::DNSClass;
 use super::{Outcome, Path, Pending, dnssec_ok, limit, respond};
 use crate::answer;
 use crate::cache::Entry;
+use crate::matcher::NameBuf;
 use crate::reload::State;
 use crate::wire;
 
@@ -99,21 +101,68 @@ fn failed(e: &crate::upstream::ForwardError) -> (answer::Ede, String) {
 }
 
 /// An upstream answer the cache declined to read (a record it cannot
-/// parse): relayed as it is, never cached. Its CNAME targets and addresses
-/// are unknown, so the response policy has nothing to re-check.
+/// parse): relayed as it is, never cached. Its CNAME targets and A/AAAA
+/// addresses are read from the bytes, so the response policy still sees
+/// them.
 fn opaque_entry(bytes: Vec<u8>, upstream: usize) -> Option<Entry> {
     let layout = wire::walk(&bytes)?;
     let rcode = ResponseCode::from_low(wire::rcode(&bytes));
+    let mut targets = Vec::new();
+    let mut addresses = Vec::new();
+    let answers = u16::from_be_bytes([bytes[6], bytes[7]]);
+    let mut at = layout.question_end;
+    for _ in 0..answers {
+        at = wire::skip_name(&bytes, at)?;
+        let fixed = bytes.get(at..at + 10)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        let rdata = bytes.get(at + 10..at + 10 + rdlen)?;
+        match (rtype, rdata.len()) {
+            (1, 4) => addresses.push(IpAddr::from(<[u8; 4]>::try_from(rdata).ok()?)),
+            (28, 16) => addresses.push(IpAddr::from(<[u8; 16]>::try_from(rdata).ok()?)),
+            (5, _) => {
+                let labels = labels_at(&bytes, at + 10)?;
+                if let Some(name) = NameBuf::from_labels(labels.into_iter()) {
+                    targets.push(name.as_bytes().into());
+                }
+            }
+            _ => {}
+        }
+        at += 10 + rdlen;
+    }
     Some(Entry {
         bytes,
         layout,
         stored: Instant::now(),
         ttl: std::time::Duration::ZERO,
         rcode,
-        targets: Vec::new(),
-        addresses: Vec::new(),
+        targets,
+        addresses,
         upstream,
     })
+}
+
+/// The labels of the (possibly compressed) name at `at`; `None` for a
+/// malformed name or a pointer loop.
+fn labels_at(msg: &[u8], mut at: usize) -> Option<Vec<&[u8]>> {
+    let mut labels = Vec::new();
+    // A name has at most 127 labels; as many pointers is already a loop.
+    for _ in 0..255 {
+        let len = *msg.get(at)?;
+        match len {
+            0 => return Some(labels),
+            l if l & 0xc0 == 0xc0 => {
+                at = usize::from(u16::from_be_bytes([l & 0x3f, *msg.get(at + 1)?]));
+            }
+            l if l & 0xc0 == 0 => {
+                let end = at + 1 + usize::from(l);
+                labels.push(msg.get(at + 1..end)?);
+                at = end;
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// The query sent upstream: the client's question lowercased (so identical
@@ -140,4 +189,31 @@ fn upstream_query(q: &Message) -> Option<Vec<u8>> {
     edns.set_dnssec_ok(dnssec_ok(q));
     m.set_edns(edns);
     m.to_vec().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_opaque_answer_still_shows_its_cname_target_and_addresses() {
+        // alias.example.com: CNAME (compressed) to s05.upd.kaspersky.com,
+        // an A for it, and a NULL record with no RDATA.
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 3, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x05alias\x07example\x03com\x00\x00\x01\x00\x01");
+        let target_at = m.len() + 12;
+        m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 1, 0x2c, 0, 20]);
+        m.extend_from_slice(b"\x03S05\x03upd\x09kaspersky\xc0\x1a");
+        assert_eq!(m.len(), target_at + 20);
+        let ptr = u8::try_from(target_at).unwrap();
+        m.extend_from_slice(&[0xc0, ptr, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4, 203, 0, 113, 5]);
+        m.extend_from_slice(&[0xc0, 12, 0, 10, 0, 1, 0, 0, 1, 0x2c, 0, 0]);
+        let e = opaque_entry(m, 0).unwrap();
+        assert_eq!(e.targets, vec![Box::from(&b"s05.upd.kaspersky.com"[..])]);
+        assert_eq!(e.addresses, vec!["203.0.113.5".parse::<IpAddr>().unwrap()]);
+        assert!(e.ttl.is_zero(), "never cached");
+        let mut looped = vec![0x12, 0x34, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0, 12];
+        looped.push(0);
+        assert!(labels_at(&looped, 12).is_none(), "a pointer loop ends");
+    }
 }

@@ -167,6 +167,23 @@ async fn answers_hickory_cannot_parse_are_relayed_intact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opaque_answer_with_a_cname_into_a_blocked_zone_is_still_blocked() {
+    let up = Fakeup::start().await;
+    let s = serve(FORWARD, up.addr()).await;
+    let q = query_with("opaque-alias.example.com.", RecordType::A, Bits::default());
+    let m = ask(s.addr, &q).await;
+    assert!(
+        Message::from_vec(&up.sent()[0]).is_err(),
+        "hickory cannot parse it"
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+    let (code, text) = ede(&m).expect("EDE");
+    assert_eq!(code, 15);
+    assert!(text.contains("via CNAME s05.upd.kaspersky.com"), "{text}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_rejects_edns_is_asked_without_it_and_remembered() {
     let up = Fakeup::start().await;
     up.set_mode(Mode::FormErrOnEdns);

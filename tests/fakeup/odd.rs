@@ -30,30 +30,34 @@ pub(super) fn answer(query: &Message, mode: Mode) -> Option<Vec<u8>> {
         m.edns = None;
         return m.to_vec().ok();
     }
-    let record: (u16, &[u8]) = match name(query)?.as_str() {
+    let records: &[(u16, &[u8])] = match name(query)?.as_str() {
         // NULL with no RDATA.
-        "null-empty.example.com" => (10, b""),
+        "null-empty.example.com" => &[(10, b"")],
         // A type nobody knows, with no RDATA.
-        "unknown-empty.example.com" => (65280, b""),
+        "unknown-empty.example.com" => &[(65280, b"")],
         // APL with no items (RFC 3123 allows it).
-        "apl-empty.example.com" => (42, b""),
+        "apl-empty.example.com" => &[(42, b"")],
         // CAA whose tag has 16 letters (flags, tag length, tag, value).
-        "caa-long.example.com" => (257, b"\x00\x10abcdefghijklmnopvalue"),
+        "caa-long.example.com" => &[(257, b"\x00\x10abcdefghijklmnopvalue")],
         // An A record, and a second OPT after the first.
-        "two-opt.example.com" => (1, b"\xc0\x00\x02\x01"),
+        "two-opt.example.com" => &[(1, b"\xc0\x00\x02\x01")],
+        // A CNAME into the Kaspersky update zone, beside a NULL with no RDATA.
+        "opaque-alias.example.com" => &[(5, b"\x03s05\x03upd\x09kaspersky\x03com\x00"), (10, b"")],
         _ => return None,
     };
     let mut m = reply(query, ResponseCode::NoError);
     m.edns = None;
     let mut bytes = m.to_vec().ok()?;
-    // Owner: a pointer to the question name; class IN; TTL 300.
-    let (rtype, rdata) = record;
-    bytes.extend_from_slice(&[0xc0, 12]);
-    bytes.extend_from_slice(&rtype.to_be_bytes());
-    bytes.extend_from_slice(&[0, 1, 0, 0, 1, 0x2c]);
-    bytes.extend_from_slice(&u16::try_from(rdata.len()).ok()?.to_be_bytes());
-    bytes.extend_from_slice(rdata);
-    bytes[7] = 1;
+    for (rtype, rdata) in records {
+        // Owner: a pointer to the question name; class IN; TTL 300.
+        bytes.extend_from_slice(&[0xc0, 12]);
+        bytes.extend_from_slice(&rtype.to_be_bytes());
+        bytes.extend_from_slice(&[0, 1, 0, 0, 1, 0x2c]);
+        bytes.extend_from_slice(&u16::try_from(rdata.len()).ok()?.to_be_bytes());
+        bytes.extend_from_slice(rdata);
+    }
+    bytes[7] = u8::try_from(records.len()).ok()?;
+    let rtype = records.first().map_or(0, |r| r.0);
     let opts: u8 = match (query.edns.is_some(), rtype) {
         (_, 1) => 2,
         (true, _) => 1,
