@@ -190,6 +190,8 @@ pub fn badvers(query: &Message) -> Vec<u8> {
 pub fn header_only(id: u16, op: OpCode, rcode: ResponseCode) -> Vec<u8> {
     let mut m = Message::response(id, op);
     m.metadata.response_code = rcode;
+    // RA=1 as on every answer, but NOTIMP says nothing about recursion.
+    m.metadata.recursion_available = rcode != ResponseCode::NotImp;
     m.to_vec().unwrap_or_default()
 }
 

@@ -42,7 +42,9 @@ pub(super) async fn connection(
     let mut pending: JoinSet<(Option<Vec<u8>>, Outcome)> = JoinSet::new();
     let mut read = 0usize;
     let mut reading = limits.tcp_queries > 0;
-    let mut eof = false;
+    // Set when reading stopped with the client still sending (the cap, a
+    // full in-flight table): then its leftovers are read before closing.
+    let mut linger = false;
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
     // The idle timer covers the whole next message, so a client sending
@@ -54,6 +56,7 @@ pub(super) async fn connection(
             read += 1;
             if read >= limits.tcp_queries {
                 reading = false;
+                linger = true;
             }
             idle.as_mut().reset(Instant::now() + limits.tcp_idle);
             match pipeline::prepare(&state, &msg, src, Protocol::Tcp) {
@@ -65,6 +68,7 @@ pub(super) async fn connection(
                         // Full: answer what is in hand and close; the client retries.
                         state.metrics.dropped(Dropped::InflightFull);
                         reading = false;
+                        linger = true;
                         continue;
                     };
                     let state = state.clone();
@@ -81,10 +85,7 @@ pub(super) async fn connection(
         }
         tokio::select! {
             r = rd.read_buf(&mut buf), if reading => match r {
-                Ok(0) | Err(_) => {
-                    reading = false;
-                    eof = true;
-                }
+                Ok(0) | Err(_) => reading = false,
                 Ok(_) => {}
             },
             Some(joined) = pending.join_next() => {
@@ -98,7 +99,7 @@ pub(super) async fn connection(
     }
     // FIN; then let the client finish sending, so closing sends no RST.
     let _ = wr.shutdown().await;
-    if !eof {
+    if linger {
         let _ = timeout(limits.tcp_idle, discard(&mut rd)).await;
     }
     Ok(())
