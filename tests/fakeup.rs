@@ -48,6 +48,9 @@ pub(crate) enum Mode {
     Delay(Duration),
     /// FORMERR (no OPT) to every query with EDNS; from the zone otherwise.
     FormErrOnEdns,
+    /// No answer to queries with EDNS (a firewall that drops them); from
+    /// the zone otherwise.
+    DropEdns,
     /// From the zone, but never an OPT (a server that ignores EDNS).
     IgnoreEdns,
     /// From the zone as an authoritative server would: AA=1, RA=0.
@@ -352,6 +355,7 @@ fn respond(
         Some(bytes) => bytes,
         None => match mode {
             Mode::Drop => return None,
+            Mode::DropEdns if query.edns.is_some() => return None,
             Mode::ServFail => reply(query, ResponseCode::ServFail).to_vec().ok()?,
             _ => zone(query, transport).to_vec().ok()?,
         },

@@ -216,6 +216,36 @@ async fn an_upstream_that_rejects_edns_is_asked_without_it_and_remembered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_silent_to_edns_is_asked_without_it() {
+    let up = Fakeup::start().await;
+    up.set_mode(Mode::DropEdns);
+    let s = serve(FORWARD, up.addr()).await;
+    let m = ask(
+        s.addr,
+        &query_with("www.example.com.", RecordType::A, Bits::default()),
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(m.answers.len(), 1);
+    assert!(m.edns.is_some(), "the EDNS client still gets an OPT");
+    let seen = up.seen_name("www.example.com");
+    assert!(
+        seen.iter().any(|q| q.edns) && seen.iter().any(|q| !q.edns),
+        "{seen:?}"
+    );
+    // Remembered: the next query goes without EDNS at once.
+    let m = ask(
+        s.addr,
+        &query_with("example.com.", RecordType::A, Bits::default()),
+    )
+    .await;
+    assert_eq!(m.answers.len(), 1);
+    let seen = up.seen_name("example.com");
+    assert!(seen.iter().all(|q| !q.edns), "{seen:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upstream_measured_fastest_is_asked_first() {
     let silent = Fakeup::start().await;
     silent.set_mode(Mode::Drop);
