@@ -8,7 +8,7 @@
 //!
 //! Sits at the end of the query flow for allowed and logged names, after the
 //! policy decision and the cache: nothing reaches this module for a blocked
-//! name. [`forward`] schedules the tries, `transport` does one exchange,
+//! name. `forward` schedules the tries, `transport` does one exchange,
 //! `health` remembers each upstream's RTT and EDNS support.
 
 use std::net::{IpAddr, SocketAddr};
@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use crate::config::Upstream;
 
-pub mod forward;
+mod error;
+mod forward;
 mod health;
 mod tls;
 mod transport;
 
-pub use forward::{Failure, ForwardError};
+pub use error::{Failure, ForwardError};
 use health::Health;
 pub use tls::Tls;
 use transport::{exchange_framed, matches, timed_out};
