@@ -3,8 +3,10 @@
 //! namespace of its own, with two IPv4 and two IPv6 addresses on its
 //! loopback interface; each address is queried from the other one, so a
 //! reply from the kernel's preferred address would be from the wrong one.
-//! Needs root (CAP_SYS_ADMIN) and `ip`: skipped visibly without them, a
-//! failure under CI=true.
+//! Also: a failed send is counted and not answered, and an upstream with
+//! no route is reported at once as unreachable (point 12). Needs root
+//! (CAP_SYS_ADMIN) and `ip`: skipped visibly without them, a failure under
+//! CI=true.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
@@ -15,7 +17,7 @@ use tokio::net::UdpSocket;
 
 use super::common::{Bits, FORWARD, query_with};
 use crate::fakeup::Fakeup;
-use crate::harness::{http, parse_metrics, serve_on, value};
+use crate::harness::{ede, http, parse_metrics, serve_on, value};
 
 const V4: [&str; 2] = ["10.53.0.1", "10.53.0.2"];
 const V6: [&str; 2] = ["fd53::1", "fd53::2"];
@@ -71,6 +73,7 @@ fn wildcard_listeners_reply_from_the_address_each_query_was_sent_to() {
             .map_err(|e| e.to_string())?;
         rt.block_on(check());
         rt.block_on(failed_send());
+        rt.block_on(unreachable_upstream());
         Ok::<(), String>(())
     })
     .join()
@@ -166,5 +169,22 @@ async fn failed_send() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(failed, Some(1.0), "the failed send is counted");
+    s.stop().await;
+}
+
+/// Point 12: an upstream with no route to it (this namespace has no default
+/// route) fails at once with EDE 23 saying `unreachable`, not a timeout.
+async fn unreachable_upstream() {
+    let listen = ["127.0.0.1:0".parse().expect("addr")];
+    let s = serve_on(FORWARD, "192.0.2.53:53".parse().expect("addr"), &listen).await;
+    let q = query_with("www.example.com.", RecordType::A, Bits::default());
+    let m = super::common::ask(s.addr, &q).await;
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::ServFail
+    );
+    let (code, text) = ede(&m).expect("EDE");
+    assert_eq!(code, 23, "{text}");
+    assert!(text.contains("192.0.2.53:53 unreachable"), "{text}");
     s.stop().await;
 }
