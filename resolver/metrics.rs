@@ -155,7 +155,13 @@ pub const RCODES: &[&str] = &[
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "other",
 ];
 /// Reasons of `cutoff_dropped_total`.
-pub const DROP_REASONS: &[&str] = &["qr_set", "access", "inflight_full", "tcp_connections"];
+pub const DROP_REASONS: &[&str] = &[
+    "qr_set",
+    "access",
+    "inflight_full",
+    "tcp_connections",
+    "send_failed",
+];
 /// Why something was dropped without an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dropped {
@@ -167,6 +173,8 @@ pub enum Dropped {
     InflightFull = 2,
     /// `tcp.max_connections` was reached.
     TcpConnections = 3,
+    /// The reply could not be sent (the query is not counted as answered).
+    SendFailed = 4,
 }
 
 const ACTIONS: [Verdict; 4] = [

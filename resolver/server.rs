@@ -16,14 +16,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::metrics::Dropped;
 use crate::pipeline::{self, Protocol, Step};
 use crate::reload::State;
+
+mod pktinfo;
+mod tcp;
 
 /// Bound sockets, before serving starts.
 #[derive(Debug)]
@@ -150,14 +152,22 @@ async fn udp_loop(
 ) {
     let mut buf = vec![0u8; 65535];
     let mut pending = JoinSet::new();
+    // A wildcard listener replies from the address each query came to.
+    let wildcard = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
+    let pktinfo = wildcard
+        && pktinfo::enable(&socket)
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "cannot learn query destinations: replies may come from another address");
+            })
+            .is_ok();
     // One stop future for the whole loop: re-arming it for every packet
     // costs more than the rest of a blocked answer.
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
     loop {
-        let (n, src) = tokio::select! {
+        let (n, src, local) = tokio::select! {
             biased;
-            r = socket.recv_from(&mut buf) => match r {
+            r = pktinfo::recv(&socket, &mut buf, pktinfo) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     // ICMP errors from earlier sends surface here on Linux; keep serving.
@@ -168,12 +178,11 @@ async fn udp_loop(
             () = &mut stop => break,
         };
         match pipeline::prepare(&state, &buf[..n], src, Protocol::Udp) {
-            Step::Reply(bytes, outcome) => {
-                if let Some(b) = &bytes {
-                    let _ = socket.send_to(b, src).await;
-                }
-                pipeline::observe(&state, bytes.as_deref(), outcome);
+            Step::Reply(Some(b), outcome) => {
+                let result = pktinfo::send(&socket, &b, src, local).await;
+                sent(&state, result, &b, outcome);
             }
+            Step::Reply(None, outcome) => pipeline::observe(&state, None, outcome),
             Step::Forward(p) => {
                 // A full table drops the query: the client retries, and a
                 // pile-up of upstream waits (DNSBomb) stays bounded.
@@ -184,11 +193,14 @@ async fn udp_loop(
                 let (state, socket) = (state.clone(), socket.clone());
                 pending.spawn(async move {
                     let (bytes, outcome) = pipeline::finish(&state, p).await;
-                    if let Some(b) = &bytes {
-                        let _ = socket.send_to(b, src).await;
-                    }
                     drop(permit);
-                    pipeline::observe(&state, bytes.as_deref(), outcome);
+                    match bytes {
+                        Some(b) => {
+                            let result = pktinfo::send(&socket, &b, src, local).await;
+                            sent(&state, result, &b, outcome);
+                        }
+                        None => pipeline::observe(&state, None, outcome),
+                    }
                 });
             }
         }
@@ -229,7 +241,7 @@ async fn tcp_loop(
         let (state, inflight, shutdown) = (state.clone(), inflight.clone(), shutdown.clone());
         state.metrics.tcp_connections.increment(1.0);
         open.spawn(async move {
-            let _ = connection(stream, src, &state, limits, &inflight, shutdown).await;
+            let _ = tcp::connection(stream, src, state.clone(), limits, inflight, shutdown).await;
             state.metrics.tcp_connections.decrement(1.0);
             drop(permit);
         });
@@ -238,53 +250,36 @@ async fn tcp_loop(
     while open.join_next().await.is_some() {}
 }
 
-async fn connection(
-    mut stream: TcpStream,
-    src: SocketAddr,
-    state: &State,
-    limits: Limits,
-    inflight: &Semaphore,
-    mut shutdown: watch::Receiver<bool>,
-) -> io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    for _ in 0..limits.tcp_queries {
-        let mut len = [0u8; 2];
-        // The idle timer covers the whole next message, so a client sending
-        // one byte a second (slowloris) is cut off too.
-        let read = async {
-            stream.read_exact(&mut len).await?;
-            let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
-            stream.read_exact(&mut msg).await?;
-            Ok::<_, io::Error>(msg)
-        };
-        let msg = tokio::select! {
-            r = tokio::time::timeout(limits.tcp_idle, read) => match r {
-                Ok(Ok(msg)) => msg,
-                Ok(Err(_)) | Err(_) => return Ok(()),
-            },
-            _ = stopped(&mut shutdown) => return Ok(()),
-        };
-        let (bytes, outcome) = match pipeline::prepare(state, &msg, src, Protocol::Tcp) {
-            Step::Reply(bytes, outcome) => (bytes, outcome),
-            Step::Forward(p) => {
-                let Ok(_permit) = inflight.try_acquire() else {
-                    state.metrics.dropped(Dropped::InflightFull);
-                    return Ok(());
-                };
-                pipeline::finish(state, p).await
+/// After a reply was sent (or its send failed): a failed send is counted
+/// and logged, and the query is observed as unanswered (no rcode).
+fn sent(state: &State, result: io::Result<()>, bytes: &[u8], outcome: pipeline::Outcome) {
+    match result {
+        Ok(()) => pipeline::observe(state, Some(bytes), outcome),
+        Err(e) => {
+            state.metrics.dropped(Dropped::SendFailed);
+            if warn_now() {
+                tracing::warn!(client = %outcome.client, error = %e, "reply not sent (at most one such warning in 10 s)");
+            } else {
+                tracing::debug!(client = %outcome.client, error = %e, "reply not sent");
             }
-        };
-        if let Some(b) = &bytes
-            && let Ok(n) = u16::try_from(b.len())
-        {
-            let mut framed = Vec::with_capacity(b.len() + 2);
-            framed.extend_from_slice(&n.to_be_bytes());
-            framed.extend_from_slice(b);
-            stream.write_all(&framed).await?;
+            pipeline::observe(state, None, outcome);
         }
-        pipeline::observe(state, bytes.as_deref(), outcome);
     }
-    Ok(())
+}
+
+/// Whether a failed send may be logged at warn level now: one line per 10 s
+/// for the whole process, so clients that vanish cannot flood the log.
+fn warn_now() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    now >= last.saturating_add(10)
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// Resolves once shutdown has been asked for (the watch guard is dropped

@@ -56,7 +56,7 @@ pub fn walk(msg: &[u8]) -> Option<Layout> {
 
 /// Skips a (possibly compressed) name starting at `at`; returns the offset
 /// after it.
-fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
+pub(crate) fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
     loop {
         let len = *msg.get(at)?;
         match len {
@@ -123,16 +123,49 @@ pub fn strip_opt(msg: &mut Vec<u8>, layout: &Layout) -> bool {
 }
 
 /// A minimal truncated reply built from `msg`: its header with TC=1, its
-/// question, no records; with an OPT advertising 1232 when `edns`.
-pub fn truncate(msg: &[u8], question_end: usize, edns: bool) -> Vec<u8> {
+/// question, no records; with an OPT advertising 1232 when `edns` is
+/// `Some(dnssec_ok)`, DO echoed (RFC 3225).
+pub fn truncate(msg: &[u8], question_end: usize, edns: Option<bool>) -> Vec<u8> {
     let mut out = msg[..question_end].to_vec();
     out[2] |= 0x02;
     out[6..12].fill(0);
-    if edns {
-        out.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
-        out[11] = 1;
+    if let Some(dnssec_ok) = edns {
+        push_opt(&mut out, dnssec_ok);
     }
     out
+}
+
+/// Appends an OPT record (1232 bytes, version 0, DO as given, no options)
+/// and counts it.
+fn push_opt(out: &mut Vec<u8>, dnssec_ok: bool) {
+    out.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0]);
+    out.extend_from_slice(&[if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+    let ar = u16::from_be_bytes([out[10], out[11]]).saturating_add(1);
+    out[10..12].copy_from_slice(&ar.to_be_bytes());
+}
+
+/// Gives an answer for an EDNS client an OPT when the upstream sent none
+/// (RFC 6891 §7: every reply to an EDNS query carries one).
+pub fn ensure_opt(msg: &mut Vec<u8>, had_opt: bool, dnssec_ok: bool) {
+    if !had_opt && msg.len() >= 12 {
+        push_opt(msg, dnssec_ok);
+    }
+}
+
+/// Sets the header bits of a forwarded or cached answer from the client's
+/// query (`rd_byte`, `cd_byte`: its bytes 2 and 3), not from what the
+/// upstream sent: RD and CD copied, RA=1 (cutoff recurses for its
+/// clients), AA=0 (cutoff is not the authority), AD kept only when the
+/// client asked with AD=1 or DO=1 (RFC 6840 §5.7-5.8), Z cleared.
+pub fn set_forwarded_flags(msg: &mut [u8], query_byte2: u8, query_byte3: u8, dnssec_ok: bool) {
+    if msg.len() < 4 {
+        return;
+    }
+    // Byte 2: QR opcode(4) AA TC RD. Byte 3: RA Z AD CD rcode(4).
+    msg[2] = (msg[2] & 0xfa) | (query_byte2 & 0x01);
+    let ad_wanted = dnssec_ok || query_byte3 & 0x20 != 0;
+    let ad = if ad_wanted { msg[3] & 0x20 } else { 0 };
+    msg[3] = 0x80 | ad | (query_byte3 & 0x10) | (msg[3] & 0x0f);
 }
 
 /// EDNS of a query as the hot path needs it.
@@ -316,12 +349,32 @@ mod tests {
     #[test]
     fn truncated_reply_keeps_the_question_and_sets_tc() {
         let m = sample();
-        let t = truncate(&m, 29, true);
+        let t = truncate(&m, 29, Some(true));
         assert!(truncated(&t));
         let l = walk(&t).unwrap();
         assert!(l.ttls.is_empty());
-        assert!(l.opt.is_some());
+        let (start, _) = l.opt.unwrap();
+        assert_eq!(t[start + 7], 0x80, "DO is echoed");
         assert_eq!(&t[4..6], &[0, 1]);
+        assert_eq!(&t[10..12], &[0, 1]);
+    }
+
+    #[test]
+    fn forwarded_flags_come_from_the_query_not_the_upstream() {
+        // Upstream: QR AA RD, RA=0 AD=1 CD=0 NXDOMAIN.
+        let mut m = sample();
+        m[2] = 0x85;
+        m[3] = 0x23;
+        // Query: RD=0, AD=0 CD=1, DO=0.
+        set_forwarded_flags(&mut m, 0x00, 0x10, false);
+        assert_eq!((m[2], m[3]), (0x80, 0x93));
+        // Query: RD=1, AD=1: AD is kept.
+        m[3] = 0x23;
+        set_forwarded_flags(&mut m, 0x01, 0x20, false);
+        assert_eq!((m[2], m[3]), (0x81, 0xa3));
+        // DO=1 keeps it too.
+        set_forwarded_flags(&mut m, 0x01, 0x00, true);
+        assert_eq!(m[3], 0xa3);
     }
 
     #[test]

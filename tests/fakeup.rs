@@ -2,18 +2,23 @@
 //! on the test's tokio runtime, listens on 127.0.0.1 over UDP and TCP (one
 //! port for both), answers from a small fixed zone under `example.com`, and
 //! records every query it receives, so a test can prove that a blocked name
-//! never reached the upstream.
+//! never reached the upstream. The odd servers of the conformance tests (a
+//! dropping relay, one that rejects EDNS, an authoritative, a validating
+//! one, answers hickory cannot parse) live in [`odd`].
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+mod odd;
+mod zone;
+
+use zone::zone;
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::opt::EdnsOption;
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, TXT};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
 
@@ -41,6 +46,18 @@ pub(crate) enum Mode {
     ServFail,
     /// Answer after this delay (from the zone).
     Delay(Duration),
+    /// FORMERR (no OPT) to every query with EDNS; from the zone otherwise.
+    FormErrOnEdns,
+    /// No answer to queries with EDNS (a firewall that drops them); from
+    /// the zone otherwise.
+    DropEdns,
+    /// From the zone, but never an OPT (a server that ignores EDNS).
+    IgnoreEdns,
+    /// From the zone as an authoritative server would: AA=1, RA=0.
+    Authoritative,
+    /// From the zone as a validating resolver would: AD=1 when the query
+    /// has AD=1 or DO=1 (RFC 6840 §5.7).
+    Validating,
 }
 
 /// Transport a query came over.
@@ -67,6 +84,14 @@ pub(crate) struct Seen {
     pub(crate) src: SocketAddr,
     /// Whether the query carried an OPT record.
     pub(crate) edns: bool,
+    /// The query's RD, CD and AD bits, and the DO bit of its OPT.
+    pub(crate) rd: bool,
+    /// CD.
+    pub(crate) cd: bool,
+    /// AD.
+    pub(crate) ad: bool,
+    /// DO.
+    pub(crate) dnssec_ok: bool,
 }
 
 /// What the serving tasks share with the handle.
@@ -75,6 +100,10 @@ struct State {
     seen: Vec<Seen>,
     /// How to answer from now on.
     mode: Mode,
+    /// UDP queries still to be dropped (recorded, never answered).
+    drop_udp: u32,
+    /// Every answer sent, in order.
+    sent: Vec<Vec<u8>>,
 }
 
 /// The state shared between the handle and the serving tasks.
@@ -93,6 +122,8 @@ pub(crate) struct Fakeup {
     state: Shared,
     /// The UDP and TCP serving tasks.
     tasks: Vec<JoinHandle<()>>,
+    /// Releases the answers to `hold.example.com`.
+    release: watch::Sender<bool>,
 }
 
 impl Fakeup {
@@ -105,12 +136,36 @@ impl Fakeup {
         let state: Shared = Arc::new(Mutex::new(State {
             seen: Vec::new(),
             mode: Mode::Normal,
+            drop_udp: 0,
+            sent: Vec::new(),
         }));
+        let (release, held) = watch::channel(false);
         let tasks = vec![
-            tokio::spawn(serve_udp(Arc::new(udp), Arc::clone(&state))),
-            tokio::spawn(serve_tcp(tcp, Arc::clone(&state))),
+            tokio::spawn(serve_udp(Arc::new(udp), Arc::clone(&state), held.clone())),
+            tokio::spawn(serve_tcp(tcp, Arc::clone(&state), held)),
         ];
-        Self { addr, state, tasks }
+        Self {
+            addr,
+            state,
+            tasks,
+            release,
+        }
+    }
+
+    /// Drops the next `n` UDP queries (recorded, never answered): a lossy
+    /// path between cutoff and its upstream.
+    pub(crate) fn drop_next_udp(&self, n: u32) {
+        lock(&self.state).drop_udp = n;
+    }
+
+    /// Every answer sent so far, in order, as bytes.
+    pub(crate) fn sent(&self) -> Vec<Vec<u8>> {
+        lock(&self.state).sent.clone()
+    }
+
+    /// Sends the answers to `hold.example.com`, held until now.
+    pub(crate) fn release(&self) {
+        let _ = self.release.send(true);
     }
 
     /// The address (UDP and TCP).
@@ -166,7 +221,7 @@ async fn bind_pair() -> (UdpSocket, TcpListener) {
 
 /// Receives datagrams and answers them; in Delay mode each answer is sent
 /// from its own task so a delayed query does not hold up the next one.
-async fn serve_udp(socket: Arc<UdpSocket>, state: Shared) {
+async fn serve_udp(socket: Arc<UdpSocket>, state: Shared, held: watch::Receiver<bool>) {
     let mut delayed = JoinSet::new();
     let mut buf = vec![0u8; 65_535];
     loop {
@@ -177,34 +232,50 @@ async fn serve_udp(socket: Arc<UdpSocket>, state: Shared) {
         let Some((query, mode)) = receive(&state, &buf[..len], Transport::Udp, src) else {
             continue;
         };
-        if let Mode::Delay(delay) = mode {
-            let socket = Arc::clone(&socket);
+        let hold = odd::held(&query);
+        if matches!(mode, Mode::Delay(_)) || hold {
+            let (socket, state, mut held) = (Arc::clone(&socket), Arc::clone(&state), held.clone());
             delayed.spawn(async move {
-                tokio::time::sleep(delay).await;
-                if let Some(bytes) = respond(&query, Transport::Udp, mode) {
+                if let Mode::Delay(delay) = mode {
+                    tokio::time::sleep(delay).await;
+                }
+                if hold {
+                    let _ = held.wait_for(|released| *released).await;
+                }
+                if let Some(bytes) = respond(&state, &query, Transport::Udp, mode) {
                     let _ = socket.send_to(&bytes, src).await;
                 }
             });
-        } else if let Some(bytes) = respond(&query, Transport::Udp, mode) {
+        } else if let Some(bytes) = respond(&state, &query, Transport::Udp, mode) {
             let _ = socket.send_to(&bytes, src).await;
         }
     }
 }
 
 /// Accepts TCP connections, each served by its own task.
-async fn serve_tcp(listener: TcpListener, state: Shared) {
+async fn serve_tcp(listener: TcpListener, state: Shared, held: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
         if let Ok((stream, src)) = listener.accept().await {
-            connections.spawn(serve_connection(stream, src, Arc::clone(&state)));
+            connections.spawn(serve_connection(
+                stream,
+                src,
+                Arc::clone(&state),
+                held.clone(),
+            ));
         }
     }
 }
 
 /// Serves length-prefixed queries on one connection, one after another,
 /// until the peer closes it or it has been idle for [`TCP_IDLE`].
-async fn serve_connection(mut stream: TcpStream, src: SocketAddr, state: Shared) {
+async fn serve_connection(
+    mut stream: TcpStream,
+    src: SocketAddr,
+    state: Shared,
+    mut held: watch::Receiver<bool>,
+) {
     loop {
         let Ok(Ok(len)) = timeout(TCP_IDLE, stream.read_u16()).await else {
             return;
@@ -219,7 +290,10 @@ async fn serve_connection(mut stream: TcpStream, src: SocketAddr, state: Shared)
         if let Mode::Delay(delay) = mode {
             tokio::time::sleep(delay).await;
         }
-        let Some(bytes) = respond(&query, Transport::Tcp, mode) else {
+        if odd::held(&query) {
+            let _ = held.wait_for(|released| *released).await;
+        }
+        let Some(bytes) = respond(&state, &query, Transport::Tcp, mode) else {
             continue;
         };
         let Ok(len) = u16::try_from(bytes.len()) else {
@@ -255,25 +329,45 @@ fn receive(
         transport,
         src,
         edns: query.edns.is_some(),
+        rd: query.recursion_desired,
+        cd: query.checking_disabled,
+        ad: query.authentic_data,
+        dnssec_ok: query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
     };
     let mut state = lock(state);
     state.seen.push(seen);
+    if transport == Transport::Udp && state.drop_udp > 0 {
+        state.drop_udp -= 1;
+        return None;
+    }
     Some((query, state.mode))
 }
 
-/// The wire answer to `query` in `mode`, or `None` when it must not be answered.
-fn respond(query: &Message, transport: Transport, mode: Mode) -> Option<Vec<u8>> {
-    let answer = match mode {
-        Mode::Drop => return None,
-        Mode::ServFail => reply(query, ResponseCode::ServFail),
-        Mode::Normal | Mode::Delay(_) => zone(query, transport),
+/// The wire answer to `query` in `mode` (recorded as sent), or `None` when
+/// it must not be answered.
+fn respond(
+    state: &Mutex<State>,
+    query: &Message,
+    transport: Transport,
+    mode: Mode,
+) -> Option<Vec<u8>> {
+    let bytes = match odd::answer(query, mode) {
+        Some(bytes) => bytes,
+        None => match mode {
+            Mode::Drop => return None,
+            Mode::DropEdns if query.edns.is_some() => return None,
+            Mode::ServFail => reply(query, ResponseCode::ServFail).to_vec().ok()?,
+            _ => zone(query, transport).to_vec().ok()?,
+        },
     };
-    answer.to_vec().ok()
+    let bytes = odd::adjust(bytes, query, mode);
+    lock(state).sent.push(bytes.clone());
+    Some(bytes)
 }
 
 /// An empty response to `query`: its ID, opcode, question and RD flag, with
 /// QR and RA set, and an OPT (payload 1232) if and only if the query had one.
-fn reply(query: &Message, rcode: ResponseCode) -> Message {
+pub(crate) fn reply(query: &Message, rcode: ResponseCode) -> Message {
     let mut answer = Message::response(query.id, query.op_code);
     answer.metadata.recursion_desired = query.recursion_desired;
     answer.metadata.recursion_available = true;
@@ -285,114 +379,4 @@ fn reply(query: &Message, rcode: ResponseCode) -> Message {
         answer.edns = Some(edns);
     }
     answer
-}
-
-/// The answer from the fixed zone: `example.com` and `www` (A, AAAA),
-/// `short-ttl` (A, TTL 2), `alias` (CNAME into `upd.kaspersky.com`),
-/// `kasperskyip` (A in 91.103.64.0/21), `many` (40 A), `huge` (12 TXT; TC over
-/// UDP), `tc-only` (TC over UDP, A over TCP), `servfail-ede` (SERVFAIL with
-/// EDE 6 under EDNS); known names without the type get NODATA, all other
-/// names NXDOMAIN, both with the SOA in authority.
-fn zone(query: &Message, transport: Transport) -> Message {
-    let mut answer = reply(query, ResponseCode::NoError);
-    let Some(question) = query.queries.first() else {
-        answer.metadata.response_code = ResponseCode::FormErr;
-        return answer;
-    };
-    let qname = question.name();
-    let qtype = question.query_type();
-    let wants = |rtype: RecordType| qtype == rtype || qtype == RecordType::ANY;
-    let record = |ttl: u32, rdata: RData| Record::from_rdata(qname.clone(), ttl, rdata);
-    let a = |ip: [u8; 4]| RData::A(A(Ipv4Addr::from(ip)));
-    let udp = transport == Transport::Udp;
-
-    let ascii = qname.to_ascii().to_ascii_lowercase();
-    match ascii.strip_suffix('.').unwrap_or(&ascii) {
-        "example.com" | "www.example.com" => {
-            if wants(RecordType::A) {
-                answer.answers.push(record(TTL, a([192, 0, 2, 1])));
-            }
-            if wants(RecordType::AAAA) {
-                let ip = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-                answer.answers.push(record(TTL, RData::AAAA(AAAA(ip))));
-            }
-        }
-        "short-ttl.example.com" if wants(RecordType::A) => {
-            answer.answers.push(record(2, a([192, 0, 2, 2])));
-        }
-        "alias.example.com" => {
-            let target = name("s05.upd.kaspersky.com.");
-            answer
-                .answers
-                .push(record(TTL, RData::CNAME(CNAME(target.clone()))));
-            if wants(RecordType::A) {
-                let rdata = a([203, 0, 113, 5]);
-                answer.answers.push(Record::from_rdata(target, TTL, rdata));
-            }
-        }
-        "kasperskyip.example.com" if wants(RecordType::A) => {
-            answer.answers.push(record(TTL, a([91, 103, 66, 155])));
-        }
-        "many.example.com" if wants(RecordType::A) => {
-            for last in 1..=40 {
-                answer.answers.push(record(TTL, a([198, 51, 100, last])));
-            }
-        }
-        "huge.example.com" | "tc-only.example.com" if udp => {
-            answer.metadata.truncation = true;
-            return answer;
-        }
-        "huge.example.com" if wants(RecordType::TXT) => {
-            for index in 0..12 {
-                let text = format!("{index:02}{}", "x".repeat(248));
-                answer
-                    .answers
-                    .push(record(TTL, RData::TXT(TXT::new(vec![text]))));
-            }
-        }
-        "tc-only.example.com" if wants(RecordType::A) => {
-            answer.answers.push(record(TTL, a([192, 0, 2, 99])));
-        }
-        "servfail-ede.example.com" => {
-            answer.metadata.response_code = ResponseCode::ServFail;
-            if let Some(edns) = answer.edns.as_mut() {
-                let mut payload = EDE_INFO_CODE.to_be_bytes().to_vec();
-                payload.extend_from_slice(EDE_TEXT.as_bytes());
-                let option = EdnsOption::Unknown(EDE_CODE, payload);
-                edns.options_mut().insert(option);
-            }
-            return answer;
-        }
-        // Names in the zone without records of the asked type: NODATA.
-        "short-ttl.example.com"
-        | "kasperskyip.example.com"
-        | "many.example.com"
-        | "huge.example.com"
-        | "tc-only.example.com" => {}
-        // Everything else, `nx.example.com` and below included.
-        _ => answer.metadata.response_code = ResponseCode::NXDomain,
-    }
-    if answer.answers.is_empty() {
-        answer.authorities.push(soa());
-    }
-    answer
-}
-
-/// The zone's SOA record, sent in the authority section of negative answers.
-fn soa() -> Record {
-    let rdata = SOA::new(
-        name("ns.example.com."),
-        name("hostmaster.example.com."),
-        1,
-        3600,
-        600,
-        86_400,
-        60,
-    );
-    Record::from_rdata(name("example.com."), 60, RData::SOA(rdata))
-}
-
-/// Parses a name written in this file.
-fn name(ascii: &str) -> Name {
-    Name::from_ascii(ascii).expect("fakeup: a zone name in the source is valid")
 }

@@ -22,6 +22,8 @@ use tokio::task::JoinHandle;
 pub(crate) struct Running {
     /// Where it answers (UDP and TCP).
     pub(crate) addr: SocketAddr,
+    /// Every address it listens on (see [`serve_on`]).
+    pub(crate) addrs: Vec<SocketAddr>,
     /// Its shared state (for reloads).
     pub(crate) state: Arc<State>,
     /// The admin endpoint.
@@ -41,6 +43,12 @@ impl Running {
 
 /// Writes `yaml` (with `{upstream}` replaced) as the config and serves it.
 pub(crate) async fn serve(yaml: &str, upstream: SocketAddr) -> Running {
+    serve_on(yaml, upstream, &["127.0.0.1:0".parse().expect("addr")]).await
+}
+
+/// As [`serve`], listening on `listen` (port 0: one port for all); `addr`
+/// is the first.
+pub(crate) async fn serve_on(yaml: &str, upstream: SocketAddr, listen: &[SocketAddr]) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("cutoff.yaml");
     std::fs::write(&path, yaml.replace("{upstream}", &upstream.to_string())).expect("write config");
@@ -49,10 +57,9 @@ pub(crate) async fn serve(yaml: &str, upstream: SocketAddr) -> Running {
             cutoff::config::ConfigError::Invalid { problems, .. } => panic!("{problems:#?}"),
             other => panic!("{other}"),
         });
-    let listeners = Listeners::bind(&["127.0.0.1:0".parse().expect("addr")])
-        .await
-        .expect("bind");
-    let addr = listeners.addrs()[0];
+    let listeners = Listeners::bind(listen).await.expect("bind");
+    let addrs = listeners.addrs();
+    let addr = addrs[0];
     let s = &config.serve;
     let limits = Limits {
         inflight: s.max_inflight,
@@ -93,6 +100,7 @@ pub(crate) async fn serve(yaml: &str, upstream: SocketAddr) -> Running {
     ));
     Running {
         addr,
+        addrs,
         state,
         http,
         stop,

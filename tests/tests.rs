@@ -5,6 +5,9 @@
 mod cli;
 /// The docs, the commented examples and the schema stay in step.
 mod config_docs;
+/// Forwarding conformance (issue #9): retransmits, opaque answers, EDNS,
+/// header bits, RFC 7766 TCP, reply source addresses.
+mod conformance;
 /// Zone coverage, exemptions, the strict profile, bypass names, discovery.
 mod coverage;
 /// Deployment files under the tools that check them.

@@ -20,8 +20,10 @@ pub enum Ede {
     Blocked = 15,
     /// 18: the client may not use this resolver.
     Prohibited = 18,
-    /// 22: no upstream answered.
+    /// 22: no upstream answered within the budget.
     NoReachableAuthority = 22,
+    /// 23: every upstream failed at once (refused, unreachable).
+    NetworkError = 23,
     /// 21: the query type is not supported (ANY).
     NotSupported = 21,
 }
@@ -129,10 +131,15 @@ pub fn refused(query: &Message) -> Message {
     m
 }
 
-/// SERVFAIL when no upstream answered in time.
-pub fn unreachable(query: &Message, detail: &str) -> Message {
+/// SERVFAIL when no upstream answered: EDE 22 when the budget ran out, 23
+/// when every upstream failed at once; `detail` says how each failed.
+pub fn unreachable(query: &Message, code: Ede, detail: &str) -> Message {
     let mut m = reply(query, ResponseCode::ServFail);
-    add_ede(&mut m, Ede::NoReachableAuthority, detail);
+    let mut cut = detail.len().min(MAX_EDE_TEXT);
+    while !detail.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    add_ede(&mut m, code, &detail[..cut]);
     m
 }
 
@@ -150,9 +157,32 @@ pub fn any(query: &Message, ttl: u32) -> Message {
     m
 }
 
-/// An error answer (FORMERR, NOTIMP, ...) with no records.
+/// An error answer (FORMERR, NOTIMP, ...) with no records. NOTIMP (an
+/// opcode cutoff does not serve) says nothing about recursion: no RA.
 pub fn error(query: &Message, rcode: ResponseCode) -> Message {
-    reply(query, rcode)
+    let mut m = reply(query, rcode);
+    if rcode == ResponseCode::NotImp {
+        m.metadata.recursion_available = false;
+    }
+    m
+}
+
+/// BADVERS (RFC 6891 §6.1.3) to a query with an EDNS version above 0: the
+/// question, no records, an OPT of version 0 carrying the upper rcode bits.
+pub fn badvers(query: &Message) -> Vec<u8> {
+    let mut m = reply(query, ResponseCode::NoError);
+    let dnssec_ok = m.edns.take().is_some_and(|e| e.flags().dnssec_ok);
+    let Ok(mut bytes) = m.to_vec() else {
+        return header_only(m.metadata.id, m.metadata.op_code, ResponseCode::ServFail);
+    };
+    // BADVERS is 16: 0 in the header, 1 in the OPT's extended-rcode byte.
+    bytes.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 1, 0]);
+    bytes.extend_from_slice(&[if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+    if bytes.len() >= 12 {
+        let ar = u16::from_be_bytes([bytes[10], bytes[11]]).saturating_add(1);
+        bytes[10..12].copy_from_slice(&ar.to_be_bytes());
+    }
+    bytes
 }
 
 /// FORMERR or NOTIMP for a message whose header was readable but whose body
@@ -160,6 +190,8 @@ pub fn error(query: &Message, rcode: ResponseCode) -> Message {
 pub fn header_only(id: u16, op: OpCode, rcode: ResponseCode) -> Vec<u8> {
     let mut m = Message::response(id, op);
     m.metadata.response_code = rcode;
+    // RA=1 as on every answer, but NOTIMP says nothing about recursion.
+    m.metadata.recursion_available = rcode != ResponseCode::NotImp;
     m.to_vec().unwrap_or_default()
 }
 
@@ -173,7 +205,11 @@ pub fn encode(m: &Message, limit: usize) -> Vec<u8> {
         return bytes;
     }
     match crate::wire::walk(&bytes) {
-        Some(layout) => crate::wire::truncate(&bytes, layout.question_end, m.edns.is_some()),
+        Some(layout) => crate::wire::truncate(
+            &bytes,
+            layout.question_end,
+            m.edns.as_ref().map(|e| e.flags().dnssec_ok),
+        ),
         None => header_only(m.metadata.id, m.metadata.op_code, ResponseCode::ServFail),
     }
 }
@@ -323,6 +359,23 @@ mod tests {
                 Message::from_vec(&encode(&refused(&q), 512)).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn badvers_has_rcode_16_and_an_opt_of_version_0() {
+        let mut q = query("example.com.", RecordType::A, true);
+        if let Some(e) = q.edns.as_mut() {
+            e.set_version(1);
+            e.set_dnssec_ok(true);
+        }
+        let back = Message::from_vec(&badvers(&q)).unwrap();
+        // 16 is BADVERS for EDNS (hickory names it BADSIG, its TSIG twin).
+        assert_eq!(u16::from(back.metadata.response_code), 16);
+        let edns = back.edns.unwrap();
+        assert_eq!(edns.version(), 0);
+        assert!(edns.flags().dnssec_ok);
+        assert!(back.answers.is_empty());
+        assert_eq!(back.queries.len(), 1);
     }
 
     #[test]

@@ -139,7 +139,8 @@ pub struct Blocking {
 /// Serving limits and timeouts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Serve {
-    /// Time allowed for each upstream try.
+    /// The total time one query may wait for upstreams (retransmits and
+    /// failover included).
     pub upstream_timeout: std::time::Duration,
     /// Extra CA certificates (PEM file) trusted for DoT/DoH upstreams.
     pub upstream_ca: Option<PathBuf>,

@@ -37,7 +37,8 @@ pub(crate) struct RawConfig {
     /// `bypass.firefox_canary`, `bypass.ddr`, `bypass.icloud_private_relay`:
     /// `auto` (on for networks where a rule blocks), `on` or `off`.
     pub(crate) bypass: Vec<(String, At<String>)>,
-    /// `upstream_timeout`: time allowed for each upstream try (`1500ms`, `2s`).
+    /// `upstream_timeout`: the total time one query may wait for upstreams,
+    /// retransmits and failover included (`5s`, `1500ms`).
     pub(crate) upstream_timeout: Option<At<String>>,
     /// `upstream_ca`: extra CA certificates (PEM) for DoT/DoH upstreams.
     pub(crate) upstream_ca: Option<At<String>>,

@@ -97,7 +97,7 @@ pub(super) fn serve(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option
             std::time::Duration::from_millis(default_ms)
         }),
     };
-    let upstream_timeout = dur(&raw.upstream_timeout, 2000);
+    let upstream_timeout = dur(&raw.upstream_timeout, 5000);
     let tcp_idle_timeout = dur(&raw.tcp_idle_timeout, 10_000);
     let num = |a: &Option<At<i128>>, default: usize| {
         a.as_ref()

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use hickory_proto::rr::RecordType;
 
-use super::{Outcome, Path, Protocol, Recheck, fit, recheck};
+use super::{Outcome, Path, Protocol, Recheck, finish_forwarded, recheck};
 use crate::answer;
 use crate::cache::{Key, Lookup};
 use crate::config::Denied;
@@ -63,13 +63,12 @@ pub(super) fn answer(
             Some(answer::fast::any(q, c.blocking.ttl))
         }
         Verdict::Allow | Verdict::Log => {
-            let (_, cd) = q.flags();
             let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
             let key = Key {
                 name: name.as_bytes().into(),
                 qtype: q.qtype,
                 qclass: q.qclass,
-                flags: u8::from(dnssec_ok) | (u8::from(cd) << 1),
+                flags: super::flags(q.packet, dnssec_ok),
             };
             let Lookup::Hit(entry) = state.cache.get(&key, Instant::now()) else {
                 return None;
@@ -93,7 +92,8 @@ pub(super) fn answer(
             out.path = Path::Cached;
             out.upstream = Some(entry.upstream);
             let bytes = entry.render(q.id, q.question(), q.edns.is_some(), Instant::now());
-            let bytes = fit(bytes, max, q.edns.is_some());
+            let edns = q.edns.map(|e| e.dnssec_ok);
+            let bytes = finish_forwarded(bytes, q.packet, &entry, edns, max);
             out.runtime = Some(runtime);
             return Some(Some(bytes));
         }
@@ -101,7 +101,7 @@ pub(super) fn answer(
     out.decided(&decision);
     let bytes = bytes.map(|b| {
         if b.len() > max {
-            wire::truncate(&b, q.question_end, q.edns.is_some())
+            wire::truncate(&b, q.question_end, q.edns.map(|e| e.dnssec_ok))
         } else {
             b
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::RecordType;
 use jiff::Timestamp;
 
 use crate::answer;
@@ -23,8 +23,10 @@ use crate::reload::{Runtime, State};
 use crate::wire;
 
 mod fast;
+mod forward;
 mod observe;
 
+pub use forward::finish;
 pub use observe::observe;
 
 /// The transport a query came over.
@@ -217,6 +219,9 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
                 Denied::Refuse => Some(answer::encode(&answer::refused(&query), max)),
             }
         }
+        // RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS,
+        // whatever the name (after `access`: a refused client learns nothing).
+        _ if query.edns.as_ref().is_some_and(|e| e.version() > 0) => Some(answer::badvers(&query)),
         Verdict::Block => {
             out.path = Path::Blocked;
             Some(answer::encode(
@@ -236,7 +241,7 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
                 name: name.into(),
                 qtype: u16::from(question.query_type()),
                 qclass: u16::from(question.query_class()),
-                flags: flags(&query),
+                flags: flags(packet, dnssec_ok(&query)),
             };
             if let Lookup::Hit(entry) = state.cache.get(&key, Instant::now()) {
                 out.path = Path::Cached;
@@ -259,89 +264,18 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
     Step::Reply(reply, out)
 }
 
-/// Forwards a cache miss (shared with identical misses in flight) and
-/// answers from what comes back.
-pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
-    let Pending {
-        runtime,
-        query,
-        packet,
-        key,
-        mut outcome,
-    } = p;
-    let max = limit(&query, outcome.protocol);
-    let Some(upstream_query) = upstream_query(&query) else {
-        return (None, outcome);
-    };
-    let max_ttl = runtime.policy.config.serve.cache_max_ttl;
-    let upstreams = &runtime.upstreams;
-    let handles = &runtime.counters.upstream;
-    let entry = state
-        .cache
-        .fetch(&key, || async {
-            match upstreams.forward(&upstream_query, handles).await {
-                Ok(a) => Entry::new(a.bytes, a.endpoint, max_ttl),
-                Err(e) => {
-                    tracing::debug!(error = %e, "forwarding failed");
-                    None
-                }
-            }
-        })
-        .await;
-    let bytes = match entry {
-        Some(entry) => {
-            outcome.path = Path::Forwarded;
-            outcome.upstream = Some(entry.upstream);
-            let client = outcome.client.ip().to_canonical();
-            let protocol = outcome.protocol;
-            respond(
-                &runtime,
-                &query,
-                &packet,
-                client,
-                &entry,
-                protocol,
-                &mut outcome,
-            )
-        }
-        None => {
-            outcome.path = Path::Failed;
-            answer::encode(
-                &answer::unreachable(&query, "no upstream answered in time"),
-                max,
-            )
-        }
-    };
-    (Some(bytes), outcome)
+/// DO, CD and AD change what an upstream returns, so they are part of the
+/// key (AD only without DO: with DO the upstream sets AD anyway). Read from
+/// the packet: bytes 2 and 3 of the header.
+pub(crate) fn flags(packet: &[u8], dnssec_ok: bool) -> u8 {
+    let byte3 = packet.get(3).copied().unwrap_or(0);
+    let cd = byte3 & 0x10 != 0;
+    let ad = byte3 & 0x20 != 0 && !dnssec_ok;
+    u8::from(dnssec_ok) | (u8::from(cd) << 1) | (u8::from(ad) << 2)
 }
 
-/// DO and CD change what an upstream returns, so they are part of the key.
-fn flags(query: &Message) -> u8 {
-    let dnssec_ok = query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-    u8::from(dnssec_ok) | (u8::from(query.metadata.checking_disabled) << 1)
-}
-
-/// The query sent upstream: the client's question lowercased (so identical
-/// questions share one upstream query and one cache entry), RD set, EDNS
-/// with our UDP size and the client's DO bit.
-fn upstream_query(q: &Message) -> Option<Vec<u8>> {
-    let question = q.queries.first()?;
-    let mut m = Message::query();
-    m.metadata.recursion_desired = true;
-    m.metadata.checking_disabled = q.metadata.checking_disabled;
-    let mut uq =
-        hickory_proto::op::Query::query(question.name().to_lowercase(), question.query_type());
-    uq.set_query_class(if question.query_class() == DNSClass::IN {
-        DNSClass::IN
-    } else {
-        question.query_class()
-    });
-    m.add_query(uq);
-    let mut edns = hickory_proto::op::Edns::new();
-    edns.set_max_payload(answer::MAX_UDP);
-    edns.set_dnssec_ok(q.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok));
-    m.set_edns(edns);
-    m.to_vec().ok()
+fn dnssec_ok(query: &Message) -> bool {
+    query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok)
 }
 
 /// What an upstream answer's CNAME targets and addresses mean for this
@@ -397,8 +331,8 @@ fn recheck<'a>(
 }
 
 /// Cuts an answer to the transport's size: a UDP client gets TC=1 and
-/// retries over TCP.
-fn fit(bytes: Vec<u8>, max: usize, edns: bool) -> Vec<u8> {
+/// retries over TCP. `edns` is the client's DO bit when it sent an OPT.
+fn fit(bytes: Vec<u8>, max: usize, edns: Option<bool>) -> Vec<u8> {
     if bytes.len() <= max {
         return bytes;
     }
@@ -439,13 +373,29 @@ fn respond(
     let question = wire::walk(packet)
         .and_then(|l| packet.get(12..l.question_end))
         .unwrap_or(&[]);
-    let bytes = entry.render(
-        wire::id(packet),
-        question,
-        query.edns.is_some(),
-        Instant::now(),
-    );
-    fit(bytes, max, query.edns.is_some())
+    let edns = query.edns.as_ref().map(|e| e.flags().dnssec_ok);
+    let bytes = entry.render(wire::id(packet), question, edns.is_some(), Instant::now());
+    finish_forwarded(bytes, packet, entry, edns, max)
+}
+
+/// The last touches on a forwarded or cached answer: header bits from the
+/// client's query, an OPT for an EDNS client when the upstream sent none,
+/// and the transport's size. A few byte writes; no allocation unless an OPT
+/// is added or the answer is truncated.
+fn finish_forwarded(
+    mut bytes: Vec<u8>,
+    packet: &[u8],
+    entry: &Entry,
+    edns: Option<bool>,
+    max: usize,
+) -> Vec<u8> {
+    if let [_, _, b2, b3, ..] = *packet {
+        wire::set_forwarded_flags(&mut bytes, b2, b3, edns == Some(true));
+    }
+    if let Some(dnssec_ok) = edns {
+        wire::ensure_opt(&mut bytes, entry.layout.opt.is_some(), dnssec_ok);
+    }
+    fit(bytes, max, edns)
 }
 
 /// The blocked answer, its EDE naming the rule and list (and the CNAME

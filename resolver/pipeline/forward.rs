@@ -1,0 +1,219 @@
+//! The forwarding step of a query, after [`super::prepare`] found no
+//! cached answer: the query sent upstream, the shared fetch through the
+//! cache, and what the client gets when it fails or when the cache cannot
+//! read the answer (relayed uncached, never SERVFAIL).
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::DNSClass;
+
+use super::{Outcome, Path, Pending, dnssec_ok, limit, respond};
+use crate::answer;
+use crate::cache::Entry;
+use crate::matcher::NameBuf;
+use crate::reload::State;
+use crate::wire;
+
+/// Forwards a cache miss (shared with identical misses in flight) and
+/// answers from what comes back.
+pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
+    let Pending {
+        runtime,
+        query,
+        packet,
+        key,
+        mut outcome,
+    } = p;
+    let max = limit(&query, outcome.protocol);
+    let Some(upstream_query) = upstream_query(&query) else {
+        return (None, outcome);
+    };
+    let max_ttl = runtime.policy.config.serve.cache_max_ttl;
+    let upstreams = &runtime.upstreams;
+    let handles = &runtime.counters.upstream;
+    // Why forwarding failed, for the EDE text (only the query that ran the
+    // fetch sees it; those that shared it get the short text).
+    let failure = std::sync::Mutex::new(None);
+    let entry = state
+        .cache
+        .fetch(&key, || async {
+            match upstreams.forward(&upstream_query, handles).await {
+                Ok(a) => {
+                    let opaque = a.bytes.clone();
+                    Entry::new(a.bytes, a.endpoint, max_ttl)
+                        .or_else(|| opaque_entry(opaque, a.endpoint))
+                }
+                Err(e) => {
+                    let (ede, text) = failed(&e);
+                    if let Ok(mut f) = failure.lock() {
+                        *f = Some((ede, text));
+                    }
+                    None
+                }
+            }
+        })
+        .await;
+    let bytes = match entry {
+        Some(entry) => {
+            outcome.path = Path::Forwarded;
+            outcome.upstream = Some(entry.upstream);
+            let client = outcome.client.ip().to_canonical();
+            let protocol = outcome.protocol;
+            respond(
+                &runtime,
+                &query,
+                &packet,
+                client,
+                &entry,
+                protocol,
+                &mut outcome,
+            )
+        }
+        None => {
+            outcome.path = Path::Failed;
+            let (ede, text) = failure
+                .into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or((answer::Ede::NoReachableAuthority, SHARED_FAILURE.into()));
+            answer::encode(&answer::unreachable(&query, ede, &text), max)
+        }
+    };
+    (Some(bytes), outcome)
+}
+
+/// The EDE text of a query whose identical twin ran the forwarding.
+const SHARED_FAILURE: &str = "no upstream answered (asked once for identical queries)";
+
+/// The EDE code and text for a failed forward: 22 when the budget ran out,
+/// 23 when every upstream failed at once; the text names each upstream and
+/// how it failed (timeout, refused, unreachable).
+fn failed(e: &crate::upstream::ForwardError) -> (answer::Ede, String) {
+    tracing::debug!(error = %e, "forwarding failed");
+    let ede = if e.timed_out() {
+        answer::Ede::NoReachableAuthority
+    } else {
+        answer::Ede::NetworkError
+    };
+    (ede, e.to_string())
+}
+
+/// An upstream answer the cache declined to read (a record it cannot
+/// parse): relayed as it is, never cached. Its CNAME targets and A/AAAA
+/// addresses are read from the bytes, so the response policy still sees
+/// them.
+fn opaque_entry(bytes: Vec<u8>, upstream: usize) -> Option<Entry> {
+    let layout = wire::walk(&bytes)?;
+    let rcode = ResponseCode::from_low(wire::rcode(&bytes));
+    let mut targets = Vec::new();
+    let mut addresses = Vec::new();
+    let answers = u16::from_be_bytes([bytes[6], bytes[7]]);
+    let mut at = layout.question_end;
+    for _ in 0..answers {
+        at = wire::skip_name(&bytes, at)?;
+        let fixed = bytes.get(at..at + 10)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        let rdata = bytes.get(at + 10..at + 10 + rdlen)?;
+        match (rtype, rdata.len()) {
+            (1, 4) => addresses.push(IpAddr::from(<[u8; 4]>::try_from(rdata).ok()?)),
+            (28, 16) => addresses.push(IpAddr::from(<[u8; 16]>::try_from(rdata).ok()?)),
+            (5, _) => {
+                let labels = labels_at(&bytes, at + 10)?;
+                if let Some(name) = NameBuf::from_labels(labels.into_iter()) {
+                    targets.push(name.as_bytes().into());
+                }
+            }
+            _ => {}
+        }
+        at += 10 + rdlen;
+    }
+    Some(Entry {
+        bytes,
+        layout,
+        stored: Instant::now(),
+        ttl: std::time::Duration::ZERO,
+        rcode,
+        targets,
+        addresses,
+        upstream,
+    })
+}
+
+/// The labels of the (possibly compressed) name at `at`; `None` for a
+/// malformed name or a pointer loop.
+fn labels_at(msg: &[u8], mut at: usize) -> Option<Vec<&[u8]>> {
+    let mut labels = Vec::new();
+    // A name has at most 127 labels; as many pointers is already a loop.
+    for _ in 0..255 {
+        let len = *msg.get(at)?;
+        match len {
+            0 => return Some(labels),
+            l if l & 0xc0 == 0xc0 => {
+                at = usize::from(u16::from_be_bytes([l & 0x3f, *msg.get(at + 1)?]));
+            }
+            l if l & 0xc0 == 0 => {
+                let end = at + 1 + usize::from(l);
+                labels.push(msg.get(at + 1..end)?);
+                at = end;
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The query sent upstream: the client's question lowercased (so identical
+/// questions share one upstream query and one cache entry), RD set, CD and
+/// AD as the client sent them (RFC 6840 §5.7: AD=1 asks a validating
+/// upstream for the AD bit), EDNS with our UDP size and the client's DO
+/// bit (left out for upstreams that reject EDNS, see `upstream`).
+fn upstream_query(q: &Message) -> Option<Vec<u8>> {
+    let question = q.queries.first()?;
+    let mut m = Message::query();
+    m.metadata.recursion_desired = true;
+    m.metadata.checking_disabled = q.metadata.checking_disabled;
+    m.metadata.authentic_data = q.metadata.authentic_data;
+    let mut uq =
+        hickory_proto::op::Query::query(question.name().to_lowercase(), question.query_type());
+    uq.set_query_class(if question.query_class() == DNSClass::IN {
+        DNSClass::IN
+    } else {
+        question.query_class()
+    });
+    m.add_query(uq);
+    let mut edns = hickory_proto::op::Edns::new();
+    edns.set_max_payload(answer::MAX_UDP);
+    edns.set_dnssec_ok(dnssec_ok(q));
+    m.set_edns(edns);
+    m.to_vec().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_opaque_answer_still_shows_its_cname_target_and_addresses() {
+        // alias.example.com: CNAME (compressed) to s05.upd.kaspersky.com,
+        // an A for it, and a NULL record with no RDATA.
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 3, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x05alias\x07example\x03com\x00\x00\x01\x00\x01");
+        let target_at = m.len() + 12;
+        m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 1, 0x2c, 0, 20]);
+        m.extend_from_slice(b"\x03S05\x03upd\x09kaspersky\xc0\x1a");
+        assert_eq!(m.len(), target_at + 20);
+        let ptr = u8::try_from(target_at).unwrap();
+        m.extend_from_slice(&[0xc0, ptr, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4, 203, 0, 113, 5]);
+        m.extend_from_slice(&[0xc0, 12, 0, 10, 0, 1, 0, 0, 1, 0x2c, 0, 0]);
+        let e = opaque_entry(m, 0).unwrap();
+        assert_eq!(e.targets, vec![Box::from(&b"s05.upd.kaspersky.com"[..])]);
+        assert_eq!(e.addresses, vec!["203.0.113.5".parse::<IpAddr>().unwrap()]);
+        assert!(e.ttl.is_zero(), "never cached");
+        let mut looped = vec![0x12, 0x34, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0, 12];
+        looped.push(0);
+        assert!(labels_at(&looped, 12).is_none(), "a pointer loop ends");
+    }
+}

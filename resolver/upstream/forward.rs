@@ -1,0 +1,333 @@
+//! The tries of one forwarded query: which endpoint, when to resend, when
+//! to move on, and what to tell the client when nothing answered.
+//!
+//! Endpoints are tried fastest first (by their smoothed RTT; the config's
+//! order breaks ties). Each gets an equal share of what is left of the
+//! query's budget. Within its share a UDP endpoint is resent to after its
+//! retransmit timeout, doubling each time; every try has its own socket and
+//! ID and keeps listening until the budget is spent, so a late answer to an
+//! early try still wins. An endpoint that refuses or is unreachable gives
+//! up its share at once. FORMERR or NOTIMP to an EDNS query, or an answer
+//! only to the tries without EDNS, makes the endpoint be asked without EDNS
+//! for a while.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
+
+use super::error::{Failure, ForwardError};
+use super::health::{NO_EDNS_AFTER_SILENCE, NO_EDNS_FOR};
+use super::tls::{exchange_https, exchange_tls};
+use super::transport::{exchange_tcp, exchange_udp, relayable};
+use super::{Answer, Upstreams};
+use crate::config::Upstream;
+use crate::metrics::UpstreamHandles;
+use crate::wire;
+
+/// Tries sent to one UDP endpoint at most, per query.
+const MAX_TRIES: u32 = 4;
+/// Tries with EDNS before the rest of an endpoint's tries go without it.
+const EDNS_TRIES: u32 = 2;
+
+/// One try in flight.
+#[derive(Clone, Copy, Debug)]
+struct Try {
+    endpoint: usize,
+    sent: Instant,
+    edns: bool,
+}
+
+/// The endpoint whose share of the budget is running.
+#[derive(Clone, Copy, Debug)]
+struct Current {
+    endpoint: usize,
+    tries: u32,
+    wait: Duration,
+    next: Instant,
+    share_end: Instant,
+}
+
+/// What an endpoint did in this query.
+#[derive(Debug, Default)]
+struct Seen {
+    tried: bool,
+    edns_tries: u32,
+    failure: Option<Failure>,
+}
+
+type Tries = JoinSet<(Try, io::Result<Vec<u8>>)>;
+
+/// The state of one query's forwarding.
+struct Run<'a> {
+    upstreams: &'a Upstreams,
+    query: &'a [u8],
+    /// The same query without its OPT, for endpoints that reject EDNS.
+    plain: Option<Vec<u8>>,
+    deadline: Instant,
+    order: std::vec::IntoIter<usize>,
+    seen: Vec<Seen>,
+    tries: Tries,
+}
+
+impl Run<'_> {
+    fn launch(&mut self, endpoint: usize, edns: bool) {
+        let edns = edns && self.plain.is_some();
+        let bytes = match (&self.plain, edns) {
+            (Some(plain), false) => plain.clone(),
+            _ => self.query.to_vec(),
+        };
+        if let Some(s) = self.seen.get_mut(endpoint) {
+            s.tried = true;
+            s.edns_tries += u32::from(edns);
+        }
+        let t = Try {
+            endpoint,
+            sent: Instant::now(),
+            edns,
+        };
+        let upstream = self.upstreams.endpoints.get(endpoint).cloned();
+        let tls = self.upstreams.tls.clone();
+        let deadline = self.deadline;
+        self.tries.spawn(async move {
+            let result = match upstream {
+                Some(u) => exchange(&u, tls.as_ref(), &bytes, deadline).await,
+                None => Err(io::Error::other("no such endpoint")),
+            };
+            (t, result)
+        });
+    }
+
+    /// Starts the next endpoint's share of what is left of the budget.
+    fn begin(&mut self) -> Option<Current> {
+        let endpoint = self.order.next()?;
+        let now = Instant::now();
+        let left = u32::try_from(self.order.len() + 1).unwrap_or(u32::MAX);
+        let share = self
+            .deadline
+            .saturating_duration_since(now)
+            .checked_div(left)
+            .unwrap_or_default();
+        let health = &self.upstreams.health[endpoint];
+        let edns = !health.no_edns(now);
+        let wait = health.rto();
+        self.launch(endpoint, edns);
+        Some(Current {
+            endpoint,
+            tries: 1,
+            wait,
+            next: now + wait,
+            share_end: now + share,
+        })
+    }
+}
+
+impl Upstreams {
+    /// Sends `query` (wire bytes with an OPT as its last record; its ID is
+    /// replaced with a random one per try) until an endpoint answers or the
+    /// budget is spent.
+    pub async fn forward(
+        &self,
+        query: &[u8],
+        metrics: &[UpstreamHandles],
+    ) -> Result<Answer, ForwardError> {
+        let deadline = Instant::now() + self.budget;
+        let plain = wire::walk(query).and_then(|l| {
+            let mut q = query.to_vec();
+            (l.opt.is_some() && wire::strip_opt(&mut q, &l)).then_some(q)
+        });
+        let mut order: Vec<usize> = (0..self.endpoints.len()).collect();
+        // Stable: the config's order breaks ties (and orders the unmeasured).
+        order.sort_by_key(|&i| self.health[i].rto());
+        let mut run = Run {
+            upstreams: self,
+            query,
+            plain,
+            deadline,
+            order: order.into_iter(),
+            seen: self.endpoints.iter().map(|_| Seen::default()).collect(),
+            tries: JoinSet::new(),
+        };
+        let mut current = run.begin();
+        while current.is_some() || !run.tries.is_empty() {
+            let timer = current.map_or(deadline, |c| c.next.min(c.share_end));
+            tokio::select! {
+                biased;
+                Some(joined) = run.tries.join_next() => {
+                    let Ok((t, result)) = joined else { continue };
+                    let health = &self.health[t.endpoint];
+                    match result {
+                        // RFC 6891 §7: FORMERR/NOTIMP to EDNS; ask again without.
+                        Ok(bytes) if t.edns && matches!(wire::rcode(&bytes), 1 | 4) => {
+                            health.rejects_edns(Instant::now(), NO_EDNS_FOR);
+                            run.launch(t.endpoint, false);
+                            continue;
+                        }
+                        Ok(bytes) if relayable(&bytes) => {
+                            if !t.edns && run.seen[t.endpoint].edns_tries >= EDNS_TRIES {
+                                health.rejects_edns(Instant::now(), NO_EDNS_AFTER_SILENCE);
+                            }
+                            let rtt = t.sent.elapsed();
+                            health.sample(rtt);
+                            if let Some(h) = metrics.get(t.endpoint) {
+                                h.ok.increment(1);
+                                h.duration.record(rtt.as_secs_f64());
+                            }
+                            self.count_failures(&run.seen, t.endpoint, metrics);
+                            return Ok(Answer {
+                                bytes,
+                                endpoint: t.endpoint,
+                            });
+                        }
+                        Ok(bytes) => {
+                            run.seen[t.endpoint].failure = Some(Failure::Unusable(wire::rcode(&bytes)));
+                        }
+                        Err(e) => run.seen[t.endpoint].failure = Some(Failure::from_io(e)),
+                    }
+                    // The running endpoint failed outright: give its share to the next.
+                    if current.is_some_and(|c| c.endpoint == t.endpoint) {
+                        health.timed_out();
+                        current = run.begin();
+                    }
+                }
+                () = sleep_until(timer), if current.is_some() => {
+                    let Some(mut c) = current else { continue };
+                    let health = &self.health[c.endpoint];
+                    health.timed_out();
+                    let udp = matches!(self.endpoints[c.endpoint], Upstream::Plain(_));
+                    let now = Instant::now();
+                    if udp && c.tries < MAX_TRIES && c.next < c.share_end {
+                        let edns = c.tries < EDNS_TRIES && !health.no_edns(now);
+                        run.launch(c.endpoint, edns);
+                        c.tries += 1;
+                        c.wait = c.wait.saturating_mul(2);
+                        c.next = now + c.wait;
+                        current = Some(c);
+                    } else {
+                        current = run.begin();
+                    }
+                }
+                () = sleep_until(deadline) => break,
+            }
+        }
+        let failures = run
+            .seen
+            .into_iter()
+            .enumerate()
+            .filter(|(_, s)| s.tried)
+            .map(|(i, s)| {
+                let failure = s.failure.unwrap_or(Failure::TimedOut);
+                self.failed(i, &failure, metrics);
+                (self.endpoints[i].to_string(), failure)
+            })
+            .collect();
+        Err(ForwardError {
+            failures,
+            budget: self.budget,
+        })
+    }
+
+    /// Counts the endpoints that failed before `answered` answered.
+    fn count_failures(&self, seen: &[Seen], answered: usize, metrics: &[UpstreamHandles]) {
+        for (i, s) in seen.iter().enumerate() {
+            if i != answered
+                && s.tried
+                && let Some(f) = &s.failure
+            {
+                self.failed(i, f, metrics);
+            }
+        }
+    }
+
+    /// Counts a failed endpoint, and logs it at warn level at most once per
+    /// endpoint in ten seconds.
+    fn failed(&self, i: usize, failure: &Failure, metrics: &[UpstreamHandles]) {
+        if let Some(h) = metrics.get(i) {
+            h.error.increment(1);
+        }
+        let Some(endpoint) = self.endpoints.get(i) else {
+            return;
+        };
+        if let Some(suppressed) = self.health[i].warn(Instant::now()) {
+            tracing::warn!(
+                upstream = %endpoint,
+                kind = failure.kind(),
+                error = %failure,
+                suppressed,
+                "upstream failed"
+            );
+        } else {
+            tracing::debug!(upstream = %endpoint, error = %failure, "upstream failed");
+        }
+    }
+}
+
+/// One exchange with one endpoint; a truncated UDP answer is asked again
+/// over TCP.
+async fn exchange(
+    upstream: &Upstream,
+    tls: Option<&super::Tls>,
+    query: &[u8],
+    deadline: Instant,
+) -> io::Result<Vec<u8>> {
+    match upstream {
+        Upstream::Plain(addr) => match exchange_udp(*addr, query, deadline).await {
+            Ok(bytes) if wire::truncated(&bytes) => exchange_tcp(*addr, query, deadline).await,
+            other => other,
+        },
+        Upstream::Tcp(addr) => exchange_tcp(*addr, query, deadline).await,
+        Upstream::Tls { addr, name } => match tls {
+            Some(tls) => exchange_tls(tls, *addr, name, query, deadline).await,
+            None => Err(io::Error::other("no TLS settings")),
+        },
+        Upstream::Https { addr, name, path } => match tls {
+            Some(tls) => exchange_https(tls, *addr, name, path, query, deadline).await,
+            None => Err(io::Error::other("no TLS settings")),
+        },
+        // `Upstreams::new` reads `system` into its addresses.
+        Upstream::System => Err(io::Error::other("`system` was not read")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_told_apart_by_kind() {
+        let kind = |k| Failure::from_io(io::Error::from(k)).kind();
+        assert_eq!(kind(io::ErrorKind::TimedOut), "timeout");
+        assert_eq!(kind(io::ErrorKind::ConnectionRefused), "refused");
+        assert_eq!(kind(io::ErrorKind::NetworkUnreachable), "unreachable");
+        assert_eq!(kind(io::ErrorKind::HostUnreachable), "unreachable");
+        assert_eq!(kind(io::ErrorKind::InvalidData), "error");
+        let e = ForwardError {
+            failures: vec![
+                ("udp://192.0.2.1:53".into(), Failure::Refused),
+                ("udp://192.0.2.2:53".into(), Failure::TimedOut),
+            ],
+            budget: Duration::from_secs(5),
+        };
+        assert!(e.timed_out());
+        assert_eq!(
+            e.to_string(),
+            "no upstream answered within 5s: udp://192.0.2.1:53 refused the connection; udp://192.0.2.2:53 timed out"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_upstreams_forwarding_fails() {
+        let ups = Upstreams::new(
+            &[],
+            Duration::from_secs(5),
+            &[],
+            std::path::Path::new("/nonexistent"),
+            None,
+        )
+        .unwrap();
+        let e = ups.forward(b"", &[]).await.unwrap_err();
+        assert!(e.failures.is_empty());
+        assert_eq!(e.to_string(), "no upstreams");
+    }
+}

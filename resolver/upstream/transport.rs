@@ -1,0 +1,161 @@
+//! One exchange with one endpoint over UDP, TCP or a framed stream (DoT),
+//! for the tries that [`super::forward`] schedules.
+//!
+//! Every UDP try uses a new socket (a kernel-chosen random source port) and
+//! a random ID, and an answer is accepted only when its source, ID and
+//! question match (RFC 5452); forged or stray replies are ignored and the
+//! wait goes on.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::{Instant, timeout_at};
+
+use crate::wire;
+
+fn with_random_id(query: &[u8]) -> (Vec<u8>, u16) {
+    let mut q = query.to_vec();
+    let id: u16 = rand::random();
+    wire::set_id(&mut q, id);
+    (q, id)
+}
+
+/// The question section of a message (bytes 12..end of question), for
+/// matching an answer to what was asked, case-insensitively.
+fn question(msg: &[u8]) -> Option<&[u8]> {
+    let end = wire::walk(msg)?.question_end;
+    msg.get(12..end)
+}
+
+/// Whether `answer` answers `query` (sent with `id`): a response with the
+/// ID and the question. A FORMERR or NOTIMP may come without the question
+/// (old servers reject EDNS so); it counts, so the EDNS fallback can see it,
+/// but is never relayed (see [`relayable`]).
+pub(super) fn matches(query: &[u8], id: u16, answer: &[u8]) -> bool {
+    if answer.len() < 12 || wire::id(answer) != id || answer[2] & 0x80 == 0 {
+        return false;
+    }
+    let header_only = answer[4..6] == [0, 0] && matches!(wire::rcode(answer), 1 | 4);
+    match (question(query), question(answer)) {
+        (Some(q), Some(a)) if !a.is_empty() => q.eq_ignore_ascii_case(a),
+        _ => header_only,
+    }
+}
+
+/// Whether a matching answer can go to the client: it carries the question
+/// and its records can be walked. The RDATA is not read, so records that
+/// hickory cannot parse are relayed as they are.
+pub(super) fn relayable(answer: &[u8]) -> bool {
+    question(answer).is_some_and(|q| !q.is_empty())
+}
+
+pub(super) async fn exchange_udp(
+    addr: SocketAddr,
+    query: &[u8],
+    deadline: Instant,
+) -> io::Result<Vec<u8>> {
+    let bind: SocketAddr = match addr {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(bind).await?;
+    socket.connect(addr).await?;
+    let (q, id) = with_random_id(query);
+    socket.send(&q).await?;
+    // We advertise 1232 bytes upstream; 4096 leaves room for upstreams that
+    // ignore it without holding 64 KiB per query in flight.
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = timeout_at(deadline, socket.recv(&mut buf))
+            .await
+            .map_err(|_| timed_out())??;
+        // A connected socket only receives from `addr`; the ID and question
+        // must match too, else it is a stray or forged reply: keep waiting.
+        if matches(&q, id, &buf[..n]) {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        tracing::debug!(%addr, "ignored a UDP reply that does not match the query");
+    }
+}
+
+pub(super) async fn exchange_tcp(
+    addr: SocketAddr,
+    query: &[u8],
+    deadline: Instant,
+) -> io::Result<Vec<u8>> {
+    let stream = timeout_at(deadline, TcpStream::connect(addr))
+        .await
+        .map_err(|_| timed_out())??;
+    let _ = stream.set_nodelay(true);
+    exchange_framed(stream, query, deadline).await
+}
+
+pub(super) fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timed out")
+}
+
+/// One query over a stream with RFC 1035 length framing (TCP and DoT).
+pub(super) async fn exchange_framed<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    query: &[u8],
+    deadline: Instant,
+) -> io::Result<Vec<u8>> {
+    let (q, id) = with_random_id(query);
+    let len = u16::try_from(q.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query too long"))?;
+    let mut framed = len.to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    timeout_at(deadline, stream.write_all(&framed))
+        .await
+        .map_err(|_| timed_out())??;
+    loop {
+        let mut len = [0u8; 2];
+        timeout_at(deadline, stream.read_exact(&mut len))
+            .await
+            .map_err(|_| timed_out())??;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        timeout_at(deadline, stream.read_exact(&mut buf))
+            .await
+            .map_err(|_| timed_out())??;
+        if matches(&q, id, &buf) {
+            return Ok(buf);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query() -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
+        q
+    }
+
+    #[test]
+    fn a_header_only_formerr_matches_but_is_not_relayed() {
+        let q = query();
+        let formerr = [0x12, 0x34, 0x81, 0x01, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(matches(&q, 0x1234, &formerr));
+        assert!(!relayable(&formerr));
+        let mut noerror = formerr;
+        noerror[3] = 0x80;
+        assert!(!matches(&q, 0x1234, &noerror), "a header-only NOERROR");
+        let mut answer = q.clone();
+        answer[2] |= 0x80;
+        answer[9..12].copy_from_slice(&[0, 0, 0]);
+        assert!(matches(&q, 0x1234, &answer) && relayable(&answer));
+        assert!(!matches(&q, 0x4321, &answer), "another ID");
+        answer[13] = b'E';
+        assert!(
+            matches(&q, 0x1234, &answer),
+            "0x20 case is the same question"
+        );
+        answer[14] = b'z';
+        assert!(!matches(&q, 0x1234, &answer), "another question");
+    }
+}
