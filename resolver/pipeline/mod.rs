@@ -15,7 +15,7 @@ use jiff::Timestamp;
 
 use crate::answer;
 use crate::blocklist::Category;
-use crate::cache::{Entry, Key, Lookup};
+use crate::cache::{BoxedKey, Entry, Key, Lookup};
 use crate::config::Denied;
 use crate::matcher::NameBuf;
 use crate::policy::{Decision, Phase, Verdict};
@@ -128,7 +128,7 @@ pub struct Pending {
     runtime: Arc<Runtime>,
     query: Message,
     packet: Vec<u8>,
-    key: Key,
+    key: BoxedKey,
     outcome: Outcome,
 }
 
@@ -228,11 +228,14 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
             ))
         }
         Verdict::Allow | Verdict::Log => {
-            let key = Key {
-                name: name.into(),
-                qtype: u16::from(question.query_type()),
-                qclass: u16::from(question.query_class()),
-                flags: flags(&query),
+            // Wire-format labels, not the dotted text: `a\.b.example` is
+            // not `a.b.example`.
+            let qtype = u16::from(question.query_type());
+            let qclass = u16::from(question.query_class());
+            let Some(key) = Key::new(question.name().iter(), qtype, qclass, flags(&query)) else {
+                let bytes = answer::encode(&answer::error(&query, ResponseCode::FormErr), max);
+                out.runtime = Some(runtime);
+                return Step::Reply(Some(bytes), out);
             };
             if let Lookup::Hit(entry) = state.cache.get(&key, Instant::now()) {
                 out.path = Path::Cached;
@@ -246,7 +249,7 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
                 runtime,
                 query,
                 packet: packet.to_vec(),
-                key,
+                key: key.boxed(),
                 outcome: out,
             });
         }
@@ -284,9 +287,18 @@ pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
             }
         })
         .await;
+    // Every upstream failed: an answer that expired less than
+    // `cache.stale_for` ago is served stale (RFC 8767) rather than SERVFAIL.
+    let entry = match entry {
+        Some(e) => Some((e, Path::Forwarded)),
+        None => state
+            .cache
+            .stale(&key, Instant::now())
+            .map(|e| (e, Path::Cached)),
+    };
     let bytes = match entry {
-        Some(entry) => {
-            outcome.path = Path::Forwarded;
+        Some((entry, path)) => {
+            outcome.path = path;
             outcome.upstream = Some(entry.upstream);
             let client = outcome.client.ip().to_canonical();
             let protocol = outcome.protocol;
