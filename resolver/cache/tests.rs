@@ -30,6 +30,13 @@ fn entry(name: &str, ttl: u32) -> Arc<Entry> {
     Arc::new(Entry::new(answer_for(name, ttl), 0, 86400).unwrap())
 }
 
+/// An answer for `name` with `ttl`, received `age` seconds ago.
+fn aged(name: &str, ttl: u32, age: u64) -> Arc<Entry> {
+    let mut e = Entry::new(answer_for(name, ttl), 0, 86400).unwrap();
+    e.stored -= Duration::from_secs(age);
+    Arc::new(e)
+}
+
 fn limits(max_bytes: usize) -> Limits {
     Limits {
         max_bytes,
@@ -160,9 +167,7 @@ fn a_popular_name_survives_a_flood_of_unique_names() {
 fn expired_answers_are_served_stale_only_after_a_failure() {
     let c = cache(limits(1 << 20));
     let k = key("stale.example");
-    let mut e = Entry::new(answer_for("stale.example", 60), 0, 86400).unwrap();
-    e.stored -= Duration::from_secs(600);
-    c.insert(&k.boxed(), Arc::new(e));
+    c.insert(&k.boxed(), aged("stale.example", 60, 600));
     let now = Instant::now();
     // Expired: a lookup asks the upstreams first.
     assert!(matches!(c.get(&k, now), Lookup::Miss));
@@ -200,9 +205,7 @@ fn answers_past_the_stale_window_are_dropped() {
         ..limits(1 << 20)
     });
     let k = key("old.example");
-    let mut e = Entry::new(answer_for("old.example", 60), 0, 86400).unwrap();
-    e.stored -= Duration::from_secs(200);
-    c.insert(&k.boxed(), Arc::new(e));
+    c.insert(&k.boxed(), aged("old.example", 60, 200));
     assert!(c.stale(&k.boxed(), Instant::now()).is_none());
     assert!(matches!(c.get(&k, Instant::now()), Lookup::Miss));
     assert!(c.is_empty());
@@ -210,9 +213,7 @@ fn answers_past_the_stale_window_are_dropped() {
         stale_for: Duration::ZERO,
         ..limits(1 << 20)
     });
-    let mut e = Entry::new(answer_for("old.example", 60), 0, 86400).unwrap();
-    e.stored -= Duration::from_secs(61);
-    off.insert(&k.boxed(), Arc::new(e));
+    off.insert(&k.boxed(), aged("old.example", 60, 61));
     assert!(off.stale(&k.boxed(), Instant::now()).is_none());
 }
 
@@ -237,5 +238,22 @@ async fn concurrent_identical_misses_fetch_once() {
         assert!(t.await.unwrap());
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(c.len(), 1);
+}
+
+#[test]
+fn a_good_answer_after_an_outage_replaces_the_stale_one() {
+    let c = cache(limits(1 << 20));
+    let k = key("back.example");
+    c.insert(&k.boxed(), aged("back.example", 60, 600));
+    let now = Instant::now();
+    assert!(c.stale(&k.boxed(), now).is_some());
+    // The upstream is back: its answer is fresh, not a stale copy.
+    c.insert(&k.boxed(), entry("back.example", 300));
+    let Lookup::Hit(hit) = c.get(&k, now) else {
+        panic!("a miss");
+    };
+    assert_eq!(hit.ttl, Duration::from_secs(300));
+    assert!(!hit.bytes.ends_with(entry::STALE_EDE));
     assert_eq!(c.len(), 1);
 }
