@@ -49,7 +49,11 @@ impl Entry {
     /// gets a zero TTL.
     pub fn new(bytes: Vec<u8>, upstream: usize, max_ttl: u32) -> Option<Self> {
         let mut layout = wire::walk(&bytes)?;
-        layout.ttls.shrink_to_fit();
+        // Copies, not shrinks: shrinking the upstream's 4 KiB receive buffer
+        // in place would leave a long-lived answer inside it and its free
+        // tail too small for the next buffer (RSS grew without bound under
+        // a unique-name flood that way).
+        layout.ttls = layout.ttls.as_slice().into();
         let records = wire::records(&bytes)?;
         let mut targets = Vec::new();
         let mut addresses = Vec::new();
@@ -95,7 +99,7 @@ impl Entry {
             0
         };
         Some(Self {
-            bytes: bytes.into_boxed_slice(),
+            bytes: bytes.as_slice().into(),
             layout,
             stored: Instant::now(),
             ttl: Duration::from_secs(u64::from(ttl.min(max_ttl))),
