@@ -257,3 +257,22 @@ fn a_good_answer_after_an_outage_replaces_the_stale_one() {
     assert!(!hit.bytes.ends_with(entry::STALE_EDE));
     assert_eq!(c.len(), 1);
 }
+
+#[test]
+fn a_zero_budget_or_cap_keeps_nothing() {
+    for l in [
+        limits(0),
+        Limits {
+            max_entries: Some(0),
+            ..limits(1 << 20)
+        },
+    ] {
+        let c = cache(l);
+        c.insert(&key("a.example").boxed(), entry("a.example", 300));
+        assert!(c.is_empty());
+        assert!(matches!(
+            c.get(&key("a.example"), Instant::now()),
+            Lookup::Miss
+        ));
+    }
+}
