@@ -10,9 +10,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use cutoff::answer::fast;
 use cutoff::blocklist;
+use cutoff::cache::{Entry, Key};
 use cutoff::config::{AnswerMode, Blocking};
 use cutoff::matcher::{Coverage, NameBuf};
 use cutoff::policy::{Snapshot, Verdict};
@@ -280,4 +282,40 @@ fn labels_from(data: &[u8]) -> Vec<Vec<u8>> {
         rest = &tail[len..];
     }
     labels
+}
+
+/// Any bytes as an upstream answer: `cache::Entry::new` never panics; an
+/// answer it reads renders for clients with and without EDNS, and its stale
+/// copy (RFC 8767), into messages `wire::walk` still reads, with every TTL
+/// of the stale copy at 30; its question makes a cache key.
+pub(crate) fn cache_entry(data: &[u8]) {
+    let Some(e) = Entry::new(data.to_vec(), 0, 86_400) else {
+        return;
+    };
+    let question = data.get(12..e.layout.question_end).unwrap_or(&[]);
+    let now = Instant::now();
+    let stale = e.stale_copy(now);
+    for entry in [&e, &stale] {
+        for edns in [true, false] {
+            let out = entry.render(0x4242, question, edns, now);
+            assert!(wire::walk(&out).is_some(), "a rendered answer walks");
+        }
+    }
+    let layout = wire::walk(&stale.bytes).expect("a stale copy walks");
+    for at in layout.ttls {
+        assert_eq!(wire::ttl_at(&stale.bytes, usize::from(at)), 30);
+    }
+    // The first question name as wire labels, if it is uncompressed.
+    let mut labels = Vec::new();
+    let mut at = 12;
+    while let Some(&len) = data.get(at).filter(|l| **l != 0 && **l < 64) {
+        let Some(label) = data.get(at + 1..at + 1 + usize::from(len)) else {
+            return;
+        };
+        labels.push(label);
+        at += 1 + usize::from(len);
+    }
+    if let Some(k) = Key::new(labels.iter().copied(), 1, 1, 0) {
+        assert!(k.as_bytes().len() <= 260);
+    }
 }

@@ -113,6 +113,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Answers held in the cache.",
     ),
     (
+        "cutoff_cache_bytes",
+        "gauge",
+        "Bytes the cache is charged against cache.max_bytes.",
+    ),
+    (
+        "cutoff_cache_stale_answers_total",
+        "counter",
+        "Expired answers served because every upstream failed (RFC 8767).",
+    ),
+    (
         "cutoff_list_entries",
         "gauge",
         "Active entries per list and category.",
@@ -203,6 +213,10 @@ pub struct Metrics {
     pub cache_misses: Counter,
     /// Cache entries.
     pub cache_entries: Gauge,
+    /// Bytes charged to the cache.
+    pub cache_bytes: Gauge,
+    /// Stale answers served.
+    pub cache_stale_answers: Counter,
     /// Query-log records written.
     pub log_records: Counter,
     /// Query-log records dropped.
@@ -270,6 +284,8 @@ impl Metrics {
             cache_hits: counter(r, "cutoff_cache_hits_total", &[]),
             cache_misses: counter(r, "cutoff_cache_misses_total", &[]),
             cache_entries: gauge(r, "cutoff_cache_entries", &[]),
+            cache_bytes: gauge(r, "cutoff_cache_bytes", &[]),
+            cache_stale_answers: counter(r, "cutoff_cache_stale_answers_total", &[]),
             log_records: counter(r, "cutoff_querylog_records_total", &[]),
             log_dropped: counter(r, "cutoff_querylog_dropped_total", &[]),
             log_errors: counter(r, "cutoff_querylog_write_errors_total", &[]),

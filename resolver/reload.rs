@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Limits};
 use crate::clients::ClientTable;
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{Counters, Metrics};
@@ -153,7 +153,13 @@ impl State {
         metrics: Arc<Metrics>,
         query_log: Option<QueryLog>,
     ) -> Self {
-        let cache = Cache::new(runtime.policy.config.serve.cache_size);
+        let serve = &runtime.policy.config.serve;
+        let limits = Limits {
+            max_bytes: serve.cache_max_bytes,
+            max_entries: serve.cache_size,
+            stale_for: serve.cache_stale_for,
+        };
+        let cache = Cache::new(limits, metrics.cache_stale_answers.clone());
         metrics.last_success.set(now_seconds());
         Self {
             current: ArcSwap::from_pointee(runtime),
@@ -182,6 +188,7 @@ impl State {
             gauge.set(seen.get(name).copied().unwrap_or(0) as f64);
         }
         self.metrics.cache_entries.set(self.cache.len() as f64);
+        self.metrics.cache_bytes.set(self.cache.bytes() as f64);
         self.metrics.upkeep();
     }
 

@@ -5,6 +5,10 @@
 //! Sits under `cache` and `pipeline`: a forwarded answer is walked once when
 //! it arrives; serving it again only patches bytes.
 
+mod records;
+
+pub use records::{Record, Section, name_text, records};
+
 /// Offsets into one message, found by [`walk`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layout {

@@ -13,12 +13,13 @@ use std::path::PathBuf;
 use crate::util::root;
 
 /// The cargo-fuzz targets, each replayed by one test below.
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     "wire_query",
     "decide",
     "list_line",
     "config",
     "querylog_name",
+    "cache_entry",
 ];
 
 /// The corpus and crash files of `target`, sorted (dot files are
@@ -111,4 +112,9 @@ fn config_inputs_load_or_fail_without_panicking() {
 #[test]
 fn querylog_name_inputs_round_trip_through_json() {
     replay("querylog_name", checks::querylog_name);
+}
+
+#[test]
+fn cache_entry_inputs_read_render_and_go_stale_without_panicking() {
+    replay("cache_entry", checks::cache_entry);
 }

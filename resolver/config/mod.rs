@@ -146,8 +146,12 @@ pub struct Serve {
     pub upstream_ca: Option<PathBuf>,
     /// Queries waiting for upstreams at once.
     pub max_inflight: usize,
-    /// Answers kept in the cache.
-    pub cache_size: usize,
+    /// Most answers kept in the cache (`None`: only `cache_max_bytes` bounds it).
+    pub cache_size: Option<usize>,
+    /// Bytes the cache may be charged (0: no cache).
+    pub cache_max_bytes: usize,
+    /// How long past their TTL answers may be served stale (zero: never).
+    pub cache_stale_for: std::time::Duration,
     /// Longest time an answer is kept, seconds.
     pub cache_max_ttl: u32,
     /// A TCP connection idle this long is closed.

@@ -44,10 +44,15 @@ pub(crate) struct RawConfig {
     pub(crate) upstream_ca: Option<At<String>>,
     /// `max_inflight`: queries waiting for upstreams at once.
     pub(crate) max_inflight: Option<At<i128>>,
-    /// `cache.size`: answers kept; `cache.max_ttl`: longest time one is kept.
+    /// `cache.size`: most answers kept; `cache.max_ttl`: longest time one is kept.
     pub(crate) cache_size: Option<At<i128>>,
     /// See `cache_size`.
     pub(crate) cache_max_ttl: Option<At<i128>>,
+    /// `cache.max_bytes`: the cache's memory budget (`16MiB`, or bytes).
+    pub(crate) cache_max_bytes: Option<At<String>>,
+    /// `cache.stale_for`: how long expired answers may be served when every
+    /// upstream fails (`1d`, `12h`, `0` for never).
+    pub(crate) cache_stale_for: Option<At<String>>,
     /// `tcp.idle_timeout`, `tcp.max_connections`, `tcp.max_queries`.
     pub(crate) tcp_idle_timeout: Option<At<String>>,
     /// See `tcp_idle_timeout`.
@@ -163,7 +168,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
 /// `bypass.*`: the switches for names answered locally to keep clients on this resolver.
 pub(crate) const BYPASS_KEYS: &[&str] = &["firefox_canary", "ddr", "icloud_private_relay"];
 const LOG_KEYS: &[&str] = &["path", "events", "client", "salt", "queue"];
-const CACHE_KEYS: &[&str] = &["size", "max_ttl"];
+const CACHE_KEYS: &[&str] = &["size", "max_ttl", "max_bytes", "stale_for"];
 const TCP_KEYS: &[&str] = &["idle_timeout", "max_connections", "max_queries"];
 const ACCESS_KEYS: &[&str] = &["allow", "deny", "denied"];
 const LIST_KEYS: &[&str] = &["builtin", "path", "prefixes", "category", "match"];
@@ -221,6 +226,8 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
     {
         raw.cache_size = int(r, &c, "size", 0, 10_000_000);
         raw.cache_max_ttl = int(r, &c, "max_ttl", 0, 604_800);
+        raw.cache_max_bytes = string(r, &c, "max_bytes");
+        raw.cache_stale_for = string(r, &c, "stale_for");
     }
     if let Some((n, p)) = f.get("query_log")
         && let Some(l) = r.fields(n, &p, LOG_KEYS)

@@ -81,6 +81,61 @@ pub(crate) fn duration(text: &str) -> Option<std::time::Duration> {
         .then(|| std::time::Duration::from_secs_f64(secs))
 }
 
+/// Parses a whole number followed by one of `units` (name, multiplier).
+fn with_unit(text: &str, units: &[(&str, u64)]) -> Option<u64> {
+    let t = text.trim();
+    let at = t.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..at].parse().ok()?;
+    let unit = t[at..].trim();
+    let (_, mul) = units.iter().find(|(name, _)| *name == unit)?;
+    n.checked_mul(*mul)
+}
+
+/// Parses a byte size: `0`, a number of bytes, or a whole number of
+/// `KiB`, `MiB` or `GiB`; between 64 KiB and 64 GiB unless 0.
+pub(crate) fn size(text: &str) -> Option<usize> {
+    let units = [
+        ("", 1),
+        ("B", 1),
+        ("KiB", 1 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+    ];
+    let bytes = with_unit(text, &units)?;
+    if bytes != 0 && !((64 << 10)..=(64 << 30)).contains(&bytes) {
+        return None;
+    }
+    usize::try_from(bytes).ok()
+}
+
+/// Parses `0`, or a whole number of `s`, `m`, `h` or `d`, up to 7 days.
+pub(crate) fn long_duration(text: &str) -> Option<std::time::Duration> {
+    let units = [("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)];
+    let secs = match text.trim() {
+        "0" => 0,
+        t => with_unit(t, &units).filter(|s| *s <= 7 * 86_400)?,
+    };
+    Some(std::time::Duration::from_secs(secs))
+}
+
+/// The value `parse` reads from `a`; an error saying it is not `what`
+/// (and `ok` cleared) when it reads nothing; `None` when `a` is absent or bad.
+fn parsed<T>(
+    c: &mut Checker<'_>,
+    ok: &mut bool,
+    a: &Option<At<String>>,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> Option<T> {
+    let a = a.as_ref()?;
+    let value = parse(&a.value);
+    if value.is_none() {
+        c.error(a, format!("`{}` is not {what}", a.value));
+        *ok = false;
+    }
+    value
+}
+
 pub(super) fn serve(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<super::Serve> {
     let mut ok = true;
     let mut dur = |a: &Option<At<String>>, default_ms: u64| match a {
@@ -114,7 +169,26 @@ pub(super) fn serve(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option
         upstream_timeout,
         upstream_ca,
         max_inflight: num(&raw.max_inflight, 4096),
-        cache_size: num(&raw.cache_size, 10_000),
+        cache_size: raw
+            .cache_size
+            .as_ref()
+            .and_then(|a| usize::try_from(a.value).ok()),
+        cache_max_bytes: parsed(
+            c,
+            &mut ok,
+            &raw.cache_max_bytes,
+            size,
+            "0 or a size from 64KiB to 64GiB, like 16MiB or 1048576",
+        )
+        .unwrap_or(crate::cache::DEFAULT_MAX_BYTES),
+        cache_stale_for: parsed(
+            c,
+            &mut ok,
+            &raw.cache_stale_for,
+            long_duration,
+            "0 or a duration like 30m, 12h or 1d (up to 7d)",
+        )
+        .unwrap_or(crate::cache::DEFAULT_STALE_FOR),
         cache_max_ttl: raw
             .cache_max_ttl
             .as_ref()
@@ -165,4 +239,61 @@ pub(super) fn query_log(c: &mut Checker<'_>, raw: &RawConfig) -> super::QueryLog
         q.queue = usize::try_from(a.value).unwrap_or(q.queue);
     }
     q
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::{long_duration, size};
+    use crate::config::{ConfigError, from_str};
+
+    #[test]
+    fn cache_sizes_take_binary_units_within_bounds() {
+        assert_eq!(size("16MiB"), Some(16 << 20));
+        assert_eq!(size("65536"), Some(64 << 10));
+        assert_eq!(size("0"), Some(0));
+        assert_eq!(size("1GiB"), Some(1 << 30));
+        // Below 64 KiB, above 64 GiB, decimal units, overflow: refused.
+        for bad in [
+            "1000",
+            "65GiB",
+            "16MB",
+            "16 mib",
+            "-1",
+            "99999999999999999999GiB",
+        ] {
+            assert_eq!(size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn stale_windows_take_days_hours_minutes_and_seconds() {
+        assert_eq!(long_duration("1d"), Some(Duration::from_secs(86_400)));
+        assert_eq!(long_duration("90m"), Some(Duration::from_secs(5_400)));
+        assert_eq!(long_duration("0"), Some(Duration::ZERO));
+        for bad in ["8d", "1w", "12", "", "1.5h", "18446744073709551615d"] {
+            assert_eq!(long_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_cache_values_are_reported_with_their_lines() {
+        let text = "cache:\n  max_bytes: 16MB\n  stale_for: 2w\n";
+        let Err(ConfigError::Invalid { problems, .. }) = from_str(text, "t", Path::new("/")) else {
+            panic!("accepted");
+        };
+        let lines: Vec<Option<u32>> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [Some(2), Some(3)], "{problems:?}");
+        let ok = from_str(
+            "cache:\n  max_bytes: 8MiB\n  stale_for: 12h\n",
+            "t",
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(ok.serve.cache_max_bytes, 8 << 20);
+        assert_eq!(ok.serve.cache_stale_for, Duration::from_secs(43_200));
+        assert_eq!(ok.serve.cache_size, None);
+    }
 }

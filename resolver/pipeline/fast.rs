@@ -64,12 +64,8 @@ pub(super) fn answer(
         }
         Verdict::Allow | Verdict::Log => {
             let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
-            let key = Key {
-                name: name.as_bytes().into(),
-                qtype: q.qtype,
-                qclass: q.qclass,
-                flags: super::flags(q.packet, dnssec_ok),
-            };
+            let flags = super::flags(q.packet, dnssec_ok);
+            let key = Key::new(q.labels(), q.qtype, q.qclass, flags)?;
             let Lookup::Hit(entry) = state.cache.get(&key, Instant::now()) else {
                 return None;
             };

@@ -55,9 +55,18 @@ pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
             }
         })
         .await;
+    // Every upstream failed: an answer that expired less than
+    // `cache.stale_for` ago is served stale (RFC 8767) rather than SERVFAIL.
+    let entry = match entry {
+        Some(e) => Some((e, Path::Forwarded)),
+        None => state
+            .cache
+            .stale(&key, Instant::now())
+            .map(|e| (e, Path::Cached)),
+    };
     let bytes = match entry {
-        Some(entry) => {
-            outcome.path = Path::Forwarded;
+        Some((entry, path)) => {
+            outcome.path = path;
             outcome.upstream = Some(entry.upstream);
             let client = outcome.client.ip().to_canonical();
             let protocol = outcome.protocol;
@@ -131,13 +140,13 @@ fn opaque_entry(bytes: Vec<u8>, upstream: usize) -> Option<Entry> {
         at += 10 + rdlen;
     }
     Some(Entry {
-        bytes,
+        bytes: bytes.into_boxed_slice(),
         layout,
         stored: Instant::now(),
         ttl: std::time::Duration::ZERO,
         rcode,
-        targets,
-        addresses,
+        targets: targets.into_boxed_slice(),
+        addresses: addresses.into_boxed_slice(),
         upstream,
     })
 }
@@ -209,8 +218,8 @@ mod tests {
         m.extend_from_slice(&[0xc0, ptr, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4, 203, 0, 113, 5]);
         m.extend_from_slice(&[0xc0, 12, 0, 10, 0, 1, 0, 0, 1, 0x2c, 0, 0]);
         let e = opaque_entry(m, 0).unwrap();
-        assert_eq!(e.targets, vec![Box::from(&b"s05.upd.kaspersky.com"[..])]);
-        assert_eq!(e.addresses, vec!["203.0.113.5".parse::<IpAddr>().unwrap()]);
+        assert_eq!(&*e.targets, &[Box::from(&b"s05.upd.kaspersky.com"[..])]);
+        assert_eq!(&*e.addresses, &["203.0.113.5".parse::<IpAddr>().unwrap()]);
         assert!(e.ttl.is_zero(), "never cached");
         let mut looped = vec![0x12, 0x34, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0, 12];
         looped.push(0);

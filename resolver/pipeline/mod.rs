@@ -15,7 +15,7 @@ use jiff::Timestamp;
 
 use crate::answer;
 use crate::blocklist::Category;
-use crate::cache::{Entry, Key, Lookup};
+use crate::cache::{BoxedKey, Entry, Key, Lookup};
 use crate::config::Denied;
 use crate::matcher::NameBuf;
 use crate::policy::{Decision, Phase, Verdict};
@@ -134,7 +134,7 @@ pub struct Pending {
     runtime: Arc<Runtime>,
     query: Message,
     packet: Vec<u8>,
-    key: Key,
+    key: BoxedKey,
     outcome: Outcome,
 }
 
@@ -237,11 +237,15 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
             ))
         }
         Verdict::Allow | Verdict::Log => {
-            let key = Key {
-                name: name.into(),
-                qtype: u16::from(question.query_type()),
-                qclass: u16::from(question.query_class()),
-                flags: flags(packet, dnssec_ok(&query)),
+            // Wire-format labels, not the dotted text: `a\.b.example` is
+            // not `a.b.example`.
+            let qtype = u16::from(question.query_type());
+            let qclass = u16::from(question.query_class());
+            let flags = flags(packet, dnssec_ok(&query));
+            let Some(key) = Key::new(question.name().iter(), qtype, qclass, flags) else {
+                let bytes = answer::encode(&answer::error(&query, ResponseCode::FormErr), max);
+                out.runtime = Some(runtime);
+                return Step::Reply(Some(bytes), out);
             };
             if let Lookup::Hit(entry) = state.cache.get(&key, Instant::now()) {
                 out.path = Path::Cached;
@@ -255,7 +259,7 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
                 runtime,
                 query,
                 packet: packet.to_vec(),
-                key,
+                key: key.boxed(),
                 outcome: out,
             });
         }

@@ -10,7 +10,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use super::{EDE_CODE, EDE_INFO_CODE, EDE_TEXT, TTL, Transport, reply};
 
 /// The answer from the fixed zone: `example.com` and `www` (A, AAAA),
-/// `short-ttl` (A, TTL 2), `alias` (CNAME into `upd.kaspersky.com`),
+/// `short-ttl` (A, TTL 2), `a.b` and `a\\.b` (A, two addresses), `alias` (CNAME into `upd.kaspersky.com`),
 /// `kasperskyip` (A in 91.103.64.0/21), `many` (40 A), `huge` (12 TXT; TC over
 /// UDP), `tc-only` (TC over UDP, A over TCP), `servfail-ede` (SERVFAIL with
 /// EDE 6 under EDNS); known names without the type get NODATA, all other
@@ -41,6 +41,13 @@ pub(super) fn zone(query: &Message, transport: Transport) -> Message {
         }
         "short-ttl.example.com" if wants(RecordType::A) => {
             answer.answers.push(record(2, a([192, 0, 2, 2])));
+        }
+        // Three labels, and two (`a.b` holds a dot): distinct names.
+        "a.b.example.com" if wants(RecordType::A) => {
+            answer.answers.push(record(TTL, a([192, 0, 2, 31])));
+        }
+        "a\\.b.example.com" if wants(RecordType::A) => {
+            answer.answers.push(record(TTL, a([192, 0, 2, 32])));
         }
         "alias.example.com" => {
             let target = name("s05.upd.kaspersky.com.");
@@ -87,6 +94,8 @@ pub(super) fn zone(query: &Message, transport: Transport) -> Message {
         }
         // Names in the zone without records of the asked type: NODATA.
         "short-ttl.example.com"
+        | "a.b.example.com"
+        | "a\\.b.example.com"
         | "kasperskyip.example.com"
         | "many.example.com"
         | "huge.example.com"
