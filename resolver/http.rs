@@ -2,17 +2,23 @@
 //! `/api/v1/clients`. Nothing on this port changes state; only GET is
 //! routed (other methods get 405). It binds 127.0.0.1:9153 by default.
 //!
-//! Sits beside the query flow and shares only the `State` with it.
+//! Sits beside the query flow and shares only the `State` with it. It takes
+//! unauthenticated input, so nothing here may panic (docs/adr/0002-panic-abort.md).
+
+#![deny(clippy::arithmetic_side_effects)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State as AxState};
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use jiff::Timestamp;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -79,11 +85,29 @@ struct Since {
     since: Option<String>,
 }
 
-async fn clients(AxState(state): AxState<Arc<State>>, Query(q): Query<Since>) -> Response {
-    let since = match q.since.as_deref().map(crate::cli::parse_since) {
-        None => None,
-        Some(Ok(t)) => Some(t),
-        Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+/// Why a `/api/v1/clients` query string was refused (400).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientsQueryError {
+    /// Not a query string this endpoint reads (an unknown encoding, a
+    /// repeated `since`).
+    #[error(transparent)]
+    Query(#[from] QueryRejection),
+    /// `since` is not a duration, instant or date.
+    #[error(transparent)]
+    Since(#[from] crate::since::SinceError),
+}
+
+/// The `since` of a `/api/v1/clients` request, read from its URI as the
+/// handler reads it: `None` when absent.
+pub fn clients_since(uri: &Uri, now: Timestamp) -> Result<Option<Timestamp>, ClientsQueryError> {
+    let Query(q) = Query::<Since>::try_from_uri(uri)?;
+    Ok(q.since.map(|s| crate::since::parse(&s, now)).transpose()?)
+}
+
+async fn clients(AxState(state): AxState<Arc<State>>, uri: Uri) -> Response {
+    let since = match clients_since(&uri, Timestamp::now()) {
+        Ok(since) => since,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
     let runtime = state.current.load();
     let log = &runtime.policy.config.query_log;

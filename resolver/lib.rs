@@ -23,6 +23,7 @@
 //! | [`querylog`] | the JSON query log behind a bounded queue |
 //! | [`clients`] | the remediation table: who asked for Kaspersky names |
 //! | [`http`] | the read-only admin endpoint: `/metrics`, `/healthz`, `/readyz`, `/api/v1/clients` |
+//! | [`since`] | "since when?" for `report --since` and `?since=`: durations, instants, dates; checked arithmetic |
 //! | [`firewall`] | outside the query flow: the nftables or iptables rules `cutoff firewall` prints |
 //!
 //! # One query
@@ -60,5 +61,6 @@ pub mod policy;
 pub mod querylog;
 pub mod reload;
 pub mod server;
+pub mod since;
 pub mod upstream;
 pub mod wire;

@@ -13,12 +13,14 @@ use std::path::PathBuf;
 use crate::util::root;
 
 /// The cargo-fuzz targets, each replayed by one test below.
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 7] = [
     "wire_query",
     "decide",
     "list_line",
     "config",
     "querylog_name",
+    "since",
+    "clients_query",
 ];
 
 /// The corpus and crash files of `target`, sorted (dot files are
@@ -111,4 +113,14 @@ fn config_inputs_load_or_fail_without_panicking() {
 #[test]
 fn querylog_name_inputs_round_trip_through_json() {
     replay("querylog_name", checks::querylog_name);
+}
+
+#[test]
+fn since_inputs_parse_or_say_what_is_accepted() {
+    replay("since", checks::since);
+}
+
+#[test]
+fn clients_query_inputs_give_an_instant_or_a_400() {
+    replay("clients_query", checks::clients_query);
 }

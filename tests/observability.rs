@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, Query};
+use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 
 use crate::fakeup::Fakeup;
@@ -273,6 +273,45 @@ async fn admin_endpoint_is_read_only_and_reports_health() {
             .0,
         400
     );
+    s.stop().await;
+}
+
+/// Issue 15, point 1: a `since` far enough back overflowed and panicked;
+/// with `panic = "abort"` in release, one unauthenticated GET killed the
+/// resolver. Now each is a 400 that says what is accepted, and the server
+/// keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_since_out_of_range_is_a_400_and_the_server_keeps_serving() {
+    let up = Fakeup::start().await;
+    let s = serve(&config("-", ""), up.addr()).await;
+    for since in [
+        "5000000d",
+        "9223372036854775807s",
+        "99999999999999999999d",
+        "2024-02-30",
+        "yesterday",
+        "%FF",
+    ] {
+        let (code, body) = http(s.http, "GET", &format!("/api/v1/clients?since={since}")).await;
+        assert_eq!(code, 400, "{since}: {body}");
+        assert!(
+            body.contains("RFC 3339") || body.contains("query"),
+            "{since}: {body}"
+        );
+    }
+    let (code, body) = http(s.http, "GET", "/api/v1/clients?since=5000000d").await;
+    assert!(body.contains("reaches too far back"), "{code} {body}");
+    for since in ["2024-09-29", "2024-09-29T00:00:00-04:00", "30m"] {
+        let (code, body) = http(s.http, "GET", &format!("/api/v1/clients?since={since}")).await;
+        assert_eq!(code, 200, "{since}: {body}");
+    }
+    let (answer, _) = udp(
+        s.addr,
+        "127.0.0.2",
+        &query("example.com.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
     s.stop().await;
 }
 
