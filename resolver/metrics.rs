@@ -143,6 +143,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Queries or connections dropped without an answer, by reason.",
     ),
     ("cutoff_tcp_connections", "gauge", "Open TCP connections."),
+    (
+        "cutoff_rules_active",
+        "gauge",
+        "Rules in the config in force; 0 means nothing is blocked or logged.",
+    ),
 ];
 
 /// Response codes with their own series; everything else is `other`.
@@ -418,6 +423,7 @@ impl Metrics {
             .map(|n| gauge(r, "cutoff_kaspersky_clients", &[("network", &n.name)]))
             .collect();
         gauge(r, "cutoff_config_info", &[("version", &c.version)]).set(1.0);
+        gauge(r, "cutoff_rules_active", &[]).set(c.rules.len() as f64);
         Counters {
             queries,
             matches,

@@ -73,6 +73,20 @@ pub enum BuildError {
     /// The upstreams are unusable.
     #[error(transparent)]
     Upstream(#[from] SetupError),
+    /// The new config has no rules, the running one has some, and the file
+    /// does not say `forward_only: true`: most likely an emptied or
+    /// truncated file, which would silently turn the sinkhole into a plain
+    /// forwarder.
+    #[error(
+        "{origin} has no rules but the running config has {running}: refusing to stop blocking and logging; \
+         write `forward_only: true` in the file if a plain forwarder is what you mean"
+    )]
+    DropsEveryRule {
+        /// The file that was read.
+        origin: String,
+        /// Rules in the running config.
+        running: usize,
+    },
 }
 
 impl Runtime {
@@ -203,6 +217,18 @@ impl State {
     fn try_reload(&self) -> Result<String, BuildError> {
         let config = Self::load_config(self.config_path.as_deref(), &self.overrides)?;
         let old = self.current.load_full();
+        let running = old.policy.config.rules.len();
+        if config.rules.is_empty() && running > 0 && !config.forward_only {
+            return Err(BuildError::DropsEveryRule {
+                origin: config.origin,
+                running,
+            });
+        }
+        // The same warnings as at start-up, so a reload that loads but looks
+        // wrong is never silent.
+        for w in &config.warnings {
+            tracing::warn!("config: {w}");
+        }
         if config.listen != old.policy.config.listen {
             tracing::warn!(
                 "`listen` changed: listeners change only on restart; the new addresses are ignored until then"

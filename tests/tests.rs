@@ -13,6 +13,8 @@ mod e2e;
 mod fakeup;
 /// fakeup answers as its tests expect.
 mod fakeup_selftest;
+/// The real binary under signals, hostile files, low limits and floods.
+mod faults;
 /// cutoff firewall: generated rules under nft, sh and the shipped examples.
 mod firewall;
 /// Every fuzz corpus and crash file, replayed on stable.
@@ -23,6 +25,10 @@ mod harness;
 mod malformed;
 /// Metrics, the query log, the client table and the admin endpoint.
 mod observability;
+/// The real binary as a child process, its log in a file.
+mod proc;
+/// Reloads that would silently weaken the policy are refused.
+mod reload;
 /// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.
 mod serve;
 /// DNS over TLS and HTTPS upstreams against real TLS servers.

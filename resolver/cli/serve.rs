@@ -151,7 +151,7 @@ async fn serve(
     tracing::info!(
         listen = ?bound,
         upstreams = ?upstreams,
-        http = %c.http,
+        http = %http.local_addr().unwrap_or(c.http),
         query_log = c.query_log.path.as_deref().unwrap_or("off"),
         config = %c.origin,
         version = %c.version,

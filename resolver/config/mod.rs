@@ -296,6 +296,9 @@ pub struct Config {
     pub lists: Vec<Arc<List>>,
     /// Rules, in file order (ties between equal actions go to the first).
     pub rules: Vec<Rule>,
+    /// `forward_only: true`: the file means to have no rules, so a reload
+    /// that drops every running rule is allowed.
+    pub forward_only: bool,
     /// How blocked names are answered.
     pub blocking: Blocking,
     /// Serving limits and timeouts.

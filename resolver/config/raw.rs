@@ -60,6 +60,9 @@ pub(crate) struct RawConfig {
     pub(crate) log_salt: Option<At<String>>,
     /// `query_log.queue`: records buffered before drops.
     pub(crate) log_queue: Option<At<i128>>,
+    /// `forward_only`: `true` when the file means to have no rules (a plain
+    /// forwarder); without it a reload that drops every rule is refused.
+    pub(crate) forward_only: Option<At<String>>,
     /// Line of the `rules` key, for "no rules" warnings.
     pub(crate) rules_line: Option<u32>,
 }
@@ -145,6 +148,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "networks",
     "lists",
     "rules",
+    "forward_only",
     "blocking",
     "upstream_timeout",
     "upstream_ca",
@@ -202,6 +206,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
         path: p,
     });
     raw.http = string(r, &f, "http");
+    raw.forward_only = string(r, &f, "forward_only");
     raw.upstream_timeout = string(r, &f, "upstream_timeout");
     raw.upstream_ca = string(r, &f, "upstream_ca");
     raw.max_inflight = int(r, &f, "max_inflight", 1, 1_000_000);

@@ -94,12 +94,34 @@ pub(crate) fn validate(
     let lists = super::lists::lists(&mut c, &raw.lists, base);
     let list_names: Vec<&str> = raw.lists.iter().map(|l| l.name.value.as_str()).collect();
     let rules = super::rules::rules(&mut c, &raw.rules, &networks, &list_names, &lists);
-    if raw.rules.is_empty() {
-        c.warnings.push(Problem::new(
+    let forward_only = match &raw.forward_only {
+        None => false,
+        Some(a) => match a.value.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                c.error(a, format!("`{other}` is not true or false"));
+                false
+            }
+        },
+    };
+    match (&raw.forward_only, raw.rules.is_empty()) {
+        (Some(a), false) if forward_only => c.error(
+            a,
+            format!(
+                "`forward_only: true` says this config has no rules, but it has {}; remove one or the other",
+                raw.rules.len()
+            ),
+        ),
+        (_, true) if !forward_only => c.warnings.push(Problem::new(
             raw.rules_line,
             "rules",
-            "no rules: every query is forwarded and nothing is logged as Kaspersky".into(),
-        ));
+            "no rules: every query is forwarded and nothing is logged as Kaspersky \
+             (a reload to this file is refused while rules are running; \
+             write `forward_only: true` if that is what you mean)"
+                .into(),
+        )),
+        _ => {}
     }
     for l in &raw.lists {
         if !raw
@@ -149,6 +171,7 @@ pub(crate) fn validate(
         networks,
         lists: lists.into_iter().flatten().collect(),
         rules: rules.into_iter().flatten().collect(),
+        forward_only,
         blocking: blocking?,
         serve: serve?,
         query_log,
