@@ -4,7 +4,13 @@
 
 use std::time::Duration;
 
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 use crate::fakeup::Fakeup;
+use crate::harness::{query, tcp, udp};
 use crate::proc::{Proc, Start, config};
 
 const RULES: &str = "lists:\n  kaspersky: {builtin: kaspersky}\nrules:\n  - {name: cutoff, lists: [kaspersky], action: block}\n";
@@ -32,4 +38,81 @@ async fn a_reload_logs_the_new_files_warnings() {
         Duration::from_secs(5),
     );
     assert!(line.is_some_and(|l| l.contains("WARN")), "{}", p.log());
+}
+
+/// Issue 15, point 4: under the unit's descriptor limit, enough idle admin
+/// connections took every descriptor, and uncached DNS queries got
+/// SERVFAIL. With the limit at 160, more idle and slowloris admin
+/// connections than that now leave DNS its descriptors: forwarded queries
+/// over UDP and TCP still get answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_flood_under_a_low_descriptor_limit_leaves_dns_answering() {
+    let up = Fakeup::start().await;
+    let yaml = config(up.addr(), "max_inflight: 32\ntcp: {max_connections: 16}\n");
+    let p = Proc::start(
+        &yaml,
+        Start {
+            nofile: Some(160),
+            ..Start::default()
+        },
+    );
+    // Connect until the kernel's accept queue is full (a connect that does
+    // not complete within a second), at most 400.
+    let mut flood = Vec::new();
+    for i in 0..400 {
+        let Ok(Ok(mut c)) =
+            tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(p.http)).await
+        else {
+            break;
+        };
+        if i % 16 == 0 {
+            // Slowloris: a header that never ends.
+            let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: a").await;
+        }
+        flood.push(c);
+    }
+    assert!(
+        flood.len() > 160,
+        "only {} admin connections opened",
+        flood.len()
+    );
+    for i in 0..40 {
+        // Unique names, so each is forwarded (the upstream says NXDOMAIN;
+        // out of descriptors, cutoff would say SERVFAIL).
+        let name = format!("n{i}.example.com.");
+        let (m, _) = udp(p.dns, "127.0.0.1", &query(&name, RecordType::A, None)).await;
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{name}: {}",
+            p.log()
+        );
+    }
+    let m = tcp(
+        p.dns,
+        "127.0.0.1",
+        &query("www.example.com.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(up.seen().len(), 41, "every query was forwarded");
+    // The flood leaves; the admin endpoint answers again.
+    drop(flood);
+    let start = std::time::Instant::now();
+    let mut code = 0;
+    while start.elapsed() < Duration::from_secs(30) && code != 200 {
+        if let Ok(Ok(mut c)) =
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(p.http)).await
+        {
+            let _ = c
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+            if out.starts_with(b"HTTP/1.1 200") {
+                code = 200;
+            }
+        }
+    }
+    assert_eq!(code, 200, "{}", p.log());
 }

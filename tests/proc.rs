@@ -60,7 +60,7 @@ impl Proc {
                 let mut c = Command::new("sh");
                 c.arg("-c")
                     .arg(format!(
-                        "ulimit -Hn {n} && ulimit -Sn {n} && exec \"$0\" \"$@\""
+                        "ulimit -Sn {n} && ulimit -Hn {n} && exec \"$0\" \"$@\""
                     ))
                     .arg(exe);
                 c
