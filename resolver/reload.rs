@@ -259,3 +259,45 @@ fn now_seconds() -> f64 {
 
 /// How long `serve` waits for in-flight queries after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// How long a reload may take before it is given up: far above a real one
+/// (a large list loads in seconds), short enough that a hung read (a file
+/// on a dead network mount) is reported.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `work` on a thread of its own and waits at most `limit` for it:
+/// `None` when it has not finished by then. The thread is left to finish
+/// (a blocking read cannot be cancelled) but nothing waits for it, so the
+/// caller, and the process's exit, never hang on it.
+pub async fn bounded<T: Send + 'static>(
+    limit: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("cutoff-reload".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        });
+    if spawned.is_err() {
+        return None;
+    }
+    tokio::time::timeout(limit, rx).await.ok()?.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn work_that_never_finishes_is_given_up_after_the_limit() {
+        let (_hold, blocked) = std::sync::mpsc::channel::<()>();
+        let work = move || blocked.recv().is_ok();
+        assert_eq!(bounded(RELOAD_TIMEOUT, work).await, None);
+    }
+
+    #[tokio::test]
+    async fn work_that_finishes_gives_its_result() {
+        assert_eq!(bounded(RELOAD_TIMEOUT, || 7).await, Some(7));
+    }
+}

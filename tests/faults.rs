@@ -11,7 +11,8 @@ use tokio::net::TcpStream;
 
 use crate::fakeup::Fakeup;
 use crate::harness::{query, tcp, udp};
-use crate::proc::{Proc, Start, config};
+use crate::proc::{Proc, Start, config, mkfifo};
+use crate::util::run;
 
 const RULES: &str = "lists:\n  kaspersky: {builtin: kaspersky}\nrules:\n  - {name: cutoff, lists: [kaspersky], action: block}\n";
 
@@ -115,4 +116,84 @@ async fn an_admin_flood_under_a_low_descriptor_limit_leaves_dns_answering() {
         }
     }
     assert_eq!(code, 200, "{}", p.log());
+}
+
+/// Issue 15, point 5: a config that is a FIFO with no writer blocked the
+/// reload inside the signal loop, and from then on SIGTERM was ignored
+/// until SIGKILL. Now the FIFO is refused at once, the server keeps its
+/// policy, and SIGTERM still stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_config_on_reload_is_refused_and_sigterm_still_stops_the_server() {
+    let up = Fakeup::start().await;
+    let mut p = Proc::start(&config(up.addr(), RULES), Start::default());
+    std::fs::remove_file(&p.config).expect("remove config");
+    mkfifo(&p.config);
+    p.signal("HUP");
+    let refused = p.wait_log("reload failed", Duration::from_secs(20));
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|l| l.contains("a FIFO, not a regular file")),
+        "{}",
+        p.log()
+    );
+    // A list that is a FIFO is refused the same way.
+    let list = p.config.with_file_name("list.txt");
+    mkfifo(&list);
+    std::fs::remove_file(&p.config).expect("remove fifo");
+    let yaml = config(
+        up.addr(),
+        &format!(
+            "lists:\n  l: {{path: {}}}\nrules:\n  - {{name: r, lists: [l], action: block}}\n",
+            list.display()
+        ),
+    );
+    std::fs::write(&p.config, yaml).expect("write");
+    p.signal("HUP");
+    assert!(
+        p.wait_log("list.txt: a FIFO", Duration::from_secs(20))
+            .is_some(),
+        "{}",
+        p.log()
+    );
+    let (m, _) = udp(
+        p.dns,
+        "127.0.0.1",
+        &query("s05.upd.kaspersky.com.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NXDomain,
+        "the old policy blocks"
+    );
+    assert!(up.seen_name("s05.upd.kaspersky.com").is_empty());
+    p.signal("TERM");
+    let status = p.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        p.log()
+    );
+}
+
+/// Issue 15, point 5: a config symlinked to /dev/zero was read until the
+/// OOM killer came. Now `check` and `serve` refuse it by name at once.
+#[test]
+fn a_config_linked_to_dev_zero_or_over_4_mib_is_refused_by_check_and_serve() {
+    let dir = tempfile::tempdir().expect("dir");
+    let zero = dir.path().join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, format!("# {}\n", "x".repeat(4 << 20))).expect("write");
+    for (path, why) in [
+        (&zero, "a character device, not a regular file"),
+        (&big, "larger than 4096 KiB"),
+    ] {
+        for cmd in ["check", "serve"] {
+            let (code, _, err) = run(&[cmd, "--config", path.to_str().expect("utf8")]);
+            assert_eq!(code, 1, "{cmd}: {err}");
+            assert!(err.contains(why), "{cmd}: {err}");
+        }
+    }
 }

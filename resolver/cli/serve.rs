@@ -12,7 +12,7 @@ use crate::config::Upstream;
 use crate::metrics::Metrics;
 use crate::networks;
 use crate::querylog::{QueryLog, Target};
-use crate::reload::{DRAIN, Overrides, Runtime, State};
+use crate::reload::{DRAIN, Overrides, RELOAD_TIMEOUT, Runtime, State};
 use crate::server::{self, Limits, Listeners};
 
 /// Arguments of `cutoff serve`.
@@ -206,24 +206,17 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
         tracing::error!("cannot install signal handlers");
         return;
     };
+    let mut reloading: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                // Build off the query path; a failure keeps the running policy.
-                let state = state.clone();
-                let result = tokio::task::spawn_blocking(move || state.reload()).await;
-                match result {
-                    Ok(Ok(version)) => tracing::info!(%version, "reloaded"),
-                    Ok(Err(e)) => {
-                        tracing::error!("reload failed, keeping the running config: {e}");
-                        if let crate::reload::BuildError::Config(crate::config::ConfigError::Invalid { problems, .. }) = &e {
-                            for p in problems {
-                                tracing::error!("  {p}");
-                            }
-                        }
-                    }
-                    Err(e) => tracing::error!("reload task failed: {e}"),
+                // A reload is a task of its own, so this loop keeps serving
+                // TERM and USR1 whatever the reload waits for.
+                if reloading.as_ref().is_some_and(|r| !r.is_finished()) {
+                    tracing::warn!("SIGHUP ignored: the previous reload is still running");
+                    continue;
                 }
+                reloading = Some(tokio::spawn(reload(state.clone())));
             }
             _ = usr1.recv() => {
                 if let Some(log) = &state.query_log {
@@ -244,4 +237,35 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
         DRAIN.as_secs()
     );
     let _ = stop.send(true);
+}
+
+/// One reload, built off the query path and bounded in time; a failure or
+/// a timeout keeps the running policy.
+async fn reload(state: Arc<State>) {
+    let work = {
+        let state = state.clone();
+        move || state.reload()
+    };
+    match crate::reload::bounded(RELOAD_TIMEOUT, work).await {
+        Some(Ok(version)) => tracing::info!(%version, "reloaded"),
+        Some(Err(e)) => {
+            tracing::error!("reload failed, keeping the running config: {e}");
+            if let crate::reload::BuildError::Config(crate::config::ConfigError::Invalid {
+                problems,
+                ..
+            }) = &e
+            {
+                for p in problems {
+                    tracing::error!("  {p}");
+                }
+            }
+        }
+        None => {
+            state.metrics.reload_failure.increment(1);
+            tracing::error!(
+                "reload did not finish within {}s (a config or list file that never ends, or a hung mount?); keeping the running config",
+                RELOAD_TIMEOUT.as_secs()
+            );
+        }
+    }
 }

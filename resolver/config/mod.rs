@@ -309,13 +309,17 @@ pub struct Config {
     pub warnings: Vec<Problem>,
 }
 
+/// The largest config file read: real ones are a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
 /// Reads and validates a config file. Relative list paths are taken from
 /// the file's directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text =
+        crate::files::read_capped(path, MAX_CONFIG_BYTES).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
     let base = path.parent().unwrap_or(Path::new("."));
     from_str(&text, &path.display().to_string(), base)
 }
