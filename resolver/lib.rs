@@ -24,6 +24,7 @@
 //! | [`clients`] | the remediation table: who asked for Kaspersky names |
 //! | [`http`] | the read-only admin endpoint: `/metrics`, `/healthz`, `/readyz`, `/api/v1/clients` |
 //! | [`since`] | "since when?" for `report --since` and `?since=`: durations, instants, dates; checked arithmetic |
+//! | [`descriptors`] | the file descriptors a config needs, checked against `RLIMIT_NOFILE` at start-up |
 //! | [`files`] | opening config and list files: regular files only, never a blocking open, reads capped |
 //! | [`firewall`] | outside the query flow: the nftables or iptables rules `cutoff firewall` prints |
 //!
@@ -52,6 +53,7 @@ pub mod cache;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod descriptors;
 pub mod files;
 pub mod firewall;
 pub mod http;

@@ -197,3 +197,61 @@ fn a_config_linked_to_dev_zero_or_over_4_mib_is_refused_by_check_and_serve() {
         }
     }
 }
+
+/// Issue 15, point 6: the default `max_inflight` equalled the unit's
+/// descriptor limit. A hard limit below what the config needs now stops
+/// `serve` at start-up, naming the need and what to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_descriptor_limit_below_what_its_config_needs() {
+    let up = Fakeup::start().await;
+    let mut p = Proc::start(
+        &config(up.addr(), ""),
+        Start {
+            nofile: Some(4096),
+            no_wait: true,
+            ..Start::default()
+        },
+    );
+    let status = p.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{}", p.log());
+    let log = p.log();
+    assert!(log.contains("needs about 4451 file descriptors"), "{log}");
+    assert!(log.contains("is 4096 (hard limit 4096)"), "{log}");
+    assert!(log.contains("LimitNOFILE="), "{log}");
+}
+
+/// A soft limit below the need is raised to the hard limit at start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_raises_a_low_soft_descriptor_limit_to_the_hard_one() {
+    let hard = crate::proc::own_hard_nofile();
+    if hard < 8192 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the test runner's hard open-files limit ({hard}) is too low for this test"
+        );
+        eprintln!("note: hard open-files limit {hard} < 8192; skipped");
+        return;
+    }
+    let up = Fakeup::start().await;
+    let p = Proc::start(
+        &config(up.addr(), ""),
+        Start {
+            soft_nofile: Some(1024),
+            ..Start::default()
+        },
+    );
+    assert!(
+        p.log().contains("raised the open-files limit from 1024 to"),
+        "{}",
+        p.log()
+    );
+    let (soft, hard_now) = p.nofile();
+    assert_eq!(soft, hard_now, "soft limit raised to the hard one");
+    let (m, _) = udp(
+        p.dns,
+        "127.0.0.1",
+        &query("www.example.com.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+}

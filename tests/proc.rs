@@ -31,6 +31,8 @@ pub(crate) struct Start<'a> {
     /// Soft and hard `RLIMIT_NOFILE` for the child (set with the shell's
     /// `ulimit`, so no tool is needed).
     pub(crate) nofile: Option<u32>,
+    /// Only the soft `RLIMIT_NOFILE` (the hard one is inherited).
+    pub(crate) soft_nofile: Option<u32>,
     /// Extra arguments after `serve --config PATH`.
     pub(crate) args: &'a [&'a str],
     /// Environment variables for the child.
@@ -55,13 +57,16 @@ impl Proc {
         let log = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&log).expect("log file");
         let exe = bin().get_program().to_owned();
-        let mut cmd = match how.nofile {
-            Some(n) => {
+        let ulimit = match (how.nofile, how.soft_nofile) {
+            (Some(n), _) => Some(format!("ulimit -Sn {n} && ulimit -Hn {n}")),
+            (None, Some(n)) => Some(format!("ulimit -Sn {n}")),
+            (None, None) => None,
+        };
+        let mut cmd = match ulimit {
+            Some(u) => {
                 let mut c = Command::new("sh");
                 c.arg("-c")
-                    .arg(format!(
-                        "ulimit -Sn {n} && ulimit -Hn {n} && exec \"$0\" \"$@\""
-                    ))
+                    .arg(format!("{u} && exec \"$0\" \"$@\""))
                     .arg(exe);
                 c
             }
@@ -144,6 +149,21 @@ impl Proc {
         assert!(ok, "kill -{sig}");
     }
 
+    /// The soft and hard open-files limits of the running process.
+    pub(crate) fn nofile(&self) -> (String, String) {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.child.id()))
+            .expect("/proc/PID/limits");
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("Max open files");
+        let mut v = line.split_whitespace().skip(3);
+        (
+            v.next().unwrap_or_default().to_owned(),
+            v.next().unwrap_or_default().to_owned(),
+        )
+    }
+
     /// Waits up to `within` for the process to exit.
     pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         let start = Instant::now();
@@ -157,6 +177,17 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The hard open-files limit of the test process (children inherit it).
+pub(crate) fn own_hard_nofile() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// Makes a FIFO at `path` (with `mkfifo`, part of coreutils).

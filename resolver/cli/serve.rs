@@ -101,6 +101,16 @@ async fn serve(
         eprintln!("error: {e}");
         Ok(ExitCode::FAILURE)
     };
+    // Before binding: running out of descriptors later looks like a dead
+    // upstream (every uncached query gets SERVFAIL).
+    let need = crate::descriptors::Need::of(&config);
+    match crate::descriptors::ensure(need) {
+        Ok(crate::descriptors::Checked::Raised { from, to }) => tracing::info!(
+            "raised the open-files limit from {from} to {to}: the config needs {need}"
+        ),
+        Ok(crate::descriptors::Checked::Enough { .. }) => {}
+        Err(e) => return fail(&e),
+    }
     let listeners = match Listeners::bind(&config.listen).await {
         Ok(l) => l,
         Err(e) => {
