@@ -60,6 +60,14 @@ pub fn read_capped(path: &Path, max: u64) -> io::Result<String> {
     Ok(text)
 }
 
+/// Makes a FIFO (tests).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.unwrap().success(), "mkfifo {}", path.display());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,13 +76,7 @@ mod tests {
     fn special_files_are_refused_by_kind_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        mkfifo(&fifo);
         let link = dir.path().join("zero.yaml");
         std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
         for (path, kind) in [

@@ -21,6 +21,7 @@
 //! | [`reload`] | the running state and replacing it whole on SIGHUP |
 //! | [`metrics`] | metric names, help texts, bounded labels, the handles a query increments |
 //! | [`querylog`] | the JSON query log behind a bounded queue |
+//! | [`logfile`] | the query log's output: whole lines in batches, counted when written, torn lines cut back |
 //! | [`clients`] | the remediation table: who asked for Kaspersky names |
 //! | [`http`] | the read-only admin endpoint: `/metrics`, `/healthz`, `/readyz`, `/api/v1/clients` |
 //! | [`since`] | "since when?" for `report --since` and `?since=`: durations, instants, dates; checked arithmetic |
@@ -57,6 +58,7 @@ pub mod descriptors;
 pub mod files;
 pub mod firewall;
 pub mod http;
+pub mod logfile;
 pub mod matcher;
 pub mod metrics;
 pub mod networks;

@@ -33,6 +33,9 @@ pub(crate) struct Start<'a> {
     pub(crate) nofile: Option<u32>,
     /// Only the soft `RLIMIT_NOFILE` (the hard one is inherited).
     pub(crate) soft_nofile: Option<u32>,
+    /// Run in a new mount namespace with a 64 KiB tmpfs on this directory
+    /// (a disk that fills); the test reads it through `/proc/PID/root`.
+    pub(crate) small_tmpfs: Option<&'a std::path::Path>,
     /// Extra arguments after `serve --config PATH`.
     pub(crate) args: &'a [&'a str],
     /// Environment variables for the child.
@@ -57,20 +60,31 @@ impl Proc {
         let log = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&log).expect("log file");
         let exe = bin().get_program().to_owned();
-        let ulimit = match (how.nofile, how.soft_nofile) {
-            (Some(n), _) => Some(format!("ulimit -Sn {n} && ulimit -Hn {n}")),
-            (None, Some(n)) => Some(format!("ulimit -Sn {n}")),
-            (None, None) => None,
-        };
-        let mut cmd = match ulimit {
-            Some(u) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("{u} && exec \"$0\" \"$@\""))
-                    .arg(exe);
+        let mut steps = Vec::new();
+        match (how.nofile, how.soft_nofile) {
+            (Some(n), _) => steps.push(format!("ulimit -Sn {n} && ulimit -Hn {n}")),
+            (None, Some(n)) => steps.push(format!("ulimit -Sn {n}")),
+            (None, None) => {}
+        }
+        if let Some(d) = how.small_tmpfs {
+            steps.push(format!(
+                "mount -t tmpfs -o size=64k tmpfs '{}'",
+                d.display()
+            ));
+        }
+        let mut cmd = if steps.is_empty() {
+            Command::new(exe)
+        } else {
+            let script = format!("{} && exec \"$0\" \"$@\"", steps.join(" && "));
+            let mut c = if how.small_tmpfs.is_some() {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "sh"]);
                 c
-            }
-            None => Command::new(exe),
+            } else {
+                Command::new("sh")
+            };
+            c.arg("-c").arg(script).arg(exe);
+            c
         };
         cmd.args(["serve", "--config", config.to_str().expect("utf8")])
             .args(how.args)
@@ -147,6 +161,12 @@ impl Proc {
             .expect("kill")
             .success();
         assert!(ok, "kill -{sig}");
+    }
+
+    /// `path` as the process sees it (through its mount namespace).
+    pub(crate) fn seen(&self, path: &std::path::Path) -> PathBuf {
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        PathBuf::from(format!("/proc/{}/root", self.child.id())).join(rel)
     }
 
     /// The soft and hard open-files limits of the running process.
