@@ -22,6 +22,7 @@
 //! | [`metrics`] | metric names, help texts, bounded labels, the handles a query increments |
 //! | [`querylog`] | the JSON query log behind a bounded queue |
 //! | [`logfile`] | the query log's output: whole lines in batches, counted when written, torn lines cut back |
+//! | [`lograte`] | at most a few lines per message site per 10 s, the rest counted and reported in one line |
 //! | [`clients`] | the remediation table: who asked for Kaspersky names |
 //! | [`http`] | the read-only admin endpoint: `/metrics`, `/healthz`, `/readyz`, `/api/v1/clients` |
 //! | [`since`] | "since when?" for `report --since` and `?since=`: durations, instants, dates; checked arithmetic |
@@ -59,6 +60,7 @@ pub mod files;
 pub mod firewall;
 pub mod http;
 pub mod logfile;
+pub mod lograte;
 pub mod matcher;
 pub mod metrics;
 pub mod networks;

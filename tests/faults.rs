@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::fakeup::Fakeup;
-use crate::harness::{query, tcp, udp};
+use crate::harness::{query, tcp, udp, udp_raw};
 use crate::proc::{Proc, Start, config, mkfifo};
 use crate::util::run;
 
@@ -362,4 +362,61 @@ async fn on_a_full_disk_the_query_log_holds_whole_lines_and_the_counters_match_i
         written,
         "written counts what is in the file"
     );
+}
+
+/// A query for `example.com` A whose OPT record holds an EDNS option that
+/// claims more bytes than it has (hickory-proto logs a WARN for each).
+fn truncated_edns_option(id: u16) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]);
+    q.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
+    // OPT: RDLENGTH 6, option 10 claiming 4 bytes, then only 2.
+    q.extend_from_slice(&[
+        0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 6, 0, 10, 0, 4, 0xaa, 0xbb,
+    ]);
+    q
+}
+
+/// Issue 15, point 8: 20,000 queries with a truncated EDNS option wrote
+/// 2.7 MB of hickory-proto WARNs. Now 1,000 of them, sent at the default
+/// log level and then with RUST_LOG asking for every hickory message, write
+/// a bounded number of lines: a few per message site and one summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_malformed_queries_write_a_bounded_number_of_log_lines() {
+    let up = Fakeup::start().await;
+    for env in [&[][..], &[("RUST_LOG", "info,hickory_proto=trace")][..]] {
+        let p = Proc::start(
+            &config(up.addr(), ""),
+            Start {
+                env,
+                ..Start::default()
+            },
+        );
+        let before = p.log().lines().count();
+        for id in 0..1_000u16 {
+            udp_raw(
+                p.dns,
+                "127.0.0.1",
+                &truncated_edns_option(id),
+                Duration::from_millis(500),
+            )
+            .await;
+        }
+        if !env.is_empty() {
+            // Past one report of what was held back (every 5 s).
+            let report = p.wait_log("log message(s) suppressed", Duration::from_secs(12));
+            assert!(
+                report.is_some(),
+                "no report of suppressed lines:\n{}",
+                p.log()
+            );
+        }
+        let after = p.log().lines().count();
+        assert!(
+            after - before <= 40,
+            "{env:?}: {} lines for 1,000 queries:\n{}",
+            after - before,
+            p.log()
+        );
+    }
 }

@@ -88,7 +88,7 @@ impl Proc {
         };
         cmd.args(["serve", "--config", config.to_str().expect("utf8")])
             .args(how.args)
-            .env("RUST_LOG", "info")
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);

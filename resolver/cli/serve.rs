@@ -56,15 +56,24 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
 }
 
 fn init_logging(level: &str) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned());
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // hickory-proto logs per packet (a WARN for a truncated EDNS option):
+    // a flood of such packets must not flood the log, so it is held to
+    // errors unless RUST_LOG asks for it.
+    let filter = std::env::var("RUST_LOG")
+        .unwrap_or_else(|_| format!("{level},hickory_proto=error,hickory_net=error"));
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only on a terminal: the journal and `kubectl logs` get plain text.
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(crate::lograte::RateLimit::new())
+        .with(fmt)
         .try_init();
 }
 
@@ -197,7 +206,10 @@ async fn ticks(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         tokio::select! {
-            _ = every.tick() => state.tick(),
+            _ = every.tick() => {
+                state.tick();
+                crate::lograte::report_suppressed();
+            }
             _ = stop.wait_for(|s| *s) => return,
         }
     }
