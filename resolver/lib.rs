@@ -13,6 +13,7 @@
 //! | [`networks`] | client address → allowed? → the most specific named network, in one longest-prefix lookup |
 //! | [`policy`] | the immutable [`policy::Snapshot`] and `decide(client, name, now)` with its reason |
 //! | [`server`] | UDP and TCP listeners with their limits; bytes in, bytes out |
+//! | [`ratelimit`] | per-client token buckets at UDP receive: drop or TC=1 slip over the limit, exempt list |
 //! | [`pipeline`] | the order of one query's steps: the only place where the order lives |
 //! | [`wire`] | byte-level views of messages for the hot path (plain queries, TTL offsets, truncation) |
 //! | [`answer`] | answers cutoff makes itself: blocked (with EDE), refused, ANY, errors |
@@ -67,6 +68,7 @@ pub mod networks;
 pub mod pipeline;
 pub mod policy;
 pub mod querylog;
+pub mod ratelimit;
 pub mod reload;
 pub mod server;
 pub mod since;

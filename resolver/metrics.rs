@@ -144,6 +144,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     ),
     ("cutoff_tcp_connections", "gauge", "Open TCP connections."),
     (
+        "cutoff_rate_limited_total",
+        "counter",
+        "UDP queries over the per-client rate limit, by action (drop, slip: an empty TC=1 reply).",
+    ),
+    (
         "cutoff_rules_active",
         "gauge",
         "Rules in the config in force; 0 means nothing is blocked or logged.",
@@ -209,6 +214,8 @@ pub struct Metrics {
     pub reload_failure: Counter,
     /// Time of the last successful load.
     pub last_success: Gauge,
+    /// Queries over the rate limit: dropped, slipped.
+    pub rate_limited: [Counter; 2],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -273,6 +280,10 @@ impl Metrics {
                 "cutoff_config_last_reload_success_timestamp_seconds",
                 &[],
             ),
+            rate_limited: [
+                counter(r, "cutoff_rate_limited_total", &[("action", "drop")]),
+                counter(r, "cutoff_rate_limited_total", &[("action", "slip")]),
+            ],
             recorder,
             handle,
         };

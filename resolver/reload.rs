@@ -146,6 +146,8 @@ pub struct State {
     pub clients: ClientTable,
     /// Set once the listeners are bound (for `/readyz`).
     pub ready: AtomicBool,
+    /// Per-client buckets (`rate_limit`), kept across reloads.
+    pub limiter: crate::ratelimit::Limiter,
 }
 
 impl State {
@@ -179,6 +181,7 @@ impl State {
             query_log,
             clients: ClientTable::new(crate::clients::DEFAULT_CAP),
             ready: AtomicBool::new(false),
+            limiter: crate::ratelimit::Limiter::new(),
         }
     }
 

@@ -29,6 +29,8 @@ mod malformed;
 mod observability;
 /// The real binary as a child process, its log in a file.
 mod proc;
+/// Per-client rate limiting: a flooding client cannot starve another.
+mod ratelimit;
 /// Reloads that would silently weaken the policy are refused.
 mod reload;
 /// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.

@@ -305,6 +305,8 @@ pub struct Config {
     pub serve: Serve,
     /// The JSON query log.
     pub query_log: QueryLogConfig,
+    /// Per-client UDP query limits (`None`: off).
+    pub rate_limit: Option<crate::ratelimit::Settings>,
     /// Things that load but look wrong.
     pub warnings: Vec<Problem>,
 }

@@ -154,6 +154,7 @@ pub(crate) fn validate(
     let blocking = super::settings::blocking(&mut c, &raw);
     let serve = super::settings::serve(&mut c, &raw, base);
     let query_log = super::settings::query_log(&mut c, &raw);
+    let rate_limit = super::settings::rate_limit(&mut c, &raw);
 
     let mut warnings = c.warnings;
     warnings.sort_by_key(|p| p.line.unwrap_or(u32::MAX));
@@ -175,6 +176,7 @@ pub(crate) fn validate(
         blocking: blocking?,
         serve: serve?,
         query_log,
+        rate_limit: rate_limit?,
         warnings,
     })
 }
