@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use axum::http::Uri;
 use cutoff::answer::fast;
 use cutoff::blocklist;
 use cutoff::cache::{Entry, Key};
@@ -19,6 +20,7 @@ use cutoff::config::{AnswerMode, Blocking};
 use cutoff::matcher::{Coverage, NameBuf};
 use cutoff::policy::{Snapshot, Verdict};
 use cutoff::querylog;
+use cutoff::since;
 use cutoff::wire::{self, Query};
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::Name;
@@ -317,5 +319,59 @@ pub(crate) fn cache_entry(data: &[u8]) {
     }
     if let Some(k) = Key::new(labels.iter().copied(), 1, 1, 0) {
         assert!(k.as_bytes().len() <= 260);
+    }
+}
+
+/// The instant `since` inputs are read against: fixed, so a run repeats.
+fn since_now() -> Timestamp {
+    Timestamp::from_second(1_796_112_000).expect("2026-12-01")
+}
+
+/// `since::parse` never panics on any text; what it accepts prints as an
+/// instant that parses back to itself (`cutoff report --url` sends it so),
+/// a duration lands exactly that far before now, and every refusal says
+/// what is accepted.
+pub(crate) fn since(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let now = since_now();
+    match since::parse(text, now) {
+        Ok(t) => {
+            assert_eq!(since::parse(&t.to_string(), now), Ok(t), "{text:?} → {t}");
+            let trimmed = text.trim();
+            if let Some(n) = trimmed
+                .strip_suffix('d')
+                .and_then(|n| n.parse::<i64>().ok())
+            {
+                let back = i128::from(now.as_second()) - i128::from(t.as_second());
+                assert_eq!(back, i128::from(n) * 86_400, "{text:?}");
+            }
+        }
+        Err(e) => assert!(e.to_string().contains(since::ACCEPTED), "{text:?}: {e}"),
+    }
+}
+
+/// `/api/v1/clients?QUERY` as the admin endpoint reads it: any query string
+/// that makes a valid URI gives an instant or an error (a 400), never a
+/// panic; a `since` that loads is the same as `since::parse` of it.
+pub(crate) fn clients_query(data: &[u8]) {
+    let Ok(query) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(uri) = format!("/api/v1/clients?{query}").parse::<Uri>() else {
+        return;
+    };
+    let now = since_now();
+    if let Ok(Some(t)) = cutoff::http::clients_since(&uri, now) {
+        assert!(t >= Timestamp::MIN, "{t}");
+        let alone = format!("/api/v1/clients?since={t}")
+            .parse::<Uri>()
+            .expect("an instant is URI-safe");
+        assert_eq!(
+            cutoff::http::clients_since(&alone, now).ok(),
+            Some(Some(t)),
+            "{query:?}"
+        );
     }
 }

@@ -13,6 +13,7 @@
 //! | [`networks`] | client address → allowed? → the most specific named network, in one longest-prefix lookup |
 //! | [`policy`] | the immutable [`policy::Snapshot`] and `decide(client, name, now)` with its reason |
 //! | [`server`] | UDP and TCP listeners with their limits; bytes in, bytes out |
+//! | [`ratelimit`] | per-client token buckets at UDP receive: drop or TC=1 slip over the limit, exempt list |
 //! | [`pipeline`] | the order of one query's steps: the only place where the order lives |
 //! | [`wire`] | byte-level views of messages for the hot path (plain queries, TTL offsets, truncation) |
 //! | [`answer`] | answers cutoff makes itself: blocked (with EDE), refused, ANY, errors |
@@ -21,8 +22,13 @@
 //! | [`reload`] | the running state and replacing it whole on SIGHUP |
 //! | [`metrics`] | metric names, help texts, bounded labels, the handles a query increments |
 //! | [`querylog`] | the JSON query log behind a bounded queue |
+//! | [`logfile`] | the query log's output: whole lines in batches, counted when written, torn lines cut back |
+//! | [`lograte`] | at most a few lines per message site per 10 s, the rest counted and reported in one line |
 //! | [`clients`] | the remediation table: who asked for Kaspersky names |
 //! | [`http`] | the read-only admin endpoint: `/metrics`, `/healthz`, `/readyz`, `/api/v1/clients` |
+//! | [`since`] | "since when?" for `report --since` and `?since=`: durations, instants, dates; checked arithmetic |
+//! | [`descriptors`] | the file descriptors a config needs, checked against `RLIMIT_NOFILE` at start-up |
+//! | [`files`] | opening config and list files: regular files only, never a blocking open, reads capped |
 //! | [`firewall`] | outside the query flow: the nftables or iptables rules `cutoff firewall` prints |
 //! | [`export`] | outside the query flow: what a network's policy blocks, as RPZ, Unbound, dnsmasq, hosts, plain or adblock (`cutoff export`) |
 //!
@@ -51,16 +57,22 @@ pub mod cache;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod descriptors;
 pub mod export;
+pub mod files;
 pub mod firewall;
 pub mod http;
+pub mod logfile;
+pub mod lograte;
 pub mod matcher;
 pub mod metrics;
 pub mod networks;
 pub mod pipeline;
 pub mod policy;
 pub mod querylog;
+pub mod ratelimit;
 pub mod reload;
 pub mod server;
+pub mod since;
 pub mod upstream;
 pub mod wire;

@@ -158,6 +158,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Queries or connections dropped without an answer, by reason.",
     ),
     ("cutoff_tcp_connections", "gauge", "Open TCP connections."),
+    (
+        "cutoff_rate_limited_total",
+        "counter",
+        "UDP queries over the per-client rate limit, by action (drop, slip: an empty TC=1 reply).",
+    ),
+    (
+        "cutoff_rules_active",
+        "gauge",
+        "Rules in the config in force; 0 means nothing is blocked or logged.",
+    ),
 ];
 
 /// Response codes with their own series; everything else is `other`.
@@ -231,6 +241,8 @@ pub struct Metrics {
     pub reload_failure: Counter,
     /// Time of the last successful load.
     pub last_success: Gauge,
+    /// Queries over the rate limit: dropped, slipped.
+    pub rate_limited: [Counter; 2],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -297,6 +309,10 @@ impl Metrics {
                 "cutoff_config_last_reload_success_timestamp_seconds",
                 &[],
             ),
+            rate_limited: [
+                counter(r, "cutoff_rate_limited_total", &[("action", "drop")]),
+                counter(r, "cutoff_rate_limited_total", &[("action", "slip")]),
+            ],
             recorder,
             handle,
         };
@@ -482,6 +498,7 @@ impl Metrics {
             .map(|n| gauge(r, "cutoff_kaspersky_clients", &[("network", &n.name)]))
             .collect();
         gauge(r, "cutoff_config_info", &[("version", &c.version)]).set(1.0);
+        gauge(r, "cutoff_rules_active", &[]).set(c.written_rules() as f64);
         Counters {
             queries,
             matches,

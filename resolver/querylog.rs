@@ -8,8 +8,7 @@
 //! letters, digits, `-` and `_` escaped (`\DDD`, `\.`, `\\`), so any name from
 //! the wire gives exactly one valid JSON line that round-trips it.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::blocklist::Category;
 use crate::config::{ClientMode, QueryLogConfig};
+use crate::logfile::{LogFile, Tally};
 use crate::metrics::Metrics;
 use crate::pipeline::Protocol;
 use crate::policy::{Phase, Verdict};
@@ -67,7 +67,7 @@ pub struct Record {
 pub enum Target {
     /// Standard output (`-`): for containers and journald.
     Stdout,
-    /// A file, appended to and reopened on SIGUSR1.
+    /// A regular file, appended to and reopened on SIGUSR1.
     File(PathBuf),
 }
 
@@ -105,7 +105,7 @@ impl QueryLog {
     /// Starts the writer thread. The target is opened first, so a path that
     /// cannot be opened is an error at start-up.
     pub fn start(target: Target, queue: usize, metrics: Arc<Metrics>) -> io::Result<Self> {
-        let out = open(&target)?;
+        let out = LogFile::open(&target)?;
         let (tx, rx) = mpsc::channel(queue.max(1));
         let reopen = Arc::new(AtomicBool::new(false));
         let (r, m) = (reopen.clone(), metrics.clone());
@@ -140,32 +140,22 @@ impl QueryLog {
     }
 }
 
-fn open(target: &Target) -> io::Result<Box<dyn Write + Send>> {
-    Ok(match target {
-        Target::Stdout => Box::new(BufWriter::with_capacity(64 * 1024, io::stdout())),
-        Target::File(p) => {
-            let f: File = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("cannot open query log {}: {e}", p.display()),
-                    )
-                })?;
-            Box::new(BufWriter::with_capacity(64 * 1024, f))
-        }
-    })
-}
-
 fn writer(
     mut rx: mpsc::Receiver<Msg>,
     target: Target,
-    mut out: Box<dyn Write + Send>,
+    mut out: LogFile,
     reopen: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 ) {
+    // Records count as written when their batch reaches the output, and
+    // as dropped when it does not (logfile.rs).
+    let count = |t: Tally| {
+        metrics.log_records.increment(t.written);
+        metrics.log_dropped.increment(t.dropped);
+        if t.failed {
+            metrics.log_errors.increment(1);
+        }
+    };
     let mut line = Vec::with_capacity(512);
     loop {
         // Write as fast as records come; flush whenever the queue runs dry,
@@ -173,9 +163,7 @@ fn writer(
         let msg = match rx.try_recv() {
             Ok(m) => m,
             Err(mpsc::error::TryRecvError::Empty) => {
-                if out.flush().is_err() {
-                    metrics.log_errors.increment(1);
-                }
+                count(out.flush());
                 match rx.blocking_recv() {
                     Some(m) => m,
                     None => break,
@@ -184,15 +172,15 @@ fn writer(
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         };
         if reopen.swap(false, Ordering::Relaxed) {
-            let _ = out.flush();
-            match open(&target) {
-                Ok(o) => out = o,
-                Err(e) => tracing::error!("query log: {e}; keeping the old file"),
+            let (tally, opened) = out.reopen(&target);
+            count(tally);
+            if let Err(e) = opened {
+                tracing::error!("query log: {e}; keeping the old file");
             }
         }
         match msg {
             Msg::Flush(done) => {
-                let _ = out.flush();
+                count(out.flush());
                 let _ = done.send(());
             }
             Msg::Record(r) => {
@@ -200,17 +188,11 @@ fn writer(
                 if encode(&r, &mut line).is_err() {
                     continue;
                 }
-                match out.write_all(&line) {
-                    Ok(()) => metrics.log_records.increment(1),
-                    Err(_) => {
-                        metrics.log_errors.increment(1);
-                        metrics.log_dropped.increment(1);
-                    }
-                }
+                count(out.push(&line));
             }
         }
     }
-    let _ = out.flush();
+    count(out.flush());
 }
 
 #[derive(Serialize)]

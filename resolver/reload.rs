@@ -73,6 +73,20 @@ pub enum BuildError {
     /// The upstreams are unusable.
     #[error(transparent)]
     Upstream(#[from] SetupError),
+    /// The new config has no rules, the running one has some, and the file
+    /// does not say `forward_only: true`: most likely an emptied or
+    /// truncated file, which would silently turn the sinkhole into a plain
+    /// forwarder.
+    #[error(
+        "{origin} has no rules but the running config has {running}: refusing to stop blocking and logging; \
+         write `forward_only: true` in the file if a plain forwarder is what you mean"
+    )]
+    DropsEveryRule {
+        /// The file that was read.
+        origin: String,
+        /// Rules in the running config.
+        running: usize,
+    },
 }
 
 impl Runtime {
@@ -132,6 +146,8 @@ pub struct State {
     pub clients: ClientTable,
     /// Set once the listeners are bound (for `/readyz`).
     pub ready: AtomicBool,
+    /// Per-client buckets (`rate_limit`), kept across reloads.
+    pub limiter: crate::ratelimit::Limiter,
 }
 
 impl State {
@@ -171,6 +187,7 @@ impl State {
             query_log,
             clients: ClientTable::new(crate::clients::DEFAULT_CAP),
             ready: AtomicBool::new(false),
+            limiter: crate::ratelimit::Limiter::new(),
         }
     }
 
@@ -210,6 +227,18 @@ impl State {
     fn try_reload(&self) -> Result<String, BuildError> {
         let config = Self::load_config(self.config_path.as_deref(), &self.overrides)?;
         let old = self.current.load_full();
+        let running = old.policy.config.written_rules();
+        if config.written_rules() == 0 && running > 0 && !config.forward_only {
+            return Err(BuildError::DropsEveryRule {
+                origin: config.origin,
+                running,
+            });
+        }
+        // The same warnings as at start-up, so a reload that loads but looks
+        // wrong is never silent.
+        for w in &config.warnings {
+            tracing::warn!("config: {w}");
+        }
         if config.listen != old.policy.config.listen {
             tracing::warn!(
                 "`listen` changed: listeners change only on restart; the new addresses are ignored until then"
@@ -240,3 +269,45 @@ fn now_seconds() -> f64 {
 
 /// How long `serve` waits for in-flight queries after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// How long a reload may take before it is given up: far above a real one
+/// (a large list loads in seconds), short enough that a hung read (a file
+/// on a dead network mount) is reported.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `work` on a thread of its own and waits at most `limit` for it:
+/// `None` when it has not finished by then. The thread is left to finish
+/// (a blocking read cannot be cancelled) but nothing waits for it, so the
+/// caller, and the process's exit, never hang on it.
+pub async fn bounded<T: Send + 'static>(
+    limit: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("cutoff-reload".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        });
+    if spawned.is_err() {
+        return None;
+    }
+    tokio::time::timeout(limit, rx).await.ok()?.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn work_that_never_finishes_is_given_up_after_the_limit() {
+        let (_hold, blocked) = std::sync::mpsc::channel::<()>();
+        let work = move || blocked.recv().is_ok();
+        assert_eq!(bounded(RELOAD_TIMEOUT, work).await, None);
+    }
+
+    #[tokio::test]
+    async fn work_that_finishes_gives_its_result() {
+        assert_eq!(bounded(RELOAD_TIMEOUT, || 7).await, Some(7));
+    }
+}

@@ -177,6 +177,12 @@ async fn udp_loop(
             },
             () = &mut stop => break,
         };
+        if let Some(slip) = crate::ratelimit::at_receive(&state, &buf[..n], src.ip()) {
+            if let Some(b) = slip {
+                let _ = socket.send_to(&b, src).await;
+            }
+            continue;
+        }
         match pipeline::prepare(&state, &buf[..n], src, Protocol::Udp) {
             Step::Reply(Some(b), outcome) => {
                 let result = pktinfo::send(&socket, &b, src, local).await;

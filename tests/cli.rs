@@ -130,3 +130,29 @@ fn every_command_has_help_with_an_example() {
         assert!(out.contains(&format!("cutoff {cmd}")), "{cmd}: {out}");
     }
 }
+
+/// Issue 15, point 1: `report --since 5000000d` panicked in the duration
+/// arithmetic; now clap reports the value as refused (exit 2) with what
+/// is accepted.
+#[test]
+fn report_refuses_a_since_out_of_range_with_what_is_accepted() {
+    let (_dir, log) = temp_file("q.jsonl", "");
+    for since in ["5000000d", "9223372036854775807s", "2024-09-31"] {
+        let (code, _out, err) = run(&["report", "--log", log.to_str().unwrap(), "--since", since]);
+        assert_eq!(code, 2, "{since}: {err}");
+        assert!(err.contains(since), "{err}");
+        assert!(
+            err.contains("an RFC 3339 instant (2024-09-29T04:00:00Z) or a date"),
+            "{err}"
+        );
+    }
+    let (code, out, err) = run(&[
+        "report",
+        "--log",
+        log.to_str().unwrap(),
+        "--since",
+        "2024-09-29",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no client asked"), "{out}");
+}

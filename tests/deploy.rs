@@ -119,3 +119,26 @@ fn kubernetes_manifests_pass_kubernetes_validate() {
         ),
     }
 }
+
+/// Issue 15, point 6: the unit's `LimitNOFILE` equalled the default
+/// `max_inflight`. It must cover what the shipped configs need, with room.
+#[test]
+fn systemd_unit_descriptor_limit_covers_the_shipped_configs_twice() {
+    let unit = std::fs::read_to_string(root().join("deploy/systemd/cutoff.service")).expect("unit");
+    let limit: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("LimitNOFILE=N in the unit");
+    let default = cutoff::config::load_default().expect("default");
+    let packaged =
+        cutoff::config::load(&root().join("deploy/cutoff.yaml")).expect("deploy/cutoff.yaml");
+    for c in [default, packaged] {
+        let need = cutoff::descriptors::Need::of(&c);
+        assert!(
+            limit >= 2 * need.total(),
+            "LimitNOFILE={limit} for {}: {need}",
+            c.origin
+        );
+    }
+}

@@ -13,13 +13,15 @@ use std::path::PathBuf;
 use crate::util::root;
 
 /// The cargo-fuzz targets, each replayed by one test below.
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 8] = [
     "wire_query",
     "decide",
     "list_line",
     "config",
     "querylog_name",
     "cache_entry",
+    "since",
+    "clients_query",
 ];
 
 /// The corpus and crash files of `target`, sorted (dot files are
@@ -117,4 +119,14 @@ fn querylog_name_inputs_round_trip_through_json() {
 #[test]
 fn cache_entry_inputs_read_render_and_go_stale_without_panicking() {
     replay("cache_entry", checks::cache_entry);
+}
+
+#[test]
+fn since_inputs_parse_or_say_what_is_accepted() {
+    replay("since", checks::since);
+}
+
+#[test]
+fn clients_query_inputs_give_an_instant_or_a_400() {
+    replay("clients_query", checks::clients_query);
 }

@@ -1,6 +1,8 @@
 //! Integration tests, one module per concern. They run the real binary or
 //! the real server on 127.0.0.1:0 with real sockets.
 
+/// The admin endpoint under idle, slowloris and over-the-cap connections.
+mod admin;
 /// The answer cache over real sockets: serve-stale, key boundaries.
 mod cache;
 /// `cutoff check` and `cutoff explain` as an admin runs them.
@@ -23,6 +25,8 @@ mod export;
 mod fakeup;
 /// fakeup answers as its tests expect.
 mod fakeup_selftest;
+/// The real binary under signals, hostile files, low limits and floods.
+mod faults;
 /// cutoff firewall: generated rules under nft, sh and the shipped examples.
 mod firewall;
 /// Every fuzz corpus and crash file, replayed on stable.
@@ -33,6 +37,12 @@ mod harness;
 mod malformed;
 /// Metrics, the query log, the client table and the admin endpoint.
 mod observability;
+/// The real binary as a child process, its log in a file.
+mod proc;
+/// Per-client rate limiting: a flooding client cannot starve another.
+mod ratelimit;
+/// Reloads that would silently weaken the policy are refused.
+mod reload;
 /// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.
 mod serve;
 /// DNS over TLS and HTTPS upstreams against real TLS servers.

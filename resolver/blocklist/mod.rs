@@ -31,10 +31,13 @@ pub const PUBLIC_RESOLVERS_YAML: &str =
 /// Kaspersky's announced prefixes, compiled into the binary.
 pub const KASPERSKY_NETWORKS: &str = include_str!("../../blocklists/kaspersky/networks.txt");
 
-/// The largest list file read (bytes): far above any real blocklist.
-pub const MAX_LIST_BYTES: u64 = 512 << 20;
-/// The most entries one list may hold.
-pub const MAX_LIST_ENTRIES: usize = 10_000_000;
+/// The largest list file read (bytes): above the big public blocklists,
+/// and below what the unit's `MemoryMax=256M` holds twice (a reload keeps
+/// the old policy while it builds the new one).
+pub const MAX_LIST_BYTES: u64 = 64 << 20;
+/// The most entries one list may hold: about 45 bytes each in memory, so
+/// a list at the cap takes about 100 MB (docs/configuration.md).
+pub const MAX_LIST_ENTRIES: usize = 2_000_000;
 
 /// Names of the lists built into the binary (`builtin: NAME` in the config).
 pub const BUILTIN: &[&str] = &["kaspersky", "kaspersky-networks", "public-resolvers"];
@@ -334,7 +337,7 @@ pub fn load(spec: &ListSpec) -> Result<List, ListError> {
         Source::Prefixes(nets) => Ok(from_prefixes(spec, nets)),
         Source::File(path) if is_catalogue(path) => {
             let mut text = String::new();
-            let file = std::fs::File::open(path).map_err(|source| ListError::Read {
+            let file = crate::files::open_regular(path).map_err(|source| ListError::Read {
                 path: path.clone(),
                 source,
             })?;
@@ -353,7 +356,7 @@ pub fn load(spec: &ListSpec) -> Result<List, ListError> {
             Ok(from_catalogue(spec, cat))
         }
         Source::File(path) => {
-            let file = std::fs::File::open(path).map_err(|source| ListError::Read {
+            let file = crate::files::open_regular(path).map_err(|source| ListError::Read {
                 path: path.clone(),
                 source,
             })?;
@@ -697,7 +700,9 @@ mod tests {
             coverage: Coverage::Suffix,
         })
         .unwrap_err();
-        assert!(matches!(err, ListError::TooLarge(_)), "{err}");
+        // Refused before any read: not a regular file.
+        assert!(matches!(err, ListError::Read { .. }), "{err}");
+        assert!(err.to_string().contains("a character device"), "{err}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use check::{CheckArgs, summary};
 pub use explain::{ExplainArgs, Explanation, explanation};
 pub use export::ExportArgs;
 pub use firewall::FirewallArgs;
-pub use report::{Format, ReportArgs, aggregate, parse_since, render};
+pub use report::{Format, ReportArgs, aggregate, render};
 pub use serve::ServeArgs;
 
 use crate::config::{self, Config, ConfigError};

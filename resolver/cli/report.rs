@@ -33,7 +33,8 @@ pub struct ReportArgs {
     /// A running server's admin endpoint, e.g. http://127.0.0.1:9153.
     #[arg(long, value_name = "URL", conflicts_with = "log")]
     url: Option<String>,
-    /// Only clients seen since: an RFC 3339 instant or a duration (24h, 7d, 30m).
+    /// Only clients seen since: a duration back from now (90s, 30m, 24h, 7d), an
+    /// RFC 3339 instant (2024-09-29T04:00:00Z) or a date (2024-09-29, midnight UTC).
     #[arg(long, value_name = "WHEN", value_parser = parse_since)]
     since: Option<Timestamp>,
     /// Output format.
@@ -45,24 +46,9 @@ pub struct ReportArgs {
     unclassified: bool,
 }
 
-/// Parses `--since`: an RFC 3339 instant, or a duration back from now
-/// (`90s`, `30m`, `24h`, `7d`).
-pub fn parse_since(s: &str) -> Result<Timestamp, String> {
-    if let Ok(t) = s.parse::<Timestamp>() {
-        return Ok(t);
-    }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not an RFC 3339 instant or a duration like 24h or 7d"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("`{s}`: the unit must be s, m, h or d")),
-    };
-    Ok(Timestamp::now() - jiff::SignedDuration::from_secs(secs))
+/// Parses `--since` (the forms in [`crate::since`]), back from now.
+fn parse_since(s: &str) -> Result<Timestamp, crate::since::SinceError> {
+    crate::since::parse(s, Timestamp::now())
 }
 
 /// The fields of a query-log line that the report reads.

@@ -12,7 +12,7 @@ use crate::config::Upstream;
 use crate::metrics::Metrics;
 use crate::networks;
 use crate::querylog::{QueryLog, Target};
-use crate::reload::{DRAIN, Overrides, Runtime, State};
+use crate::reload::{DRAIN, Overrides, RELOAD_TIMEOUT, Runtime, State};
 use crate::server::{self, Limits, Listeners};
 
 /// Arguments of `cutoff serve`.
@@ -56,15 +56,24 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
 }
 
 fn init_logging(level: &str) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned());
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // hickory-proto logs per packet (a WARN for a truncated EDNS option):
+    // a flood of such packets must not flood the log, so it is held to
+    // errors unless RUST_LOG asks for it.
+    let filter = std::env::var("RUST_LOG")
+        .unwrap_or_else(|_| format!("{level},hickory_proto=error,hickory_net=error"));
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only on a terminal: the journal and `kubectl logs` get plain text.
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(crate::lograte::RateLimit::new())
+        .with(fmt)
         .try_init();
 }
 
@@ -101,6 +110,16 @@ async fn serve(
         eprintln!("error: {e}");
         Ok(ExitCode::FAILURE)
     };
+    // Before binding: running out of descriptors later looks like a dead
+    // upstream (every uncached query gets SERVFAIL).
+    let need = crate::descriptors::Need::of(&config);
+    match crate::descriptors::ensure(need) {
+        Ok(crate::descriptors::Checked::Raised { from, to }) => tracing::info!(
+            "raised the open-files limit from {from} to {to}: the config needs {need}"
+        ),
+        Ok(crate::descriptors::Checked::Enough { .. }) => {}
+        Err(e) => return fail(&e),
+    }
     let listeners = match Listeners::bind(&config.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -151,7 +170,7 @@ async fn serve(
     tracing::info!(
         listen = ?bound,
         upstreams = ?upstreams,
-        http = %c.http,
+        http = %http.local_addr().unwrap_or(c.http),
         query_log = c.query_log.path.as_deref().unwrap_or("off"),
         config = %c.origin,
         version = %c.version,
@@ -187,7 +206,10 @@ async fn ticks(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         tokio::select! {
-            _ = every.tick() => state.tick(),
+            _ = every.tick() => {
+                state.tick();
+                crate::lograte::report_suppressed();
+            }
             _ = stop.wait_for(|s| *s) => return,
         }
     }
@@ -206,24 +228,17 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
         tracing::error!("cannot install signal handlers");
         return;
     };
+    let mut reloading: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                // Build off the query path; a failure keeps the running policy.
-                let state = state.clone();
-                let result = tokio::task::spawn_blocking(move || state.reload()).await;
-                match result {
-                    Ok(Ok(version)) => tracing::info!(%version, "reloaded"),
-                    Ok(Err(e)) => {
-                        tracing::error!("reload failed, keeping the running config: {e}");
-                        if let crate::reload::BuildError::Config(crate::config::ConfigError::Invalid { problems, .. }) = &e {
-                            for p in problems {
-                                tracing::error!("  {p}");
-                            }
-                        }
-                    }
-                    Err(e) => tracing::error!("reload task failed: {e}"),
+                // A reload is a task of its own, so this loop keeps serving
+                // TERM and USR1 whatever the reload waits for.
+                if reloading.as_ref().is_some_and(|r| !r.is_finished()) {
+                    tracing::warn!("SIGHUP ignored: the previous reload is still running");
+                    continue;
                 }
+                reloading = Some(tokio::spawn(reload(state.clone())));
             }
             _ = usr1.recv() => {
                 if let Some(log) = &state.query_log {
@@ -244,4 +259,35 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
         DRAIN.as_secs()
     );
     let _ = stop.send(true);
+}
+
+/// One reload, built off the query path and bounded in time; a failure or
+/// a timeout keeps the running policy.
+async fn reload(state: Arc<State>) {
+    let work = {
+        let state = state.clone();
+        move || state.reload()
+    };
+    match crate::reload::bounded(RELOAD_TIMEOUT, work).await {
+        Some(Ok(version)) => tracing::info!(%version, "reloaded"),
+        Some(Err(e)) => {
+            tracing::error!("reload failed, keeping the running config: {e}");
+            if let crate::reload::BuildError::Config(crate::config::ConfigError::Invalid {
+                problems,
+                ..
+            }) = &e
+            {
+                for p in problems {
+                    tracing::error!("  {p}");
+                }
+            }
+        }
+        None => {
+            state.metrics.reload_failure.increment(1);
+            tracing::error!(
+                "reload did not finish within {}s (a config or list file that never ends, or a hung mount?); keeping the running config",
+                RELOAD_TIMEOUT.as_secs()
+            );
+        }
+    }
 }

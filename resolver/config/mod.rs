@@ -299,6 +299,13 @@ impl Rule {
     }
 }
 
+impl Config {
+    /// The rules written in the file (the `bypass:` rules left out).
+    pub fn written_rules(&self) -> usize {
+        self.rules.iter().filter(|r| !r.is_bypass()).count()
+    }
+}
+
 /// A validated configuration, lists loaded. Built only by [`load`],
 /// [`load_default`] or [`from_str`].
 #[derive(Clone, Debug)]
@@ -321,6 +328,9 @@ pub struct Config {
     pub lists: Vec<Arc<List>>,
     /// Rules, in file order (ties between equal actions go to the first).
     pub rules: Vec<Rule>,
+    /// `forward_only: true`: the file means to have no rules, so a reload
+    /// that drops every running rule is allowed.
+    pub forward_only: bool,
     /// How blocked names are answered.
     pub blocking: Blocking,
     /// The bypass switches as configured (their rules are in `rules`).
@@ -329,17 +339,23 @@ pub struct Config {
     pub serve: Serve,
     /// The JSON query log.
     pub query_log: QueryLogConfig,
+    /// Per-client UDP query limits (`None`: off).
+    pub rate_limit: Option<crate::ratelimit::Settings>,
     /// Things that load but look wrong.
     pub warnings: Vec<Problem>,
 }
 
+/// The largest config file read: real ones are a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
 /// Reads and validates a config file. Relative list paths are taken from
 /// the file's directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text =
+        crate::files::read_capped(path, MAX_CONFIG_BYTES).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
     let base = path.parent().unwrap_or(Path::new("."));
     from_str(&text, &path.display().to_string(), base)
 }

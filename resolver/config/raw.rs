@@ -69,8 +69,32 @@ pub(crate) struct RawConfig {
     pub(crate) log_salt: Option<At<String>>,
     /// `query_log.queue`: records buffered before drops.
     pub(crate) log_queue: Option<At<i128>>,
+    /// `forward_only`: `true` when the file means to have no rules (a plain
+    /// forwarder); without it a reload that drops every rule is refused.
+    pub(crate) forward_only: Option<At<String>>,
+    /// `rate_limit`: per-client UDP query limits (off when absent).
+    pub(crate) rate_limit: Option<RawRateLimit>,
     /// Line of the `rules` key, for "no rules" warnings.
     pub(crate) rules_line: Option<u32>,
+}
+
+/// `rate_limit:`.
+#[derive(Debug)]
+pub(crate) struct RawRateLimit {
+    /// Where `rate_limit` was written.
+    pub(crate) at: At<()>,
+    /// `qps`: queries per second per client prefix, sustained.
+    pub(crate) qps: Option<At<i128>>,
+    /// `burst`: queries a quiet prefix may send at once (default 2 x qps).
+    pub(crate) burst: Option<At<i128>>,
+    /// `slip`: every N-th query over the limit gets TC=1 (0: drop all).
+    pub(crate) slip: Option<At<i128>>,
+    /// `ipv4_prefix`: IPv4 prefix length one bucket covers (default 32).
+    pub(crate) ipv4_prefix: Option<At<i128>>,
+    /// `ipv6_prefix`: IPv6 prefix length one bucket covers (default 56).
+    pub(crate) ipv6_prefix: Option<At<i128>>,
+    /// `exempt`: CIDRs never limited.
+    pub(crate) exempt: Vec<At<String>>,
 }
 
 /// `access:`.
@@ -156,6 +180,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "networks",
     "lists",
     "rules",
+    "forward_only",
     "blocking",
     "upstream_timeout",
     "upstream_ca",
@@ -164,6 +189,15 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "tcp",
     "query_log",
     "bypass",
+    "rate_limit",
+];
+const RATE_KEYS: &[&str] = &[
+    "qps",
+    "burst",
+    "slip",
+    "ipv4_prefix",
+    "ipv6_prefix",
+    "exempt",
 ];
 /// `bypass.*`: the switches for names answered locally to keep clients on this resolver.
 pub(crate) const BYPASS_KEYS: &[&str] = &["firefox_canary", "ddr", "icloud_private_relay"];
@@ -197,6 +231,7 @@ pub(crate) fn all_keys() -> Vec<String> {
     out.extend(TCP_KEYS.iter().map(|k| format!("tcp.{k}")));
     out.extend(LOG_KEYS.iter().map(|k| format!("query_log.{k}")));
     out.extend(BYPASS_KEYS.iter().map(|k| format!("bypass.{k}")));
+    out.extend(RATE_KEYS.iter().map(|k| format!("rate_limit.{k}")));
     out
 }
 
@@ -218,6 +253,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
         path: p,
     });
     raw.http = string(r, &f, "http");
+    raw.forward_only = string(r, &f, "forward_only");
     raw.upstream_timeout = string(r, &f, "upstream_timeout");
     raw.upstream_ca = string(r, &f, "upstream_ca");
     raw.max_inflight = int(r, &f, "max_inflight", 1, 1_000_000);
@@ -244,6 +280,26 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
         raw.tcp_idle_timeout = string(r, &t, "idle_timeout");
         raw.tcp_max_connections = int(r, &t, "max_connections", 1, 100_000);
         raw.tcp_max_queries = int(r, &t, "max_queries", 1, 1_000_000);
+    }
+    if let Some((n, p)) = f.get("rate_limit")
+        && let Some(l) = r.fields(n, &p, RATE_KEYS)
+    {
+        raw.rate_limit = Some(RawRateLimit {
+            at: At {
+                value: (),
+                line: n.line,
+                path: p.clone(),
+            },
+            qps: int(r, &l, "qps", 1, 1_000_000),
+            burst: int(r, &l, "burst", 1, 10_000_000),
+            slip: int(r, &l, "slip", 0, 100),
+            ipv4_prefix: int(r, &l, "ipv4_prefix", 8, 32),
+            ipv6_prefix: int(r, &l, "ipv6_prefix", 16, 128),
+            exempt: l
+                .get("exempt")
+                .map(|(n, p)| strings(r, n, &p))
+                .unwrap_or_default(),
+        });
     }
     if let Some((n, p)) = f.get("access")
         && let Some(a) = r.fields(n, &p, ACCESS_KEYS)

@@ -241,6 +241,42 @@ pub(super) fn query_log(c: &mut Checker<'_>, raw: &RawConfig) -> super::QueryLog
     q
 }
 
+/// `rate_limit`: `None` when absent (no limit); `qps` is required.
+pub(super) fn rate_limit(
+    c: &mut Checker<'_>,
+    raw: &RawConfig,
+) -> Option<Option<crate::ratelimit::Settings>> {
+    let Some(r) = &raw.rate_limit else {
+        return Some(None);
+    };
+    let n = |a: &Option<At<i128>>| a.as_ref().and_then(|a| u32::try_from(a.value).ok());
+    let Some(qps) = n(&r.qps) else {
+        c.error(
+            &r.at,
+            "needs `qps`, the queries per second one client prefix may send",
+        );
+        return None;
+    };
+    let exempt: Vec<_> = r
+        .exempt
+        .iter()
+        .map(|a| super::validate::cidr(c, a))
+        .collect();
+    let exempt: Option<Vec<_>> = exempt.into_iter().collect();
+    Some(Some(crate::ratelimit::Settings {
+        qps,
+        burst: n(&r.burst).unwrap_or_else(|| qps.saturating_mul(2)),
+        slip: n(&r.slip).unwrap_or(2),
+        ipv4_prefix: n(&r.ipv4_prefix)
+            .and_then(|v| u8::try_from(v).ok())
+            .unwrap_or(32),
+        ipv6_prefix: n(&r.ipv6_prefix)
+            .and_then(|v| u8::try_from(v).ok())
+            .unwrap_or(56),
+        exempt: exempt?,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

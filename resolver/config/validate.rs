@@ -96,12 +96,34 @@ pub(crate) fn validate(
     let mut lists = lists;
     let mut rules = super::rules::rules(&mut c, &raw.rules, &networks, &list_names, &lists);
     let bypass = super::bypass::apply(&mut c, &raw, &networks, &mut lists, &mut rules);
-    if raw.rules.is_empty() {
-        c.warnings.push(Problem::new(
+    let forward_only = match &raw.forward_only {
+        None => false,
+        Some(a) => match a.value.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                c.error(a, format!("`{other}` is not true or false"));
+                false
+            }
+        },
+    };
+    match (&raw.forward_only, raw.rules.is_empty()) {
+        (Some(a), false) if forward_only => c.error(
+            a,
+            format!(
+                "`forward_only: true` says this config has no rules, but it has {}; remove one or the other",
+                raw.rules.len()
+            ),
+        ),
+        (_, true) if !forward_only => c.warnings.push(Problem::new(
             raw.rules_line,
             "rules",
-            "no rules: every query is forwarded and nothing is logged as Kaspersky".into(),
-        ));
+            "no rules: every query is forwarded and nothing is logged as Kaspersky \
+             (a reload to this file is refused while rules are running; \
+             write `forward_only: true` if that is what you mean)"
+                .into(),
+        )),
+        _ => {}
     }
     for l in &raw.lists {
         if !raw
@@ -134,6 +156,7 @@ pub(crate) fn validate(
     let blocking = super::settings::blocking(&mut c, &raw);
     let serve = super::settings::serve(&mut c, &raw, base);
     let query_log = super::settings::query_log(&mut c, &raw);
+    let rate_limit = super::settings::rate_limit(&mut c, &raw);
 
     let mut warnings = c.warnings;
     warnings.sort_by_key(|p| p.line.unwrap_or(u32::MAX));
@@ -151,10 +174,12 @@ pub(crate) fn validate(
         networks,
         lists: lists.into_iter().flatten().collect(),
         rules: rules.into_iter().flatten().collect(),
+        forward_only,
         blocking: blocking?,
         bypass,
         serve: serve?,
         query_log,
+        rate_limit: rate_limit?,
         warnings,
     })
 }
