@@ -60,6 +60,12 @@ impl Entry {
         let mut opts = records.iter().filter(|r| r.rtype == 41);
         let opt = opts.next();
         let one_opt = opts.next().is_none() && opt.is_none_or(|o| o.section == Section::Additional);
+        if !one_opt {
+            // A second OPT, or one outside the additional section, stays as
+            // the upstream sent it: stripping it for a client without EDNS
+            // would leave the section counts wrong.
+            layout.opt = None;
+        }
         let high = opt.map_or(0, |o| o.ttl.to_be_bytes()[0]);
         let rcode = ResponseCode::from(high, wire::rcode(&bytes));
         let answers = records.iter().filter(|r| r.section == Section::Answer);
@@ -221,6 +227,12 @@ fn add_stale_ede(msg: &mut Vec<u8>, layout: &Layout) {
         }
         Some(_) => {}
         None => {
+            // Only right after the last record: bytes trailing it would be
+            // read as the new record's start.
+            let last = wire::records(msg).and_then(|r| r.last().map(|r| r.rdata.end));
+            if last.unwrap_or(layout.question_end) != msg.len() {
+                return;
+            }
             let ar = u16::from_be_bytes([msg[10], msg[11]]);
             let Some(ar) = ar.checked_add(1) else {
                 return;
