@@ -171,7 +171,13 @@ impl NameBuf {
                 len += 1;
             }
             for (dst, src) in bytes[len..].iter_mut().zip(label) {
-                *dst = src.to_ascii_lowercase();
+                // A dot inside a label (`a\.b`) is not a label boundary: it
+                // becomes a byte no entry holds, so `x\.kaspersky.com` is
+                // not under `kaspersky.com` and matches only `com`.
+                *dst = match src.to_ascii_lowercase() {
+                    b'.' => b'\\',
+                    other => other,
+                };
             }
             len += label.len();
         }
@@ -765,6 +771,25 @@ mod tests {
             Err(PatternError::NoParent)
         );
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn dot_inside_a_label_is_not_a_label_boundary() {
+        let s = set(&[
+            ("kaspersky.com", Coverage::Suffix),
+            ("safe.example.com", Coverage::Suffix),
+            ("example.com", Coverage::Suffix),
+        ]);
+        let labels = |ls: &[&[u8]]| NameBuf::from_labels(ls.iter().copied()).unwrap();
+        let escaped = labels(&[b"x.kaspersky", b"com"]);
+        assert_eq!(escaped.as_bytes(), b"x\\kaspersky.com");
+        assert_eq!(s.lookup(escaped.as_bytes()), None);
+        // `x\.safe.example.com` is a child of `example.com`, not of `safe.example.com`.
+        let name = labels(&[b"x.safe", b"example", b"com"]);
+        let hit = s.lookup(name.as_bytes()).unwrap();
+        assert_eq!(hit.entry, b"example.com");
+        let plain = labels(&[b"x", b"kaspersky", b"com"]);
+        assert_eq!(s.lookup(plain.as_bytes()).unwrap().entry, b"kaspersky.com");
     }
 
     #[test]

@@ -115,7 +115,12 @@ pub fn name_text(msg: &[u8], mut at: usize, limit: usize) -> Option<Box<[u8]>> {
                 if !out.is_empty() {
                     out.push(b'.');
                 }
-                out.extend(label.iter().map(u8::to_ascii_lowercase));
+                // As `matcher::NameBuf` writes names: a dot inside a label
+                // is not a boundary.
+                out.extend(label.iter().map(|b| match b.to_ascii_lowercase() {
+                    b'.' => b'\\',
+                    other => other,
+                }));
                 at += 1 + label.len();
             }
             _ => return None,
