@@ -365,3 +365,26 @@ fn explain_names_the_zone_and_says_when_a_name_is_unclassified() {
     assert_eq!(e["entry"], "downloads*.kaspersky-labs.com", "{out}");
     assert_eq!(e["unclassified"], false, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dot_inside_a_label_does_not_put_a_name_under_a_zone() {
+    let up = Fakeup::start().await;
+    let s = serve(&default_config(None), up.addr()).await;
+    // One label `dm.kaspersky-labs`, then `com`: not a name under kaspersky-labs.com.
+    let (m, _) = udp(
+        s.addr,
+        "127.0.0.1",
+        &query("dm\\.kaspersky-labs.com.", RecordType::A, Some(1232)),
+    )
+    .await;
+    assert!(ede(&m).is_none_or(|(code, _)| code != 15), "not blocked");
+    assert_eq!(up.seen().len(), 1, "forwarded: {:?}", up.seen());
+    let (m, _) = udp(
+        s.addr,
+        "127.0.0.1",
+        &query("dm.kaspersky-labs.com.", RecordType::A, Some(1232)),
+    )
+    .await;
+    assert_eq!(ede(&m).map(|(code, _)| code), Some(15));
+    s.stop().await;
+}
