@@ -213,7 +213,18 @@ pub struct SuffixSet {
     patterns: Vec<Pattern>,
     /// Label counts of the patterns (the level they apply at).
     pattern_labels: (u8, u8),
+    /// For small sets without patterns: a bit per hash of each entry's last
+    /// `min_labels` labels, so a name under none of them is turned away
+    /// with one hash instead of one per level.
+    floor_filter: Option<Box<[u64; FILTER_WORDS]>>,
 }
+
+/// Sets of at most this many names are searched by comparing suffixes, not
+/// by hashing (the `bypass:` lists hold one or two).
+const TINY: usize = 4;
+/// Sets of at most this many names get a floor filter.
+const FILTERED: usize = 512;
+const FILTER_WORDS: usize = 16;
 
 impl std::fmt::Debug for SuffixSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -246,6 +257,7 @@ impl SuffixSet {
             exact: None,
             patterns: Vec::new(),
             pattern_labels: (u8::MAX, 0),
+            floor_filter: None,
         }
     }
 
@@ -395,14 +407,33 @@ impl SuffixSet {
         if let Some(exact) = &mut self.exact {
             duplicates += exact.finish();
         }
+        self.floor_filter = None;
+        if self.len > TINY && self.len <= FILTERED && self.patterns.is_empty() {
+            let mut filter = Box::new([0u64; FILTER_WORDS]);
+            let floor = self.min_labels;
+            let names: Vec<Vec<u8>> = self.names().map(|(n, _, _)| n.to_vec()).collect();
+            for name in names {
+                let bit = self.filter_bit(floor_suffix(&name, label_count(&name), floor));
+                filter[bit / 64] |= 1 << (bit % 64);
+            }
+            self.floor_filter = Some(filter);
+        }
         duplicates
+    }
+
+    fn filter_bit(&self, suffix: &[u8]) -> usize {
+        (self.hasher.hash_one(suffix) as usize) % (FILTER_WORDS * 64)
     }
 
     /// The most specific entry covering `name` (normalised: lowercase, no
     /// trailing dot), if any.
     pub fn lookup<'q>(&self, name: &'q [u8]) -> Option<Hit<'q>> {
-        if name.is_empty() || self.is_empty() {
+        if name.is_empty() {
             return None;
+        }
+        let simple = self.exact.is_none() && self.patterns.is_empty();
+        if simple && self.len <= TINY {
+            return self.lookup_tiny(name);
         }
         if let Some(exact) = &self.exact
             && let Some(hit) = exact.lookup_table(name, 0, label_count(name))
@@ -410,6 +441,15 @@ impl SuffixSet {
             return Some(hit);
         }
         let mut labels = label_count(name);
+        if simple && let Some(filter) = &self.floor_filter {
+            if labels < self.min_labels {
+                return None;
+            }
+            let bit = self.filter_bit(floor_suffix(name, labels, self.min_labels));
+            if filter[bit / 64] & (1 << (bit % 64)) == 0 {
+                return None;
+            }
+        }
         let floor = self.min_labels.min(self.pattern_labels.0);
         let mut start = 0usize;
         loop {
@@ -443,6 +483,27 @@ impl SuffixSet {
             start += dot? + 1;
             labels -= 1;
         }
+    }
+
+    /// The most specific entry of a tiny set, by comparing the name's
+    /// suffixes with each entry: cheaper than a hash for one or two names.
+    fn lookup_tiny<'q>(&self, name: &'q [u8]) -> Option<Hit<'q>> {
+        let mut best: Option<Hit<'q>> = None;
+        for (entry, coverage, payload) in self.names() {
+            let whole = entry.len() == name.len();
+            let covers = name.ends_with(entry)
+                && (whole || name[name.len() - entry.len() - 1] == b'.')
+                && coverage.applies(whole);
+            if covers && best.is_none_or(|b| b.entry.len() < entry.len()) {
+                best = Some(Hit {
+                    entry: &name[name.len() - entry.len()..],
+                    coverage,
+                    payload,
+                    pattern: None,
+                });
+            }
+        }
+        best
     }
 
     /// The table's entry for exactly `suffix` (which starts at `start` in
@@ -539,6 +600,20 @@ fn widest(a: Coverage, b: Coverage) -> Coverage {
         // Suffix with anything, or Exact with Below, covers the name and all below.
         Coverage::Suffix
     }
+}
+
+/// The last `keep` labels of `name` (which has `labels` labels).
+fn floor_suffix(name: &[u8], labels: u8, keep: u8) -> &[u8] {
+    let mut skip = labels.saturating_sub(keep);
+    let mut at = 0;
+    while skip > 0 {
+        match name[at..].iter().position(|&b| b == b'.') {
+            Some(dot) => at += dot + 1,
+            None => break,
+        }
+        skip -= 1;
+    }
+    &name[at..]
 }
 
 fn label_count(name: &[u8]) -> u8 {
@@ -771,6 +846,41 @@ mod tests {
             Err(PatternError::NoParent)
         );
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn tiny_and_filtered_sets_find_what_the_table_finds() {
+        for n in [1usize, 3, 4, 5, 40, 600] {
+            let mut s = SuffixSet::new();
+            for i in 0..n {
+                let cov = [Coverage::Exact, Coverage::Suffix, Coverage::Below][i % 3];
+                s.insert(format!("h{i}.zone{}.example", i % 7).as_bytes(), cov, (i % 60) as u8);
+            }
+            s.insert(b"zone1.example", Coverage::Suffix, 61);
+            s.finish();
+            for i in 0..n {
+                let name = format!("h{i}.zone{}.example", i % 7);
+                let below = format!("x.{name}");
+                let want = |q: &str| {
+                    let cov = [Coverage::Exact, Coverage::Suffix, Coverage::Below][i % 3];
+                    let whole = q == name;
+                    if cov.applies(whole) {
+                        Some((i % 60) as u8)
+                    } else if q.ends_with(".zone1.example") {
+                        Some(61)
+                    } else {
+                        None
+                    }
+                };
+                assert_eq!(s.lookup(name.as_bytes()).map(|h| h.payload), want(&name), "{n} {name}");
+                assert_eq!(s.lookup(below.as_bytes()).map(|h| h.payload), want(&below), "{n} {below}");
+            }
+            assert_eq!(s.lookup(b"a.zone1.example").map(|h| h.payload), Some(61));
+            assert_eq!(s.lookup(b"zone1.example").map(|h| h.payload), Some(61));
+            assert_eq!(s.lookup(b"other.example"), None);
+            assert_eq!(s.lookup(b"example"), None);
+            assert_eq!(s.lookup(b"xzone1.example"), None);
+        }
     }
 
     #[test]
