@@ -1,19 +1,21 @@
 //! The deployment files, checked with the tools their users run: promtool
 //! for the alert rules, systemd-analyze for the unit, the config checker
-//! for every shipped config. A missing tool skips its check with a note
-//! (CI installs them all).
+//! for every shipped config. A missing tool fails under CI=true and is a
+//! visible skip elsewhere (`util::needs`; .ci/setup installs them all).
 
-use crate::util::{root, tool};
+use crate::util::{needs_tool, root, tool};
 
 #[test]
 fn alert_rules_pass_promtool() {
-    match tool(
+    if !needs_tool("promtool", "apt-get install prometheus") {
+        return;
+    }
+    let (ok, text) = tool(
         "promtool",
         &["check", "rules", "deploy/prometheus/cutoff-rules.yaml"],
-    ) {
-        Some((ok, text)) => assert!(ok, "promtool check rules:\n{text}"),
-        None => eprintln!("note: promtool is not installed; skipped"),
-    }
+    )
+    .expect("promtool");
+    assert!(ok, "promtool check rules:\n{text}");
 }
 
 #[test]
@@ -44,7 +46,10 @@ fn every_shipped_config_is_valid() {
 
 #[test]
 fn systemd_unit_exposure_is_at_most_2() {
-    match tool(
+    if !needs_tool("systemd-analyze", "apt-get install systemd") {
+        return;
+    }
+    let (ok, text) = tool(
         "systemd-analyze",
         &[
             "security",
@@ -52,10 +57,9 @@ fn systemd_unit_exposure_is_at_most_2() {
             "--threshold=20",
             "deploy/systemd/cutoff.service",
         ],
-    ) {
-        Some((ok, text)) => assert!(ok, "systemd-analyze security:\n{text}"),
-        None => eprintln!("note: systemd-analyze is not installed; skipped"),
-    }
+    )
+    .expect("systemd-analyze");
+    assert!(ok, "systemd-analyze security:\n{text}");
 }
 
 #[test]
@@ -110,12 +114,14 @@ fn kubernetes_manifests_pass_kubernetes_validate() {
         "deploy/kubernetes/hpa.yaml",
         "deploy/kubernetes/examples/service-loadbalancer.yaml",
     ];
+    if !needs_tool(
+        "kubernetes-validate",
+        "pip install kubernetes-validate in a virtualenv; .ci/setup does",
+    ) {
+        return;
+    }
     let mut args = vec!["--strict", "--quiet"];
     args.extend(files);
-    match tool("kubernetes-validate", &args) {
-        Some((ok, text)) => assert!(ok, "kubernetes-validate:\n{text}"),
-        None => eprintln!(
-            "note: kubernetes-validate is not installed; skipped (CI installs it from PyPI)"
-        ),
-    }
+    let (ok, text) = tool("kubernetes-validate", &args).expect("kubernetes-validate");
+    assert!(ok, "kubernetes-validate:\n{text}");
 }

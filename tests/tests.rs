@@ -1,6 +1,8 @@
 //! Integration tests, one module per concern. They run the real binary or
 //! the real server on 127.0.0.1:0 with real sockets.
 
+/// `serve` at start-up: bind errors that name the cause, a host without `::1`.
+mod bind;
 /// `cutoff check` and `cutoff explain` as an admin runs them.
 mod cli;
 /// The docs, the commented examples and the schema stay in step.

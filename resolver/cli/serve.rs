@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{ConfigArg, print_config_error};
+use super::{ConfigArg, bind, print_config_error};
 use crate::config::Upstream;
 use crate::metrics::Metrics;
 use crate::networks;
@@ -101,20 +101,18 @@ async fn serve(
         eprintln!("error: {e}");
         Ok(ExitCode::FAILURE)
     };
-    let listeners = match Listeners::bind(&config.listen).await {
+    // A host without `::1` (or without IPv6) still serves on the rest.
+    let (listen, skipped) = bind::usable(&config.listen);
+    for w in &skipped {
+        tracing::warn!("{w}");
+    }
+    let listeners = match Listeners::bind(&listen).await {
         Ok(l) => l,
-        Err(e) => {
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                eprintln!(
-                    "  ports below 1024 need root or CAP_NET_BIND_SERVICE (see deploy/systemd/cutoff.service)"
-                );
-            }
-            return fail(&e);
-        }
+        Err(e) => return fail(&bind::explain_listen(&listen, &e)),
     };
     let http = match crate::http::bind(config.http).await {
         Ok(l) => l,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&bind::explain_http(config.http, &e)),
     };
     let metrics = Arc::new(Metrics::new());
     let query_log = match &config.query_log.path {

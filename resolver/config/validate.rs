@@ -58,8 +58,8 @@ pub(crate) fn validate(
                 .collect()
         }
         None => vec![
-            SocketAddr::from((Ipv4Addr::LOCALHOST, 5353)),
-            SocketAddr::from((Ipv6Addr::LOCALHOST, 5353)),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 5533)),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, 5533)),
         ],
     };
     let upstreams = match &raw.upstreams {
@@ -167,7 +167,7 @@ fn socket(c: &mut Checker<'_>, a: &At<String>, default_port: u16) -> Option<Sock
     c.error(
         a,
         format!(
-            "`{}` is not an address like 127.0.0.1:5353 or [::1]:5353",
+            "`{}` is not an address like 127.0.0.1:5533 or [::1]:5533",
             a.value
         ),
     );
