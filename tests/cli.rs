@@ -130,3 +130,65 @@ fn every_command_has_help_with_an_example() {
         assert!(out.contains(&format!("cutoff {cmd}")), "{cmd}: {out}");
     }
 }
+
+#[test]
+fn check_and_explain_use_the_installed_config_when_it_exists_and_say_so() {
+    let (_dir, installed) = temp_file(
+        "cutoff.yaml",
+        "lists:\n  k: {builtin: kaspersky}\nrules:\n  - {name: mine, lists: [k], action: block}\n",
+    );
+    let installed = installed.to_str().unwrap();
+    let (code, out, err) = run(&["check", "--installed-config", installed]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "note: using the installed config {installed} (--config PATH for another file, --default for the embedded policy)\n"
+        )),
+        "{err}"
+    );
+    assert!(out.starts_with(&format!("config {installed}: OK")), "{out}");
+    let (code, out, err) = run(&[
+        "explain",
+        "--installed-config",
+        installed,
+        "--client",
+        "127.0.0.1",
+        "--at",
+        "2024-01-01T00:00:00Z",
+        "s05.upd.kaspersky.com",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.starts_with("note: using the installed config "),
+        "{err}"
+    );
+    assert!(out.contains("rule     mine (phase always)"), "{out}");
+}
+
+#[test]
+fn default_asks_for_the_embedded_policy_even_where_a_config_is_installed() {
+    let (_dir, installed) = temp_file("cutoff.yaml", "listen: [\"127.0.0.1:53\"]\n");
+    let installed = installed.to_str().unwrap();
+    let (code, out, err) = run(&["check", "--default", "--installed-config", installed]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("config embedded default: OK"), "{out}");
+    assert!(!err.contains("installed config"), "{err}");
+    let (code, _, err) = run(&["check", "--default", "--config", installed]);
+    assert_eq!(code, 2, "--default and --config conflict: {err}");
+    let (code, out, err) = run(&["check", "--installed-config", "/nonexistent/cutoff.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("config embedded default: OK"), "{out}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn serve_help_names_every_upstream_scheme() {
+    let (code, out, err) = run(&["serve", "--help"]);
+    assert_eq!(code, 0, "{err}");
+    for scheme in ["udp://", "tcp://", "tls://", "https://", "system"] {
+        assert!(
+            out.contains(scheme),
+            "`serve --help` omits {scheme}:\n{out}"
+        );
+    }
+}

@@ -10,6 +10,7 @@ mod explain;
 mod firewall;
 mod report;
 mod serve;
+mod source;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -24,7 +24,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
     /// Forward to this upstream (repeatable; replaces `upstreams`):
-    /// IP[:port], udp://, tcp://, or `system`.
+    /// IP[:port] (UDP, TCP on truncation), udp://IP[:port], tcp://IP[:port],
+    /// tls://IP[:port]#servername (DNS over TLS), https://IP[:port]/path#servername
+    /// (DNS over HTTPS), or `system` (/etc/resolv.conf).
     #[arg(long, value_name = "URL", value_parser = parse_upstream)]
     upstream: Vec<Upstream>,
     /// Serve /metrics, /healthz, /readyz and /api/v1/clients here (replaces `http`).
