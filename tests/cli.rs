@@ -192,3 +192,30 @@ fn serve_help_names_every_upstream_scheme() {
         );
     }
 }
+
+#[test]
+fn yaml_syntax_errors_are_reported_at_the_line_of_the_mistake() {
+    let cases = [
+        (
+            "listen: [\"127.0.0.1:53\"\nupstreams: [9.9.9.9]\n",
+            "line 1: not valid YAML: `[` is not closed",
+        ),
+        (
+            "listen: [\"127.0.0.1:53\"]\nupstreams:\n  - 9.9.9.9\n\t- 1.1.1.1\n",
+            "line 4: not valid YAML: ",
+        ),
+        (
+            "listen: [[::]:53]\n",
+            "line 1: listen[0]: expected a string, found a mapping; an IPv6 address in brackets must be quoted",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let (_dir, path) = temp_file("c.yaml", yaml);
+        let (code, _, err) = run(&["check", "--config", path.to_str().unwrap()]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains(expected),
+            "{yaml:?}: expected {expected:?} in\n{err}"
+        );
+    }
+}
