@@ -25,6 +25,8 @@ mod harness;
 mod malformed;
 /// Metrics, the query log, the client table and the admin endpoint.
 mod observability;
+/// Where `cutoff report` reads from, and its errors.
+mod report_source;
 /// Which metric series a config pre-creates.
 mod series;
 /// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.

@@ -4,6 +4,7 @@
 //! a `policy::Snapshot` and either print (`check`, `explain`, `firewall`) or
 //! serve. Every command returns its exit code here; `main` only maps errors.
 
+mod admin_url;
 mod bind;
 mod check;
 mod explain;
