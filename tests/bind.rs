@@ -116,6 +116,25 @@ fn port_53_without_the_capability_names_cap_net_bind_service() {
     assert!(err.contains("CAP_NET_BIND_SERVICE"), "{err}");
 }
 
+/// Starts `cmd`; its stderr lines arrive on the receiver.
+fn spawn_logged(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
 #[test]
 fn a_host_without_ipv6_loopback_serves_ipv4_and_warns_about_the_rest() {
     if !namespaces() {
@@ -131,21 +150,9 @@ fn a_host_without_ipv6_loopback_serves_ipv4_and_warns_about_the_rest() {
         env!("CARGO_BIN_EXE_cutoff"),
         cfg.display()
     );
-    let mut child = Command::new("unshare")
-        .args(["--net", "sh", "-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "sh", "-c", &script]);
+    let (mut child, rx) = spawn_logged(cmd);
     let mut seen = Vec::new();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
         let done = line.contains("serving") || line.contains("error");
@@ -165,4 +172,87 @@ fn a_host_without_ipv6_loopback_serves_ipv4_and_warns_about_the_rest() {
     assert!(serving.contains("serving"), "{text}");
     assert!(serving.contains("127.0.0.1:5533"), "{text}");
     assert!(!serving.contains("[::1]"), "{text}");
+}
+
+/// `GET /healthz` on `addr`: whether it answered 200.
+fn healthy(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.starts_with("HTTP/1.1 200")
+}
+
+/// Polls (bounded) until `f` holds.
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..100 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn free_tcp() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+}
+
+#[test]
+fn a_reload_moves_the_admin_endpoint_and_keeps_it_when_the_new_port_is_taken() {
+    let (first, second) = (free_tcp(), free_tcp());
+    let config = |http: std::net::SocketAddr| {
+        format!("listen: [\"127.0.0.1:0\"]\nupstreams: [\"127.0.0.1:9\"]\nhttp: {http}\n")
+    };
+    let (_dir, path) = temp_file("cutoff.yaml", &config(first));
+    let mut cmd = bin();
+    cmd.args(["serve", "--config", path.to_str().expect("utf-8")]);
+    let (mut child, rx) = spawn_logged(cmd);
+    let hup = |child: &Child| {
+        let ok = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok);
+    };
+    let wait_for = |needle: &str| -> String {
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("no log line with {needle:?}");
+    };
+    eventually("the admin endpoint", || healthy(first));
+    std::fs::write(&path, config(second)).expect("write");
+    hup(&child);
+    wait_for("admin endpoint moved");
+    assert!(healthy(second), "the new address answers");
+    assert!(!healthy(first), "the old address is closed");
+    // A taken port: the bind fails, the running endpoint stays.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = held.local_addr().expect("addr");
+    std::fs::write(&path, config(taken)).expect("write");
+    hup(&child);
+    let warning = wait_for("`http` changed to");
+    assert!(
+        warning.contains(&format!("cannot listen on http {taken}")),
+        "{warning}"
+    );
+    assert!(warning.contains(&format!("stays on {second}")), "{warning}");
+    assert!(healthy(second), "the running endpoint still answers");
+    let _ = child.kill();
+    let _ = child.wait();
 }

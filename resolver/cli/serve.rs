@@ -166,14 +166,14 @@ async fn serve(
         query_log,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(signals(state.clone(), stop_tx));
+    let admin = Admin::start(http, state.clone());
+    let signals = tokio::spawn(signals(state.clone(), stop_tx, admin));
     tokio::spawn(ticks(state.clone(), stop_rx.clone()));
-    let admin = tokio::spawn(crate::http::run(http, state.clone(), stop_rx.clone()));
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
     server::run(listeners, state.clone(), limits, stop_rx, DRAIN).await?;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), admin).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), signals).await;
     if let Some(log) = &state.query_log {
         log.flush(std::time::Duration::from_secs(2));
     }
@@ -195,7 +195,7 @@ async fn ticks(state: Arc<State>, mut stop: watch::Receiver<bool>) {
 
 /// One behaviour per signal (docs/operations.md): HUP reloads, USR1 reopens
 /// the query log, TERM and INT stop gracefully.
-async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
+async fn signals(state: Arc<State>, stop: watch::Sender<bool>, mut admin: Admin) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
         signal(SignalKind::hangup()),
@@ -210,10 +210,14 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
         tokio::select! {
             _ = hup.recv() => {
                 // Build off the query path; a failure keeps the running policy.
-                let state = state.clone();
-                let result = tokio::task::spawn_blocking(move || state.reload()).await;
+                let reloading = state.clone();
+                let result = tokio::task::spawn_blocking(move || reloading.reload()).await;
                 match result {
-                    Ok(Ok(version)) => tracing::info!(%version, "reloaded"),
+                    Ok(Ok(version)) => {
+                        tracing::info!(%version, "reloaded");
+                        let wanted = state.current.load().policy.config.http;
+                        admin.apply(wanted, &state).await;
+                    }
                     Ok(Err(e)) => {
                         tracing::error!("reload failed, keeping the running config: {e}");
                         if let crate::reload::BuildError::Config(crate::config::ConfigError::Invalid { problems, .. }) = &e {
@@ -244,4 +248,50 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
         DRAIN.as_secs()
     );
     let _ = stop.send(true);
+    admin.stop().await;
+}
+
+/// The admin endpoint's server; replaced when a reload changes `http`.
+struct Admin {
+    addr: std::net::SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Admin {
+    fn start(listener: tokio::net::TcpListener, state: Arc<State>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| state.current.load().policy.config.http);
+        let task = tokio::spawn(crate::http::run(listener, state, stopped));
+        Self { addr, stop, task }
+    }
+
+    /// Moves the endpoint to `wanted` when it differs: the new address is
+    /// bound first, and only then is the old server stopped, so a bind that
+    /// fails keeps the old socket serving.
+    async fn apply(&mut self, wanted: std::net::SocketAddr, state: &Arc<State>) {
+        if wanted == self.addr {
+            return;
+        }
+        match crate::http::bind(wanted).await {
+            Ok(listener) => {
+                let old = std::mem::replace(self, Self::start(listener, state.clone()));
+                tracing::info!(from = %old.addr, to = %self.addr, "admin endpoint moved (`http` changed)");
+                old.stop().await;
+            }
+            Err(e) => tracing::warn!(
+                "`http` changed to {wanted}, but {}; the admin endpoint stays on {}",
+                bind::explain_http(wanted, &e).replace('\n', ";"),
+                self.addr
+            ),
+        }
+    }
+
+    /// Stops the server, waiting a little for requests in flight.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.task).await;
+    }
 }
