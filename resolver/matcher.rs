@@ -854,7 +854,11 @@ mod tests {
             let mut s = SuffixSet::new();
             for i in 0..n {
                 let cov = [Coverage::Exact, Coverage::Suffix, Coverage::Below][i % 3];
-                s.insert(format!("h{i}.zone{}.example", i % 7).as_bytes(), cov, (i % 60) as u8);
+                s.insert(
+                    format!("h{i}.zone{}.example", i % 7).as_bytes(),
+                    cov,
+                    (i % 60) as u8,
+                );
             }
             s.insert(b"zone1.example", Coverage::Suffix, 61);
             s.finish();
@@ -872,8 +876,16 @@ mod tests {
                         None
                     }
                 };
-                assert_eq!(s.lookup(name.as_bytes()).map(|h| h.payload), want(&name), "{n} {name}");
-                assert_eq!(s.lookup(below.as_bytes()).map(|h| h.payload), want(&below), "{n} {below}");
+                assert_eq!(
+                    s.lookup(name.as_bytes()).map(|h| h.payload),
+                    want(&name),
+                    "{n} {name}"
+                );
+                assert_eq!(
+                    s.lookup(below.as_bytes()).map(|h| h.payload),
+                    want(&below),
+                    "{n} {below}"
+                );
             }
             assert_eq!(s.lookup(b"a.zone1.example").map(|h| h.payload), Some(61));
             assert_eq!(s.lookup(b"zone1.example").map(|h| h.payload), Some(61));

@@ -370,18 +370,25 @@ impl Metrics {
             .chain(["none"])
             .collect();
         let mut queries = Vec::with_capacity(nets.len() * ACTIONS.len() * PROTOCOLS.len());
-        for net in &nets {
+        for (i, net) in nets.iter().enumerate() {
+            // Only combinations that can occur get a series: a client in no
+            // network is refused, and a refused client is in no network.
+            let none = i + 1 == nets.len();
             for a in ACTIONS {
                 for p in PROTOCOLS {
-                    queries.push(counter(
-                        r,
-                        "cutoff_queries_total",
-                        &[
-                            ("network", net),
-                            ("action", a.as_str()),
-                            ("protocol", p.as_str()),
-                        ],
-                    ));
+                    queries.push(if none == (a == Verdict::Refuse) {
+                        counter(
+                            r,
+                            "cutoff_queries_total",
+                            &[
+                                ("network", net),
+                                ("action", a.as_str()),
+                                ("protocol", p.as_str()),
+                            ],
+                        )
+                    } else {
+                        metrics::Counter::noop()
+                    });
                 }
             }
         }
@@ -409,12 +416,17 @@ impl Metrics {
                     .flatten()
                     .collect();
                 for &l in &rule.lists {
-                    let cats: Vec<Option<Category>> = match &rule.categories {
-                        Some(cs) => cs.iter().copied().map(Some).collect(),
-                        None => std::iter::once(None)
-                            .chain(Category::ALL.map(Some))
-                            .collect(),
-                    };
+                    // Only the categories the list has entries in (an
+                    // uncategorised list: `none` alone) and the rule selects.
+                    let cats: Vec<Option<Category>> = c.lists[l]
+                        .active_by_category()
+                        .into_keys()
+                        .filter(|cat| match (&rule.categories, cat) {
+                            (None, _) => true,
+                            (Some(cs), Some(cat)) => cs.contains(cat),
+                            (Some(_), None) => false,
+                        })
+                        .collect();
                     for cat in cats {
                         for &a in &actions {
                             let labels = [

@@ -156,3 +156,92 @@ fn report_refuses_a_since_out_of_range_with_what_is_accepted() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("no client asked"), "{out}");
 }
+
+#[test]
+fn check_and_explain_use_the_installed_config_when_it_exists_and_say_so() {
+    let (_dir, installed) = temp_file(
+        "cutoff.yaml",
+        "lists:\n  k: {builtin: kaspersky}\nrules:\n  - {name: mine, lists: [k], action: block}\n",
+    );
+    let installed = installed.to_str().unwrap();
+    let (code, out, err) = run(&["check", "--installed-config", installed]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "note: using the installed config {installed} (--config PATH for another file, --default for the embedded policy)\n"
+        )),
+        "{err}"
+    );
+    assert!(out.starts_with(&format!("config {installed}: OK")), "{out}");
+    let (code, out, err) = run(&[
+        "explain",
+        "--installed-config",
+        installed,
+        "--client",
+        "127.0.0.1",
+        "--at",
+        "2024-01-01T00:00:00Z",
+        "s05.upd.kaspersky.com",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.starts_with("note: using the installed config "),
+        "{err}"
+    );
+    assert!(out.contains("rule     mine (phase always)"), "{out}");
+}
+
+#[test]
+fn default_asks_for_the_embedded_policy_even_where_a_config_is_installed() {
+    let (_dir, installed) = temp_file("cutoff.yaml", "listen: [\"127.0.0.1:53\"]\n");
+    let installed = installed.to_str().unwrap();
+    let (code, out, err) = run(&["check", "--default", "--installed-config", installed]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("config embedded default: OK"), "{out}");
+    assert!(!err.contains("installed config"), "{err}");
+    let (code, _, err) = run(&["check", "--default", "--config", installed]);
+    assert_eq!(code, 2, "--default and --config conflict: {err}");
+    let (code, out, err) = run(&["check", "--installed-config", "/nonexistent/cutoff.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("config embedded default: OK"), "{out}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn serve_help_names_every_upstream_scheme() {
+    let (code, out, err) = run(&["serve", "--help"]);
+    assert_eq!(code, 0, "{err}");
+    for scheme in ["udp://", "tcp://", "tls://", "https://", "system"] {
+        assert!(
+            out.contains(scheme),
+            "`serve --help` omits {scheme}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn yaml_syntax_errors_are_reported_at_the_line_of_the_mistake() {
+    let cases = [
+        (
+            "listen: [\"127.0.0.1:53\"\nupstreams: [9.9.9.9]\n",
+            "line 1: not valid YAML: `[` is not closed",
+        ),
+        (
+            "listen: [\"127.0.0.1:53\"]\nupstreams:\n  - 9.9.9.9\n\t- 1.1.1.1\n",
+            "line 4: not valid YAML: ",
+        ),
+        (
+            "listen: [[::]:53]\n",
+            "line 1: listen[0]: expected a string, found a mapping; an IPv6 address in brackets must be quoted",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let (_dir, path) = temp_file("c.yaml", yaml);
+        let (code, _, err) = run(&["check", "--config", path.to_str().unwrap()]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains(expected),
+            "{yaml:?}: expected {expected:?} in\n{err}"
+        );
+    }
+}

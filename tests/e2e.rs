@@ -1,16 +1,12 @@
 //! The built binary, started as an admin starts it, queried with `dig`
-//! (skipped with a note when dig is not installed; CI installs it), reloaded
+//! (`util::needs`: a failure under CI=true without dig, a visible skip elsewhere), reloaded
 //! with SIGHUP and stopped with SIGTERM.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fakeup::Fakeup;
-use crate::util::{bin, temp_file};
-
-fn have_dig() -> bool {
-    Command::new("dig").arg("-v").output().is_ok()
-}
+use crate::util::{bin, installed, needs, temp_file};
 
 fn free_port() -> u16 {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -46,10 +42,11 @@ impl Drop for Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dig_sees_blocked_and_forwarded_answers_from_the_binary() {
-    if !have_dig() {
-        eprintln!(
-            "note: dig is not installed; skipping the end-to-end test (CI installs bind9-dnsutils)"
-        );
+    if !needs(
+        installed("dig", &["-v"]),
+        "dig",
+        "apt-get install bind9-dnsutils",
+    ) {
         return;
     }
     let up = Fakeup::start().await;

@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
 
-use crate::util::{root, run, temp_file, tool};
+use crate::util::{needs, needs_tool, root, run, temp_file, tool};
 
 /// A config with IPv6 prefixes, deny ranges and port 53 on every interface,
 /// so every branch of the generator is exercised.
@@ -40,7 +40,7 @@ fn outputs(format: &str) -> Vec<(String, String)> {
         ),
         (
             "wide",
-            vec!["--config", wide.to_str().unwrap(), "--port", "5353"],
+            vec!["--config", wide.to_str().unwrap(), "--port", "5533"],
         ),
     ];
     cases
@@ -59,20 +59,15 @@ fn nft_usable() -> bool {
         "probe.nft",
         "table inet cutoff_probe {\n\tchain c {\n\t\ttype filter hook output priority filter; policy accept;\n\t}\n}\n",
     );
-    match tool("nft", &["-c", "-f", probe.to_str().unwrap()]) {
-        Some((true, _)) => true,
-        Some((false, text)) => {
-            eprintln!(
-                "note: nft -c cannot run here ({}); structural check only",
-                text.trim()
-            );
-            false
-        }
-        None => {
-            eprintln!("note: nft is not installed; structural check only");
-            false
-        }
+    if !needs_tool("nft", "apt-get install nftables") {
+        return false;
     }
+    let (ok, text) = tool("nft", &["-c", "-f", probe.to_str().unwrap()]).expect("nft");
+    needs(
+        ok,
+        "`nft -c` with netlink access",
+        &format!("nft -c said: {}", text.trim()),
+    )
 }
 
 /// Balanced braces, nothing but comments and the table outside it, rules
@@ -290,12 +285,12 @@ fn iptables_script_passes_sh_and_iptables_restore() {
             if input.is_empty() {
                 continue;
             }
-            match restore_test(&format!("{program}-restore"), &input) {
-                Some((ok, err)) => {
-                    assert!(ok, "{program}-restore --test ({name}):\n{err}\n{input}")
-                }
-                None => eprintln!("note: {program}-restore is not installed; skipped"),
+            let restore = format!("{program}-restore");
+            if !needs_tool(&restore, "apt-get install iptables") {
+                continue;
             }
+            let (ok, err) = restore_test(&restore, &input).expect("restore");
+            assert!(ok, "{restore} --test ({name}):\n{err}\n{input}");
         }
         // `remove` takes everything out and adds nothing.
         let removal = calls(&text, &["remove"]);
@@ -378,7 +373,7 @@ fn a_loopback_only_config_is_refused_and_a_loopback_listener_warned_about() {
     let (code, out, err) = run(&["firewall", "--format", "nftables"]);
     assert_eq!(code, 0);
     assert!(
-        err.contains("warning: cutoff listens on no non-loopback address at port 5353"),
+        err.contains("warning: cutoff listens on no non-loopback address at port 5533"),
         "{err}"
     );
     assert!(out.contains("# WARNING: cutoff listens"));
@@ -389,16 +384,22 @@ fn a_loopback_only_config_is_refused_and_a_loopback_listener_warned_about() {
 /// cannot be created.
 #[test]
 fn rules_apply_twice_and_come_out_again_in_a_private_network_namespace() {
-    let Some((true, _)) = tool("unshare", &["--net", "true"]) else {
-        eprintln!("note: cannot create a network namespace here (unshare --net); skipped");
-        return;
-    };
-    let probe = "nft list ruleset && iptables -t nat -S && ip6tables -t nat -S";
-    if !matches!(
-        tool("unshare", &["--net", "sh", "-c", probe]),
-        Some((true, _))
+    if !needs(
+        matches!(tool("unshare", &["--net", "true"]), Some((true, _))),
+        "network namespaces (`unshare --net`)",
+        "run as root, util-linux",
     ) {
-        eprintln!("note: nft or iptables cannot run in a network namespace here; skipped");
+        return;
+    }
+    let probe = "nft list ruleset && iptables -t nat -S && ip6tables -t nat -S";
+    if !needs(
+        matches!(
+            tool("unshare", &["--net", "sh", "-c", probe]),
+            Some((true, _))
+        ),
+        "nft and iptables inside a network namespace",
+        "apt-get install nftables iptables",
+    ) {
         return;
     }
     for ((name, nft), (_, sh)) in outputs("nftables").into_iter().zip(outputs("iptables")) {

@@ -3,6 +3,8 @@
 
 /// The admin endpoint under idle, slowloris and over-the-cap connections.
 mod admin;
+/// `serve` at start-up: bind errors that name the cause, a host without `::1`.
+mod bind;
 /// The answer cache over real sockets: serve-stale, key boundaries.
 mod cache;
 /// `cutoff check` and `cutoff explain` as an admin runs them.
@@ -43,6 +45,10 @@ mod proc;
 mod ratelimit;
 /// Reloads that would silently weaken the policy are refused.
 mod reload;
+/// Where `cutoff report` reads from, and its errors.
+mod report_source;
+/// Which metric series a config pre-creates.
+mod series;
 /// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.
 mod serve;
 /// DNS over TLS and HTTPS upstreams against real TLS servers.

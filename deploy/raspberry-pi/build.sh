@@ -10,6 +10,8 @@
 #   aarch64-unknown-linux-gnu       Pi 3/4/5, Zero 2 W on 64-bit Raspberry Pi OS bookworm (glibc >= 2.34)
 #   armv7-unknown-linux-gnueabihf   Pi 2/3/4 on 32-bit Raspberry Pi OS bookworm (glibc >= 2.34)
 #   aarch64-unknown-linux-musl      any 64-bit ARM Linux, static: older OS (bullseye), other distros
+#   x86_64-unknown-linux-gnu        the PC itself (not in "all"): built and smoke-tested natively,
+#                                   so deploy/release.sh packages amd64 the same way
 #
 # Set-up (skipped with --no-setup): installs the Debian cross compilers,
 # qemu-user-static and dig with apt-get when missing (needs root or sudo), and
@@ -35,7 +37,7 @@ set -euo pipefail
 ALL_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf aarch64-unknown-linux-musl)
 
 usage() {
-    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 setup=1
@@ -70,6 +72,8 @@ target_info() {
             GCC=aarch64-linux-gnu-gcc OBJDUMP=aarch64-linux-gnu-objdump
             QEMU=qemu-aarch64-static LIBC_PKG="" LDSO=""
             APT_PKGS="gcc-aarch64-linux-gnu" ;;
+        x86_64-unknown-linux-gnu)
+            GCC=cc OBJDUMP=objdump QEMU="" LIBC_PKG="" LDSO="" APT_PKGS="build-essential" ;;
         *)
             echo "unsupported target: $1 (supported: ${ALL_TARGETS[*]})" >&2
             return 1 ;;
@@ -94,7 +98,7 @@ if [[ $setup -eq 1 ]]; then
     for t in "${targets[@]}"; do
         target_info "$t"
         command -v "$GCC" >/dev/null || missing+=("$APT_PKGS")
-        if [[ $smoke -eq 1 ]]; then
+        if [[ $smoke -eq 1 && -n $QEMU ]]; then
             command -v "$QEMU" >/dev/null || missing+=(qemu-user-static)
         fi
     done
@@ -147,13 +151,19 @@ glibc_floor() { # $1 binary
     echo "${v:-none (static)}"
 }
 
-# Runs one command under qemu-user, bounded.
+# The command that runs the target binary: under qemu-user (with the glibc
+# sysroot for gnu targets), or directly for the host's own target.
+runner() {
+    RUN=()
+    [[ -n $QEMU ]] && RUN=("$QEMU")
+    [[ -n $SYSROOT ]] && RUN+=(-L "$SYSROOT")
+    RUN+=("$BIN")
+}
+
+# Runs one command of the target binary, bounded.
 run_qemu() { # $@ args to cutoff
-    if [[ -n $SYSROOT ]]; then
-        timeout 60 "$QEMU" -L "$SYSROOT" "$BIN" "$@"
-    else
-        timeout 60 "$QEMU" "$BIN" "$@"
-    fi
+    runner
+    timeout 60 "${RUN[@]}" "$@"
 }
 
 # Stops a process of this shell by PID with SIGTERM, waits up to $2 seconds,
@@ -206,13 +216,9 @@ rules:
     from: 2024-09-29T00:00:00-04:00
 blocking: {answer: nxdomain, ttl: 300}
 EOF
-    if [[ -n $SYSROOT ]]; then
-        timeout 120 "$QEMU" -L "$SYSROOT" "$BIN" serve --config "$work/smoke.yaml" \
-            --listen "127.0.0.1:$port" --upstream 127.0.0.1:9 >"$work/serve.log" 2>&1 &
-    else
-        timeout 120 "$QEMU" "$BIN" serve --config "$work/smoke.yaml" \
-            --listen "127.0.0.1:$port" --upstream 127.0.0.1:9 >"$work/serve.log" 2>&1 &
-    fi
+    runner
+    timeout 120 "${RUN[@]}" serve --config "$work/smoke.yaml" \
+        --listen "127.0.0.1:$port" --upstream 127.0.0.1:9 >"$work/serve.log" 2>&1 &
     # `timeout` forwards SIGTERM to the child and exits with its status.
     pid=$!
 
@@ -273,7 +279,7 @@ for t in "${targets[@]}"; do
         fi
         SYSROOT=$(dirname "$(dirname "$ldso")")
     fi
-    log "smoke test $t under $QEMU${SYSROOT:+ -L $SYSROOT}"
+    log "smoke test $t${QEMU:+ under $QEMU}${SYSROOT:+ -L $SYSROOT}"
     if smoke_test "$t"; then
         RESULT[$t]=$SMOKE
     else

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use jiff::Timestamp;
 
-use super::{ConfigArg, print_config_error};
+use super::print_config_error;
+use super::source::InspectedConfig;
 use crate::config::{AnswerMode, Config, Denied};
 use crate::networks::DEFAULT_NETWORK;
 use crate::policy::rule_at;
@@ -14,7 +15,7 @@ use crate::policy::rule_at;
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     #[command(flatten)]
-    config: ConfigArg,
+    config: InspectedConfig,
 }
 
 pub(super) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {

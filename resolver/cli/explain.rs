@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::{ConfigArg, print_config_error};
+use super::print_config_error;
+use super::source::InspectedConfig;
 use crate::matcher::NameBuf;
 use crate::policy::{Decision, Snapshot, Verdict};
 
@@ -16,7 +17,7 @@ use crate::policy::{Decision, Snapshot, Verdict};
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
     #[command(flatten)]
-    config: ConfigArg,
+    config: InspectedConfig,
     /// The client's address (IPv4 or IPv6).
     #[arg(long, value_name = "IP")]
     client: IpAddr,

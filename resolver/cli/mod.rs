@@ -4,12 +4,15 @@
 //! a `policy::Snapshot` and either print (`check`, `explain`, `firewall`) or
 //! serve. Every command returns its exit code here; `main` only maps errors.
 
+mod admin_url;
+mod bind;
 mod check;
 mod explain;
 mod export;
 mod firewall;
 mod report;
 mod serve;
+mod source;
 mod unclassified;
 
 use std::path::PathBuf;
@@ -45,7 +48,7 @@ pub struct Cli {
 pub enum Command {
     /// Answer DNS: block or log what the policy says, forward the rest.
     #[command(
-        after_help = "Examples:\n  cutoff serve\n  cutoff serve --config /etc/cutoff/cutoff.yaml\n  cutoff serve --listen 127.0.0.1:5353 --upstream 9.9.9.9 --upstream 149.112.112.112\n\nSignals: HUP reloads the config (an invalid one is logged and the running one kept); TERM and INT stop after in-flight queries finish."
+        after_help = "Examples:\n  cutoff serve\n  cutoff serve --config /etc/cutoff/cutoff.yaml\n  cutoff serve --listen 127.0.0.1:5533 --upstream 9.9.9.9 --upstream 149.112.112.112\n\nSignals: HUP reloads the config (an invalid one is logged and the running one kept); TERM and INT stop after in-flight queries finish."
     )]
     Serve(ServeArgs),
     /// Validate a config: exit 0 with a summary, or 1 listing every problem.

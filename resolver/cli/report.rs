@@ -3,14 +3,15 @@
 //! server's `/api/v1/clients`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::Deserialize;
 
+use super::source::InspectedConfig;
+use super::{admin_url, print_config_error};
 use crate::clients::{ClientRow, sort};
 
 /// Output formats.
@@ -28,11 +29,16 @@ pub enum Format {
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// A query log to read (JSON lines; repeatable; `-` for stdin).
-    #[arg(long, value_name = "PATH", required_unless_present = "url")]
+    #[arg(long, value_name = "PATH")]
     log: Vec<PathBuf>,
-    /// A running server's admin endpoint, e.g. http://127.0.0.1:9153.
+    /// A running server's admin endpoint, e.g. http://127.0.0.1:9153 or
+    /// http://localhost:9153. Without --log and --url: the `http` address of
+    /// the config (as for `check`: --config, /etc/cutoff/cutoff.yaml, or the
+    /// embedded default's 127.0.0.1:9153).
     #[arg(long, value_name = "URL", conflicts_with = "log")]
     url: Option<String>,
+    #[command(flatten)]
+    config: InspectedConfig,
     /// Only clients seen since: a duration back from now (90s, 30m, 24h, 7d), an
     /// RFC 3339 instant (2024-09-29T04:00:00Z) or a date (2024-09-29, midnight UTC).
     #[arg(long, value_name = "WHEN", value_parser = parse_since)]
@@ -129,8 +135,22 @@ pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if args.unclassified {
         return unclassified(args);
     }
-    let rows = match &args.url {
-        Some(url) => fetch(url, args.since)?,
+    let url = match (&args.url, args.log.is_empty()) {
+        (Some(url), _) => Some(url.clone()),
+        (None, true) => match default_url(&args.config) {
+            Some(url) => Some(url),
+            None => return Ok(ExitCode::FAILURE),
+        },
+        (None, false) => None,
+    };
+    let rows = match &url {
+        Some(url) => match admin_url::fetch(url, args.since) {
+            Ok(rows) => rows,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
         None => {
             let mut map = HashMap::new();
             for path in &args.log {
@@ -257,32 +277,26 @@ pub(super) fn csv_field(f: &str) -> String {
     }
 }
 
-/// GETs `/api/v1/clients` from a running server (plain HTTP on the admin port).
-fn fetch(url: &str, since: Option<Timestamp>) -> anyhow::Result<Vec<ClientRow>> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow::anyhow!("`{url}`: only http:// admin URLs are supported"))?;
-    let host = rest.split('/').next().unwrap_or(rest);
-    let addr: std::net::SocketAddr = host
-        .parse()
-        .map_err(|_| anyhow::anyhow!("`{host}` is not IP:port (e.g. 127.0.0.1:9153)"))?;
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let query = since.map(|t| format!("?since={t}")).unwrap_or_default();
-    write!(
-        stream,
-        "GET /api/v1/clients{query} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("{url}: not an HTTP response"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        anyhow::bail!("{url}: {}", head.lines().next().unwrap_or(""));
+/// The admin URL of the config `check` would read, said on stderr; `None`
+/// (after printing why) when that config is invalid.
+fn default_url(config: &InspectedConfig) -> Option<String> {
+    match config.load() {
+        Ok(c) => {
+            let url = admin_url::local_url(c.http);
+            eprintln!(
+                "note: reading the client table of the server at {url} (`http` of {}); --url URL for another server, --log PATH for a query log",
+                c.origin
+            );
+            Some(url)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: no --log or --url given, and the config that names the admin URL is invalid:"
+            );
+            print_config_error(&e);
+            None
+        }
     }
-    Ok(serde_json::from_str(body)?)
 }
 
 #[cfg(test)]

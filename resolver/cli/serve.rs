@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{ConfigArg, print_config_error};
+use super::{ConfigArg, bind, print_config_error};
 use crate::config::Upstream;
 use crate::metrics::Metrics;
 use crate::networks;
@@ -24,7 +24,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
     /// Forward to this upstream (repeatable; replaces `upstreams`):
-    /// IP[:port], udp://, tcp://, or `system`.
+    /// IP[:port] (UDP, TCP on truncation), udp://IP[:port], tcp://IP[:port],
+    /// tls://IP[:port]#servername (DNS over TLS), https://IP[:port]/path#servername
+    /// (DNS over HTTPS), or `system` (/etc/resolv.conf).
     #[arg(long, value_name = "URL", value_parser = parse_upstream)]
     upstream: Vec<Upstream>,
     /// Serve /metrics, /healthz, /readyz and /api/v1/clients here (replaces `http`).
@@ -120,20 +122,18 @@ async fn serve(
         Ok(crate::descriptors::Checked::Enough { .. }) => {}
         Err(e) => return fail(&e),
     }
-    let listeners = match Listeners::bind(&config.listen).await {
+    // A host without `::1` (or without IPv6) still serves on the rest.
+    let (listen, skipped) = bind::usable(&config.listen);
+    for w in &skipped {
+        tracing::warn!("{w}");
+    }
+    let listeners = match Listeners::bind(&listen).await {
         Ok(l) => l,
-        Err(e) => {
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                eprintln!(
-                    "  ports below 1024 need root or CAP_NET_BIND_SERVICE (see deploy/systemd/cutoff.service)"
-                );
-            }
-            return fail(&e);
-        }
+        Err(e) => return fail(&bind::explain_listen(&listen, &e)),
     };
     let http = match crate::http::bind(config.http).await {
         Ok(l) => l,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&bind::explain_http(config.http, &e)),
     };
     let metrics = Arc::new(Metrics::new());
     let query_log = match &config.query_log.path {
@@ -185,14 +185,14 @@ async fn serve(
         query_log,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(signals(state.clone(), stop_tx));
+    let admin = Admin::start(http, state.clone());
+    let signals = tokio::spawn(signals(state.clone(), stop_tx, admin));
     tokio::spawn(ticks(state.clone(), stop_rx.clone()));
-    let admin = tokio::spawn(crate::http::run(http, state.clone(), stop_rx.clone()));
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
     server::run(listeners, state.clone(), limits, stop_rx, DRAIN).await?;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), admin).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), signals).await;
     if let Some(log) = &state.query_log {
         log.flush(std::time::Duration::from_secs(2));
     }
@@ -217,7 +217,7 @@ async fn ticks(state: Arc<State>, mut stop: watch::Receiver<bool>) {
 
 /// One behaviour per signal (docs/operations.md): HUP reloads, USR1 reopens
 /// the query log, TERM and INT stop gracefully.
-async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
+async fn signals(state: Arc<State>, stop: watch::Sender<bool>, mut admin: Admin) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
         signal(SignalKind::hangup()),
@@ -240,6 +240,14 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
                 }
                 reloading = Some(tokio::spawn(reload(state.clone())));
             }
+            // When a reload has finished, a changed `http` address is
+            // applied here, where the admin server lives (a no-op when the
+            // reload failed: the running config is unchanged).
+            _ = async { reloading.as_mut().expect("guarded").await }, if reloading.is_some() => {
+                reloading = None;
+                let wanted = state.current.load().policy.config.http;
+                admin.apply(wanted, &state).await;
+            }
             _ = usr1.recv() => {
                 if let Some(log) = &state.query_log {
                     log.reopen();
@@ -259,6 +267,52 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>) {
         DRAIN.as_secs()
     );
     let _ = stop.send(true);
+    admin.stop().await;
+}
+
+/// The admin endpoint's server; replaced when a reload changes `http`.
+struct Admin {
+    addr: std::net::SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Admin {
+    fn start(listener: tokio::net::TcpListener, state: Arc<State>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| state.current.load().policy.config.http);
+        let task = tokio::spawn(crate::http::run(listener, state, stopped));
+        Self { addr, stop, task }
+    }
+
+    /// Moves the endpoint to `wanted` when it differs: the new address is
+    /// bound first, and only then is the old server stopped, so a bind that
+    /// fails keeps the old socket serving.
+    async fn apply(&mut self, wanted: std::net::SocketAddr, state: &Arc<State>) {
+        if wanted == self.addr {
+            return;
+        }
+        match crate::http::bind(wanted).await {
+            Ok(listener) => {
+                let old = std::mem::replace(self, Self::start(listener, state.clone()));
+                tracing::info!(from = %old.addr, to = %self.addr, "admin endpoint moved (`http` changed)");
+                old.stop().await;
+            }
+            Err(e) => tracing::warn!(
+                "`http` changed to {wanted}, but {}; the admin endpoint stays on {}",
+                bind::explain_http(wanted, &e).replace('\n', ";"),
+                self.addr
+            ),
+        }
+    }
+
+    /// Stops the server, waiting a little for requests in flight.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.task).await;
+    }
 }
 
 /// One reload, built off the query path and bounded in time; a failure or

@@ -15,6 +15,7 @@ mod settings;
 mod upstream;
 mod validate;
 mod yaml;
+mod yaml_error;
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -58,8 +58,8 @@ pub(crate) fn validate(
                 .collect()
         }
         None => vec![
-            SocketAddr::from((Ipv4Addr::LOCALHOST, 5353)),
-            SocketAddr::from((Ipv6Addr::LOCALHOST, 5353)),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 5533)),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, 5533)),
         ],
     };
     let upstreams = match &raw.upstreams {
@@ -118,9 +118,7 @@ pub(crate) fn validate(
         (_, true) if !forward_only => c.warnings.push(Problem::new(
             raw.rules_line,
             "rules",
-            "no rules: every query is forwarded and nothing is logged as Kaspersky \
-             (a reload to this file is refused while rules are running; \
-             write `forward_only: true` if that is what you mean)"
+            "no rules: every query is forwarded and nothing is logged as Kaspersky (a reload to this file is refused while rules are running; write `forward_only: true` if that is what you mean)"
                 .into(),
         )),
         _ => {}
@@ -195,7 +193,7 @@ fn socket(c: &mut Checker<'_>, a: &At<String>, default_port: u16) -> Option<Sock
     c.error(
         a,
         format!(
-            "`{}` is not an address like 127.0.0.1:5353 or [::1]:5353",
+            "`{}` is not an address like 127.0.0.1:5533 or [::1]:5533",
             a.value
         ),
     );

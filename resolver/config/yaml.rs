@@ -128,6 +128,7 @@ fn node(s: Spanned<Tree>) -> Node {
 /// Parses YAML text into a [`Node`] tree; a syntax error (or a breached
 /// resource budget) is one problem with its line.
 pub(crate) fn parse(text: &str) -> Result<Node, Problem> {
+    let text_of_file = text;
     if text.trim().is_empty() {
         return Ok(Node {
             value: Value::Map(Vec::new()),
@@ -157,6 +158,13 @@ pub(crate) fn parse(text: &str) -> Result<Node, Problem> {
                 Some((loc, rest)) if loc.starts_with("line ") => rest.to_owned(),
                 _ => first.to_owned(),
             };
+            let (line, message) = match line {
+                Some(l) => {
+                    let (l, m) = super::yaml_error::locate(text_of_file, l, &message);
+                    (Some(l), m)
+                }
+                None => (None, message),
+            };
             Err(Problem::new(line, "", format!("not valid YAML: {message}")))
         }
     }
@@ -179,6 +187,33 @@ fn attach_raw(node: &mut Node, text: &str) {
             });
         }
         _ => {}
+    }
+}
+
+/// Whether `node` is what YAML makes of an unquoted `[IPv6]` or `[IPv6]:port`
+/// in a flow list: a one-item list holding the address, or a one-entry
+/// mapping whose key is such a list.
+fn unquoted_ipv6(node: &Node) -> bool {
+    // The plain text YAML split at its `:` indicators, put back together.
+    fn text(n: &Node) -> Option<String> {
+        match &n.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Null => Some(String::new()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Map(e) => match e.as_slice() {
+                [(k, v)] => Some(format!("{}:{}", text(k)?, text(v)?)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    match &node.value {
+        Value::Seq(items) => match items.as_slice() {
+            [n] => text(n).is_some_and(|t| t.parse::<std::net::Ipv6Addr>().is_ok()),
+            _ => false,
+        },
+        Value::Map(entries) => matches!(entries.as_slice(), [(k, _)] if unquoted_ipv6(k)),
+        _ => false,
     }
 }
 
@@ -245,7 +280,12 @@ impl Reader {
     }
 
     fn wrong_type(&mut self, node: &Node, path: &Path, expected: &str) {
-        let message = format!("expected {expected}, found {}", node.value.kind());
+        let mut message = format!("expected {expected}, found {}", node.value.kind());
+        if unquoted_ipv6(node) {
+            message.push_str(
+                "; an IPv6 address in brackets must be quoted in YAML, e.g. \"[::1]:53\" (unquoted, `[` starts a list)",
+            );
+        }
         self.problem(node.line, path, message);
     }
 
@@ -418,6 +458,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unquoted_ipv6_address_in_a_flow_list_gets_a_hint() {
+        for yaml in ["a: [[::]:53]\n", "a: [[::1]:53]\n", "a: [[fe80::1]]\n"] {
+            let n = parse(yaml).unwrap();
+            let Value::Map(top) = &n.value else { panic!() };
+            let Value::Seq(items) = &top[0].1.value else {
+                panic!()
+            };
+            assert!(unquoted_ipv6(&items[0]), "{yaml}");
+        }
+        let n = parse("a: [[x]]\n").unwrap();
+        let Value::Map(top) = &n.value else { panic!() };
+        let Value::Seq(items) = &top[0].1.value else {
+            panic!()
+        };
+        assert!(!unquoted_ipv6(&items[0]));
+    }
+
+    #[test]
     fn nodes_remember_their_lines() {
         let n = parse("a: 1\nb:\n  - x\n  - y\n").unwrap();
         let Value::Map(entries) = &n.value else {
@@ -454,9 +512,10 @@ mod tests {
     }
 
     #[test]
-    fn syntax_error_names_its_line() {
+    fn syntax_error_names_the_line_of_the_mistake() {
+        // The reader notices the unclosed `[` on line 2; the mistake is on 1.
         let e = parse("a: [1, 2\nb: 3").unwrap_err();
-        assert_eq!(e.line, Some(2));
+        assert_eq!(e.line, Some(1));
         assert!(e.message.starts_with("not valid YAML"), "{}", e.message);
     }
 }

@@ -279,9 +279,9 @@ mod tests {
     fn lan_interface_goes_on_the_hooks_but_not_on_output() {
         let opts = Options {
             lan_interface: Some("br-lan".to_owned()),
-            dns_port: Some(5353),
+            dns_port: Some(5533),
         };
-        let s = sh(&format!("listen: ['0.0.0.0:5353']\n{PREFIXES}"), &opts);
+        let s = sh(&format!("listen: ['0.0.0.0:5533']\n{PREFIXES}"), &opts);
         assert!(s.contains("iptables -t nat -I PREROUTING 1 -i br-lan -j CUTOFF-NAT\n"));
         assert!(s.contains("iptables -t filter -I FORWARD 1 -i br-lan -j CUTOFF-FWD\n"));
         assert!(s.contains("iptables -t filter -I OUTPUT 1 -j CUTOFF-OUT\n"));

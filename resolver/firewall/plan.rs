@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn port_is_the_first_non_loopback_listen_port_unless_given() {
-        let c = config("listen: ['127.0.0.1:5353', '0.0.0.0:53', '[::]:5300']\n");
+        let c = config("listen: ['127.0.0.1:5533', '0.0.0.0:53', '[::]:5300']\n");
         let none = Options::default();
         let p = Plan::new(&c, &none).unwrap();
         assert_eq!((p.port, p.warnings.len()), (53, 0));
@@ -305,10 +305,10 @@ mod tests {
 
     #[test]
     fn listening_on_loopback_only_is_warned_about() {
-        let c = config("listen: ['127.0.0.1:5353']\n");
+        let c = config("listen: ['127.0.0.1:5533']\n");
         let w = warnings(&c, &Options::default()).unwrap();
         assert_eq!(w.len(), 1);
-        assert!(w[0].contains("`0.0.0.0:5353`"), "{w:?}");
+        assert!(w[0].contains("`0.0.0.0:5533`"), "{w:?}");
         let script = render(&c, Format::Nftables, &Options::default()).unwrap();
         assert!(script.contains("# WARNING: cutoff listens on no non-loopback"));
     }

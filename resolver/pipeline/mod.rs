@@ -397,7 +397,12 @@ fn finish_forwarded(
         wire::set_forwarded_flags(&mut bytes, b2, b3, edns == Some(true));
     }
     if let Some(dnssec_ok) = edns {
-        wire::ensure_opt(&mut bytes, entry.layout.opt.is_some(), dnssec_ok);
+        // An answer relayed with odd OPTs (two, or one outside the
+        // additional section) has no usable `layout.opt` but must not get a
+        // third: the records themselves say whether one is there.
+        let had_opt = entry.layout.opt.is_some()
+            || wire::records(&bytes).is_none_or(|rs| rs.iter().any(|r| r.rtype == 41));
+        wire::ensure_opt(&mut bytes, had_opt, dnssec_ok);
     }
     fit(bytes, max, edns)
 }
