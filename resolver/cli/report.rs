@@ -153,21 +153,7 @@ pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         },
         None => {
             let mut map = HashMap::new();
-            for path in &args.log {
-                let bad = if path.as_os_str() == "-" {
-                    aggregate(std::io::stdin().lock(), args.since, &mut map)
-                } else {
-                    let f = std::fs::File::open(path)
-                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-                    aggregate(BufReader::new(f), args.since, &mut map)
-                };
-                if bad > 0 {
-                    eprintln!(
-                        "warning: {}: {bad} line(s) are not query-log records; skipped",
-                        path.display()
-                    );
-                }
-            }
+            read_logs(&args.log, |reader| aggregate(reader, args.since, &mut map))?;
             let mut rows: Vec<ClientRow> = map.into_values().collect();
             for r in &mut rows {
                 r.categories
@@ -182,16 +168,19 @@ pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--unclassified`: the names only a zone-wide entry covered, from the logs.
-fn unclassified(args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    let mut map = HashMap::new();
-    for path in &args.log {
+/// Feeds each query log (`-`: standard input) to `each`, which returns how
+/// many of its lines were not records; those are reported per file.
+fn read_logs(
+    paths: &[PathBuf],
+    mut each: impl FnMut(&mut dyn BufRead) -> usize,
+) -> anyhow::Result<()> {
+    for path in paths {
         let bad = if path.as_os_str() == "-" {
-            super::unclassified::aggregate(std::io::stdin().lock(), args.since, &mut map)
+            each(&mut std::io::stdin().lock())
         } else {
             let f = std::fs::File::open(path)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            super::unclassified::aggregate(BufReader::new(f), args.since, &mut map)
+            each(&mut BufReader::new(f))
         };
         if bad > 0 {
             eprintln!(
@@ -200,6 +189,15 @@ fn unclassified(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    Ok(())
+}
+
+/// `--unclassified`: the names only a zone-wide entry covered, from the logs.
+fn unclassified(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let mut map = HashMap::new();
+    read_logs(&args.log, |reader| {
+        super::unclassified::aggregate(reader, args.since, &mut map)
+    })?;
     let rows = super::unclassified::finish(map);
     let text = super::unclassified::render(&rows, args.format);
     std::io::stdout().lock().write_all(text.as_bytes())?;

@@ -243,7 +243,11 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>, mut admin: Admin)
             // When a reload has finished, a changed `http` address is
             // applied here, where the admin server lives (a no-op when the
             // reload failed: the running config is unchanged).
-            _ = async { reloading.as_mut().expect("guarded").await }, if reloading.is_some() => {
+            _ = async {
+                if let Some(task) = reloading.as_mut() {
+                    let _ = task.await;
+                }
+            }, if reloading.is_some() => {
                 reloading = None;
                 let wanted = state.current.load().policy.config.http;
                 admin.apply(wanted, &state).await;
