@@ -156,6 +156,42 @@ pub fn ensure_opt(msg: &mut Vec<u8>, had_opt: bool, dnssec_ok: bool) {
     }
 }
 
+/// Whether any record of `msg` is an OPT, in any section; `true` as well
+/// when the message cannot be walked, so that nothing is added to such a
+/// message. Allocates nothing.
+pub fn any_opt(msg: &[u8]) -> bool {
+    let count = |i: usize| {
+        msg.get(i..i + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    let (Some(qd), Some(an), Some(ns), Some(ar)) = (count(4), count(6), count(8), count(10)) else {
+        return true;
+    };
+    let mut at = 12;
+    for _ in 0..qd {
+        match skip_name(msg, at) {
+            Some(end) => at = end + 4,
+            None => return true,
+        }
+    }
+    for _ in 0..an + ns + ar {
+        let Some(end) = skip_name(msg, at) else {
+            return true;
+        };
+        let Some(fixed) = msg.get(end..end + 10) else {
+            return true;
+        };
+        if u16::from_be_bytes([fixed[0], fixed[1]]) == 41 {
+            return true;
+        }
+        at = end + 10 + usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        if at > msg.len() {
+            return true;
+        }
+    }
+    false
+}
+
 /// Sets the header bits of a forwarded or cached answer from the client's
 /// query (`rd_byte`, `cd_byte`: its bytes 2 and 3), not from what the
 /// upstream sent: RD and CD copied, RA=1 (cutoff recurses for its
@@ -452,5 +488,47 @@ mod tests {
         let mut bad = m.clone();
         bad[12] = 0x80; // reserved label type
         assert!(walk(&bad).is_none());
+    }
+}
+
+#[cfg(test)]
+mod any_opt_tests {
+    use super::any_opt;
+
+    /// A reply to `a.` IN A with `extra` records appended (counted in ARCOUNT).
+    fn reply(additional: &[&[u8]]) -> Vec<u8> {
+        let mut m = vec![
+            0,
+            1,
+            0x81,
+            0x80,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            additional.len() as u8,
+        ];
+        m.extend_from_slice(&[1, b'a', 0, 0, 1, 0, 1]);
+        for r in additional {
+            m.extend_from_slice(r);
+        }
+        m
+    }
+
+    #[test]
+    fn an_opt_anywhere_is_found_and_a_message_without_one_is_not() {
+        let opt: &[u8] = &[0, 0, 41, 4, 208, 0, 0, 0, 0, 0, 0];
+        let a: &[u8] = &[0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1];
+        assert!(!any_opt(&reply(&[])));
+        assert!(!any_opt(&reply(&[a])));
+        assert!(any_opt(&reply(&[a, opt])));
+        assert!(any_opt(&reply(&[opt, opt])));
+        // Cut short: cannot be walked, so nothing may be added.
+        let mut cut = reply(&[a]);
+        cut.truncate(cut.len() - 2);
+        assert!(any_opt(&cut));
     }
 }

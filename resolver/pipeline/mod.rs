@@ -400,8 +400,7 @@ fn finish_forwarded(
         // An answer relayed with odd OPTs (two, or one outside the
         // additional section) has no usable `layout.opt` but must not get a
         // third: the records themselves say whether one is there.
-        let had_opt = entry.layout.opt.is_some()
-            || wire::records(&bytes).is_none_or(|rs| rs.iter().any(|r| r.rtype == 41));
+        let had_opt = entry.layout.opt.is_some() || wire::any_opt(&bytes);
         wire::ensure_opt(&mut bytes, had_opt, dnssec_ok);
     }
     fit(bytes, max, edns)
