@@ -12,7 +12,6 @@ use hickory_proto::rr::DNSClass;
 use super::{Outcome, Path, Pending, dnssec_ok, limit, respond};
 use crate::answer;
 use crate::cache::Entry;
-use crate::matcher::NameBuf;
 use crate::reload::State;
 use crate::wire;
 
@@ -118,26 +117,19 @@ fn opaque_entry(bytes: Vec<u8>, upstream: usize) -> Option<Entry> {
     let rcode = ResponseCode::from_low(wire::rcode(&bytes));
     let mut targets = Vec::new();
     let mut addresses = Vec::new();
-    let answers = u16::from_be_bytes([bytes[6], bytes[7]]);
-    let mut at = layout.question_end;
-    for _ in 0..answers {
-        at = wire::skip_name(&bytes, at)?;
-        let fixed = bytes.get(at..at + 10)?;
-        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
-        let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
-        let rdata = bytes.get(at + 10..at + 10 + rdlen)?;
-        match (rtype, rdata.len()) {
+    // The cache's record reader, more forgiving here: an address of the
+    // wrong length is skipped instead of refusing the answer.
+    for r in wire::records(&bytes)?
+        .iter()
+        .filter(|r| r.section == wire::Section::Answer)
+    {
+        let rdata = bytes.get(r.rdata.clone())?;
+        match (r.rtype, rdata.len()) {
             (1, 4) => addresses.push(IpAddr::from(<[u8; 4]>::try_from(rdata).ok()?)),
             (28, 16) => addresses.push(IpAddr::from(<[u8; 16]>::try_from(rdata).ok()?)),
-            (5, _) => {
-                let labels = labels_at(&bytes, at + 10)?;
-                if let Some(name) = NameBuf::from_labels(labels.into_iter()) {
-                    targets.push(name.as_bytes().into());
-                }
-            }
+            (5, _) => targets.push(wire::name_text(&bytes, r.rdata.start, r.rdata.end)?),
             _ => {}
         }
-        at += 10 + rdlen;
     }
     Some(Entry {
         bytes: bytes.into_boxed_slice(),
@@ -149,29 +141,6 @@ fn opaque_entry(bytes: Vec<u8>, upstream: usize) -> Option<Entry> {
         addresses: addresses.into_boxed_slice(),
         upstream,
     })
-}
-
-/// The labels of the (possibly compressed) name at `at`; `None` for a
-/// malformed name or a pointer loop.
-fn labels_at(msg: &[u8], mut at: usize) -> Option<Vec<&[u8]>> {
-    let mut labels = Vec::new();
-    // A name has at most 127 labels; as many pointers is already a loop.
-    for _ in 0..255 {
-        let len = *msg.get(at)?;
-        match len {
-            0 => return Some(labels),
-            l if l & 0xc0 == 0xc0 => {
-                at = usize::from(u16::from_be_bytes([l & 0x3f, *msg.get(at + 1)?]));
-            }
-            l if l & 0xc0 == 0 => {
-                let end = at + 1 + usize::from(l);
-                labels.push(msg.get(at + 1..end)?);
-                at = end;
-            }
-            _ => return None,
-        }
-    }
-    None
 }
 
 /// The query sent upstream: the client's question lowercased (so identical
@@ -223,6 +192,9 @@ mod tests {
         assert!(e.ttl.is_zero(), "never cached");
         let mut looped = vec![0x12, 0x34, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0, 12];
         looped.push(0);
-        assert!(labels_at(&looped, 12).is_none(), "a pointer loop ends");
+        assert!(
+            wire::name_text(&looped, 12, looped.len()).is_none(),
+            "a pointer loop ends"
+        );
     }
 }
