@@ -251,35 +251,38 @@ fn explain_allows_every_exempt_entry_on_every_network_and_profile() {
     for name in &exempt {
         for config in [None, Some(&strict), Some(&office)] {
             for client in ["10.10.1.1", "10.30.0.7", "10.0.0.9"] {
-                let mut args = vec!["explain", "--json", "--at", "2025-06-01T00:00:00Z"];
+                let mut args = vec!["--at", "2025-06-01T00:00:00Z"];
                 if let Some(c) = config {
                     args.extend(["--config", c.to_str().unwrap()]);
                 }
                 args.extend(["--client", client, name]);
-                let (code, out, err) = run(&args);
-                assert_eq!(code, 0, "{err}");
-                let e: serde_json::Value = serde_json::from_str(&out).expect("json");
-                assert_eq!(e["action"], "allow", "{name} {config:?} {client}: {out}");
+                let e = explain_json(&args);
+                assert_eq!(e["action"], "allow", "{name} {config:?} {client}: {e}");
                 if e["rule"].is_string() {
-                    assert_eq!(e["category"], "exempt", "{out}");
+                    assert_eq!(e["category"], "exempt", "{e}");
                 }
             }
         }
     }
 }
 
+/// `cutoff explain --json ARGS`: exit 0 and the parsed object.
+fn explain_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["explain", "--json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = run(&all);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
 #[test]
 fn explain_checks_answer_addresses_as_serve_does() {
-    let (code, out, _) = run(&["explain", "--json", "--client", "10.0.0.1", "example.com"]);
-    assert_eq!(code, 0);
-    let e: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let e = explain_json(&["--client", "10.0.0.1", "example.com"]);
     assert_eq!(
         (e["action"].as_str(), e["address_rules_apply"].as_bool()),
         (Some("allow"), Some(true))
     );
-    let (_, out, _) = run(&[
-        "explain",
-        "--json",
+    let e = explain_json(&[
         "--client",
         "10.0.0.1",
         "--answer",
@@ -288,46 +291,42 @@ fn explain_checks_answer_addresses_as_serve_does() {
         "91.103.66.155",
         "example.com",
     ]);
-    let e: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(e["action"], "log", "{out}");
-    assert_eq!(e["rule"], "kaspersky-addresses", "{out}");
-    assert_eq!(e["via"], "answer address 91.103.66.155", "{out}");
+    assert_eq!(e["action"], "log", "{e}");
+    assert_eq!(e["rule"], "kaspersky-addresses", "{e}");
+    assert_eq!(e["via"], "answer address 91.103.66.155", "{e}");
     let strict = root().join("docs/examples/strict.yaml");
-    let (_, out, _) = run(&[
-        "explain",
-        "--json",
+    let strict = strict.to_str().unwrap();
+    let at = "2025-01-01T00:00:00Z";
+    let answer = "91.103.66.155";
+    let e = explain_json(&[
         "--config",
-        strict.to_str().unwrap(),
+        strict,
         "--client",
         "10.0.0.1",
         "--at",
-        "2025-01-01T00:00:00Z",
+        at,
         "--answer",
-        "91.103.66.155",
+        answer,
         "example.com",
     ]);
-    let e: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(
         (e["action"].as_str(), e["rule"].as_str()),
         (Some("block"), Some("strict-addresses")),
-        "{out}"
+        "{e}"
     );
     // An exemption holds whatever its answer points at (allow beats block).
-    let (_, out, _) = run(&[
-        "explain",
-        "--json",
+    let e = explain_json(&[
         "--config",
-        strict.to_str().unwrap(),
+        strict,
         "--client",
         "10.0.0.1",
         "--at",
-        "2025-01-01T00:00:00Z",
+        at,
         "--answer",
-        "91.103.66.155",
+        answer,
         "opentip.kaspersky.com",
     ]);
-    let e: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(e["action"], "allow", "{out}");
+    assert_eq!(e["action"], "allow", "{e}");
 }
 
 #[test]
@@ -352,18 +351,15 @@ fn explain_names_the_zone_and_says_when_a_name_is_unclassified() {
         out.contains("zone     infrastructure zone; no entry names this host: unclassified"),
         "{out}"
     );
-    let (_, out, _) = run(&[
-        "explain",
-        "--json",
+    let e = explain_json(&[
         "--client",
         "10.0.0.1",
         "--at",
         "2025-01-01T00:00:00Z",
         "downloads-us1.kaspersky-labs.com",
     ]);
-    let e: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(e["entry"], "downloads*.kaspersky-labs.com", "{out}");
-    assert_eq!(e["unclassified"], false, "{out}");
+    assert_eq!(e["entry"], "downloads*.kaspersky-labs.com", "{e}");
+    assert_eq!(e["unclassified"], false, "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
