@@ -19,7 +19,9 @@
 #    image needs no C library).
 # 2. Images: a context directory with only what deploy/container/Containerfile
 #    copies, built with `--pull=never --network none` (no build can reach a
-#    registry) and the commit's time as the image time (reproducible ids).
+#    registry), `--no-cache` (podman 4.3 reuses a cached LABEL whose build
+#    argument changed; the build is a few copies anyway) and the commit's time
+#    as the image time (reproducible ids).
 # 3. Checks, per image (root, as CI runs):
 #    - `podman image inspect`: architecture, user 65532:65532, the ports
 #      53/udp 53/tcp 9153/tcp, entrypoint, command and the OCI labels;
@@ -36,7 +38,7 @@
 #      example.com with dnsmasq's address; its query log (stdout) records the
 #      block; SIGTERM stops it with status 0. Without the capability, the same
 #      command must fail to bind port 53 (the capability is what lets it).
-# 4. `podman manifest` NAME:TAG holding both images.
+# 4. `podman manifest` NAME:TAG holding both images (checked: one per architecture).
 # Then a summary: image, size. Exit status 0 when everything passed.
 set -euo pipefail
 
@@ -150,7 +152,7 @@ while [[ $# -gt 0 ]]; do
         --no-check) check=0 ;;
         --storage) mkdir -p "$2"; d=$(cd "$2" && pwd)
             podman=(podman --storage-driver vfs --root "$d/root" --runroot "$d/run"); shift ;;
-        --help | -h) sed -n '2,40p' deploy/container/build.sh | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --help | -h) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' deploy/container/build.sh; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -241,7 +243,7 @@ for a in "${arches[@]}"; do
         deploy/container/rootfs/etc/group "$ctx/"
     image=$tag-$a
     log "podman build $image (linux/$a, offline)"
-    "${podman[@]}" build --quiet --pull=never --network none --platform "linux/$a" \
+    "${podman[@]}" build --quiet --no-cache --pull=never --network none --platform "linux/$a" \
         --timestamp "$epoch" --build-arg VERSION="$version" --build-arg REVISION="$revision" \
         --build-arg SOURCE="$source" -f deploy/container/Containerfile -t "$image" "$ctx" >/dev/null
     images+=("$image")
@@ -261,6 +263,9 @@ if "${podman[@]}" manifest exists "$tag" 2>/dev/null; then "${podman[@]}" manife
 for i in "${images[@]}"; do
     "${podman[@]}" manifest add "$tag" "containers-storage:$i" >/dev/null
 done
+got=$("${podman[@]}" manifest inspect "$tag" | sed -n 's/.*"architecture": *"\([a-z0-9]*\)".*/\1/p' | sort | tr '\n' ' ')
+want=$(printf '%s\n' "${arches[@]}" | sort | tr '\n' ' ')
+[[ $got == "$want" ]] || fail "manifest $tag holds '$got', expected '$want'"
 log "manifest $tag: ${images[*]}"
 
 printf '\n%-40s %12s  %s\n' image "size (bytes)" checks
