@@ -163,7 +163,7 @@ done
 missing=()
 for c in podman git; do command -v "$c" >/dev/null || missing+=("$c"); done
 if [[ $check -eq 1 ]]; then
-    for c in unshare setpriv ip dig dnsmasq; do command -v "$c" >/dev/null || missing+=("$c"); done
+    for c in unshare setpriv mount ip pgrep dig dnsmasq; do command -v "$c" >/dev/null || missing+=("$c"); done
     for a in "${arches[@]}"; do
         [[ -z ${QEMU[$a]} ]] || command -v "${QEMU[$a]}" >/dev/null || missing+=("${QEMU[$a]}")
     done
