@@ -5,6 +5,7 @@
 #   cutoff_<version>-1_arm64.deb                      Raspberry Pi OS 64-bit (bookworm+)
 #   cutoff_<version>-1_armhf.deb                      Raspberry Pi OS 32-bit (bookworm+)
 #   cutoff-<version>-aarch64-unknown-linux-musl.tar.gz  static binary + unit + config, any 64-bit ARM Linux
+#   cutoff-<version>-x86_64-unknown-linux-musl.tar.gz   the same for any x86_64 Linux
 #   SHA256SUMS                                        sha256sum -c SHA256SUMS checks them
 #
 #   deploy/release.sh [--no-setup] [--out DIR]        (DIR defaults to target/dist)
@@ -42,8 +43,10 @@ declare -A ARCH=(
     [aarch64-unknown-linux-gnu]=arm64
     [armv7-unknown-linux-gnueabihf]=armhf
     [aarch64-unknown-linux-musl]=
+    [x86_64-unknown-linux-musl]=
 )
-triples=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf aarch64-unknown-linux-musl)
+# The two musl binaries are also the container images' (deploy/container/build.sh --no-build).
+triples=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf aarch64-unknown-linux-musl x86_64-unknown-linux-musl)
 
 log "build and smoke-test ${triples[*]}"
 deploy/raspberry-pi/build.sh "${setup[@]}" "${triples[@]}"

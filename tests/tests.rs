@@ -14,6 +14,8 @@ mod config_docs;
 /// Forwarding conformance (issue #9): retransmits, opaque answers, EDNS,
 /// header bits, RFC 7766 TCP, reply source addresses.
 mod conformance;
+/// The container image's recipe and the Kubernetes manifests that run it.
+mod container;
 /// Zone coverage, exemptions, the strict profile, bypass names, discovery.
 mod coverage;
 /// Deployment files under the tools that check them.

@@ -12,6 +12,7 @@
 #   aarch64-unknown-linux-musl      any 64-bit ARM Linux, static: older OS (bullseye), other distros
 #   x86_64-unknown-linux-gnu        the PC itself (not in "all"): built and smoke-tested natively,
 #                                   so deploy/release.sh packages amd64 the same way
+#   x86_64-unknown-linux-musl       the PC, static (not in "all"): the amd64 container image's binary
 #
 # Set-up (skipped with --no-setup): installs the Debian cross compilers,
 # qemu-user-static and dig with apt-get when missing (needs root or sudo), and
@@ -73,6 +74,10 @@ target_info() {
             QEMU=qemu-aarch64-static LIBC_PKG="" LDSO=""
             APT_PKGS="gcc-aarch64-linux-gnu" ;;
         x86_64-unknown-linux-gnu)
+            GCC=cc OBJDUMP=objdump QEMU="" LIBC_PKG="" LDSO="" APT_PKGS="build-essential" ;;
+        x86_64-unknown-linux-musl)
+            # As for aarch64 musl: rustc brings musl's crt and libc, the host
+            # gcc compiles ring's C code and drives the linker.
             GCC=cc OBJDUMP=objdump QEMU="" LIBC_PKG="" LDSO="" APT_PKGS="build-essential" ;;
         *)
             echo "unsupported target: $1 (supported: ${ALL_TARGETS[*]})" >&2
