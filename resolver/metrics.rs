@@ -181,6 +181,8 @@ pub const DROP_REASONS: &[&str] = &[
     "inflight_full",
     "tcp_connections",
     "send_failed",
+    "tcp_per_client",
+    "tcp_evicted",
 ];
 /// Why something was dropped without an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,10 +193,14 @@ pub enum Dropped {
     Access = 1,
     /// `max_inflight` was reached.
     InflightFull = 2,
-    /// `tcp.max_connections` was reached.
+    /// `tcp.max_connections` was reached with no idle connection to evict.
     TcpConnections = 3,
     /// The reply could not be sent (the query is not counted as answered).
     SendFailed = 4,
+    /// A new TCP connection from a prefix at `tcp.max_per_client`.
+    TcpPerClient = 5,
+    /// An idle TCP connection closed to make room for a new one.
+    TcpEvicted = 6,
 }
 
 const ACTIONS: [Verdict; 4] = [

@@ -159,6 +159,8 @@ pub struct Serve {
     pub tcp_idle_timeout: std::time::Duration,
     /// Open TCP connections.
     pub tcp_max_connections: usize,
+    /// Open TCP connections from one client prefix.
+    pub tcp_max_per_client: usize,
     /// Queries per TCP connection.
     pub tcp_max_queries: usize,
 }

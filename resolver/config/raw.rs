@@ -53,10 +53,13 @@ pub(crate) struct RawConfig {
     /// `cache.stale_for`: how long expired answers may be served when every
     /// upstream fails (`1d`, `12h`, `0` for never).
     pub(crate) cache_stale_for: Option<At<String>>,
-    /// `tcp.idle_timeout`, `tcp.max_connections`, `tcp.max_queries`.
+    /// `tcp.idle_timeout`, `tcp.max_connections`, `tcp.max_per_client`,
+    /// `tcp.max_queries`.
     pub(crate) tcp_idle_timeout: Option<At<String>>,
     /// See `tcp_idle_timeout`.
     pub(crate) tcp_max_connections: Option<At<i128>>,
+    /// See `tcp_idle_timeout`.
+    pub(crate) tcp_max_per_client: Option<At<i128>>,
     /// See `tcp_idle_timeout`.
     pub(crate) tcp_max_queries: Option<At<i128>>,
     /// `query_log.path`: a file, or `-` for stdout.
@@ -203,7 +206,12 @@ const RATE_KEYS: &[&str] = &[
 pub(crate) const BYPASS_KEYS: &[&str] = &["firefox_canary", "ddr", "icloud_private_relay"];
 const LOG_KEYS: &[&str] = &["path", "events", "client", "salt", "queue"];
 const CACHE_KEYS: &[&str] = &["size", "max_ttl", "max_bytes", "stale_for"];
-const TCP_KEYS: &[&str] = &["idle_timeout", "max_connections", "max_queries"];
+const TCP_KEYS: &[&str] = &[
+    "idle_timeout",
+    "max_connections",
+    "max_queries",
+    "max_per_client",
+];
 const ACCESS_KEYS: &[&str] = &["allow", "deny", "denied"];
 const LIST_KEYS: &[&str] = &["builtin", "path", "prefixes", "category", "match"];
 const RULE_KEYS: &[&str] = &[
@@ -280,6 +288,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
         raw.tcp_idle_timeout = string(r, &t, "idle_timeout");
         raw.tcp_max_connections = int(r, &t, "max_connections", 1, 100_000);
         raw.tcp_max_queries = int(r, &t, "max_queries", 1, 1_000_000);
+        raw.tcp_max_per_client = int(r, &t, "max_per_client", 1, 100_000);
     }
     if let Some((n, p)) = f.get("rate_limit")
         && let Some(l) = r.fields(n, &p, RATE_KEYS)

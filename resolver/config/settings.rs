@@ -195,6 +195,7 @@ pub(super) fn serve(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option
             .map_or(86_400, |a| u32::try_from(a.value).unwrap_or(86_400)),
         tcp_idle_timeout,
         tcp_max_connections: num(&raw.tcp_max_connections, 256),
+        tcp_max_per_client: num(&raw.tcp_max_per_client, 64),
         tcp_max_queries: num(&raw.tcp_max_queries, 100),
     };
     ok.then_some(s)
