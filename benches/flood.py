@@ -3,11 +3,13 @@
 figures in docs/performance.md.
 
     python3 benches/flood.py BINARY NAMES [YAML]
+    python3 benches/flood.py BINARY 600s [YAML]
 
 Starts BINARY on loopback with its own upstream (a child process that
 answers every query with one A record, TTL 3600), sends NAMES unique names
-(uN.flood.test) with at most 128 in flight, samples the server's VmRSS and
-prints the cache gauges from /metrics. YAML is appended to the config.
+(uN.flood.test), or unique names for that many seconds (`600s`, at most
+100,000,000 names), with at most 128 in flight, samples the server's VmRSS
+and prints the cache gauges from /metrics. YAML is appended to the config.
 Loopback only; every child is stopped at the end.
 """
 import multiprocessing
@@ -65,7 +67,9 @@ def wire(labels):
 
 
 def main():
-    binary, names = sys.argv[1], int(sys.argv[2])
+    binary, arg = sys.argv[1], sys.argv[2]
+    seconds = float(arg[:-1]) if arg.endswith("s") else None
+    names = 100_000_000 if seconds is not None else int(arg)
     extra = sys.argv[3] if len(sys.argv) > 3 else ""
     ports = multiprocessing.Queue()
     up = multiprocessing.Process(target=upstream, args=(ports,), daemon=True)
@@ -93,7 +97,7 @@ def main():
         sent = answered = out = 0
         began = time.time()
         c.settimeout(1.0)
-        while sent < names:
+        while sent < names and (seconds is None or time.time() - began < seconds):
             while out < WINDOW and sent < names:
                 name = wire([b"u%d" % sent, b"flood", b"test"])
                 c.sendto(query(sent, name), ("127.0.0.1", dns))
@@ -121,7 +125,7 @@ def main():
         body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
         gauges = [l for l in body.splitlines() if l.startswith(("cutoff_cache_bytes", "cutoff_cache_entries"))]
         print(" ".join(gauges))
-        print(f"names={names} answered={answered} secs={took:.1f} "
+        print(f"names={sent} answered={answered} secs={took:.1f} "
               f"rss_start={start / 1024:.1f}MiB rss_peak={peak / 1024:.1f}MiB rss_end={end / 1024:.1f}MiB")
     finally:
         server.terminate()

@@ -131,6 +131,14 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    // Names served stale are refreshed off the query path (RFC 8767).
+    if let Some(rx) = state.cache.refreshes() {
+        tasks.spawn(crate::cache::refresh::run(
+            state.clone(),
+            rx,
+            shutdown.clone(),
+        ));
+    }
     for listener in listeners.tcp {
         tasks.spawn(tcp_loop(
             listener,

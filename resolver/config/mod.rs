@@ -153,6 +153,9 @@ pub struct Serve {
     pub cache_max_bytes: usize,
     /// How long past their TTL answers may be served stale (zero: never).
     pub cache_stale_for: std::time::Duration,
+    /// How long a name is served stale after a failed refresh before the
+    /// upstreams are asked again, in the background.
+    pub cache_stale_refresh: std::time::Duration,
     /// Longest time an answer is kept, seconds.
     pub cache_max_ttl: u32,
     /// A TCP connection idle this long is closed.

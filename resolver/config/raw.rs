@@ -53,6 +53,9 @@ pub(crate) struct RawConfig {
     /// `cache.stale_for`: how long expired answers may be served when every
     /// upstream fails (`1d`, `12h`, `0` for never).
     pub(crate) cache_stale_for: Option<At<String>>,
+    /// `cache.stale_refresh`: how long a name is served stale after a
+    /// failed refresh before the upstreams are asked again (`30s`).
+    pub(crate) cache_stale_refresh: Option<At<String>>,
     /// `tcp.idle_timeout`, `tcp.max_connections`, `tcp.max_per_client`,
     /// `tcp.max_queries`.
     pub(crate) tcp_idle_timeout: Option<At<String>>,
@@ -205,7 +208,7 @@ const RATE_KEYS: &[&str] = &[
 /// `bypass.*`: the switches for names answered locally to keep clients on this resolver.
 pub(crate) const BYPASS_KEYS: &[&str] = &["firefox_canary", "ddr", "icloud_private_relay"];
 const LOG_KEYS: &[&str] = &["path", "events", "client", "salt", "queue"];
-const CACHE_KEYS: &[&str] = &["size", "max_ttl", "max_bytes", "stale_for"];
+const CACHE_KEYS: &[&str] = &["size", "max_ttl", "max_bytes", "stale_for", "stale_refresh"];
 const TCP_KEYS: &[&str] = &[
     "idle_timeout",
     "max_connections",
@@ -272,6 +275,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
         raw.cache_max_ttl = int(r, &c, "max_ttl", 0, 604_800);
         raw.cache_max_bytes = string(r, &c, "max_bytes");
         raw.cache_stale_for = string(r, &c, "stale_for");
+        raw.cache_stale_refresh = string(r, &c, "stale_refresh");
     }
     if let Some((n, p)) = f.get("query_log")
         && let Some(l) = r.fields(n, &p, LOG_KEYS)
