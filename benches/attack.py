@@ -8,9 +8,11 @@ figures in docs/performance.md. Each starts BINARY with its own upstream
         name asked twice, then the upstream killed (port closed) and every
         name asked again: answered stale (NOERROR, EDE 3), SERVFAIL, or
         nothing, per round.
-    python3 benches/attack.py BINARY ratelimit SECONDS
-        Client A (127.0.0.5) floods blocked names for SECONDS while client B
-        (127.0.0.6) asks 20 a second; B's answers, with rate_limit on and off.
+    python3 benches/attack.py BINARY ratelimit SECONDS [PPS]
+        Client A (127.0.0.5) floods blocked names for SECONDS (as fast as
+        one socket sends, or at most PPS a second) while client B
+        (127.0.0.6) asks about 20 a second; B's answers, with rate_limit on
+        and off.
     python3 benches/attack.py BINARY admin N
         Under `prlimit --nofile=4096`: N unique-name UDP queries and 50 TCP
         queries before, then 4,100 idle and 300 slowloris admin connections
@@ -75,13 +77,17 @@ def stale(binary, n):
         srv.stop()
 
 
-def flood(dns, seconds, counter):
+def flood(dns, seconds, pps, counter):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.5", 0))
     s.setblocking(False)
     q = query(7, wire([b"s05", b"upd", b"kaspersky", b"com"]))
-    end, sent = time.time() + seconds, 0
+    began = time.time()
+    end, sent = began + seconds, 0
     while time.time() < end and sent < 20_000_000:
+        if pps and sent > pps * (time.time() - began):
+            time.sleep(0.001)
+            continue
         for _ in range(64):
             try:
                 s.sendto(q, ("127.0.0.1", dns))
@@ -96,14 +102,14 @@ def flood(dns, seconds, counter):
     counter.value = sent
 
 
-def ratelimit(binary, seconds):
+def ratelimit(binary, seconds, pps=0):
     policy = "lists:\n  k: {builtin: kaspersky}\nrules:\n  - {name: r, lists: [k], action: block}\n"
     for label, extra in (("on (qps 100, burst 200)", "rate_limit: {qps: 100, burst: 200}\n"),
                          ("off", "")):
         srv = Server(binary, policy + extra)
         try:
             sent = multiprocessing.Value("q", 0)
-            a = multiprocessing.Process(target=flood, args=(srv.dns, seconds, sent))
+            a = multiprocessing.Process(target=flood, args=(srv.dns, seconds, pps, sent))
             a.start()
             b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             b.bind(("127.0.0.6", 0))
@@ -185,8 +191,9 @@ def admin(binary, n):
 
 
 def main():
-    binary, what, arg = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    {"stale": stale, "ratelimit": ratelimit, "admin": admin}[what](binary, arg)
+    binary, what = sys.argv[1], sys.argv[2]
+    args = [int(a) for a in sys.argv[3:5]]
+    {"stale": stale, "ratelimit": ratelimit, "admin": admin}[what](binary, *args)
 
 
 main()
