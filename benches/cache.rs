@@ -32,6 +32,7 @@ fn cache(max_bytes: usize) -> Cache {
         max_bytes,
         max_entries: None,
         stale_for: DEFAULT_STALE_FOR,
+        stale_refresh: cutoff::cache::RECHECK,
     };
     Cache::new(limits, metrics::Counter::noop())
 }

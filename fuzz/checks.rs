@@ -375,3 +375,93 @@ pub(crate) fn clients_query(data: &[u8]) {
         );
     }
 }
+
+/// Longest value tried by [`config_values`]: real durations, sizes and
+/// instants are a few dozen bytes.
+const MAX_VALUE: usize = 256;
+
+/// One text as each duration, size and instant value of a config in turn
+/// (`upstream_timeout`, `tcp.idle_timeout`, `cache.stale_refresh`,
+/// `cache.stale_for`, `cache.max_bytes`, a rule's `from`):
+/// `config::from_str` never panics, and a config that loads holds the value
+/// inside its documented range. The text goes in as a YAML double-quoted
+/// string, so the parsers see it as written.
+pub(crate) fn config_values(data: &[u8]) {
+    use std::time::Duration;
+    if data.len() > MAX_VALUE {
+        return;
+    }
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let v = serde_json::to_string(text).expect("a string serialises");
+    let hour = Duration::from_secs(3600);
+    let short = |d: Duration| !d.is_zero() && d <= hour;
+    let load =
+        |yaml: String| cutoff::config::from_str(&yaml, "fuzz", Path::new("/nonexistent")).ok();
+    if let Some(c) = load(format!("upstream_timeout: {v}\n")) {
+        assert!(short(c.serve.upstream_timeout), "{text:?}");
+    }
+    if let Some(c) = load(format!("tcp: {{idle_timeout: {v}}}\n")) {
+        assert!(short(c.serve.tcp_idle_timeout), "{text:?}");
+    }
+    if let Some(c) = load(format!("cache: {{stale_refresh: {v}}}\n")) {
+        assert!(short(c.serve.cache_stale_refresh), "{text:?}");
+    }
+    if let Some(c) = load(format!("cache: {{stale_for: {v}}}\n")) {
+        assert!(
+            c.serve.cache_stale_for <= Duration::from_secs(7 * 86_400),
+            "{text:?}"
+        );
+    }
+    if let Some(c) = load(format!("cache: {{max_bytes: {v}}}\n")) {
+        let b = c.serve.cache_max_bytes;
+        assert!(
+            b == 0 || (64 << 10..=64 << 30).contains(&b),
+            "{text:?} gave {b} bytes"
+        );
+    }
+    let rule = format!(
+        "lists:\n  k: {{builtin: kaspersky}}\n\
+         rules:\n  - {{name: r, lists: [k], action: block, before: log, from: {v}}}\n"
+    );
+    if let Some(c) = load(rule) {
+        let r = c.rules.iter().find(|r| r.name == "r").expect("the rule");
+        let from = r.from.expect("a rule that loads has its instant");
+        // What it prints reads back as the same instant.
+        assert_eq!(
+            from.to_string().parse::<Timestamp>().ok(),
+            Some(from),
+            "{text:?}"
+        );
+    }
+}
+
+/// Any bytes as an upstream answer the cache declined, read as the
+/// pipeline reads an opaque answer for the response policy (`wire::walk`,
+/// `wire::records`, `wire::name_text`): nothing panics; every record's
+/// RDATA lies inside the message, after the header, in order; a CNAME
+/// target reads as at most 254 bytes of lowercase text.
+pub(crate) fn opaque_answer(data: &[u8]) {
+    let _ = wire::walk(data);
+    let _ = wire::rcode(data);
+    let Some(records) = wire::records(data) else {
+        return;
+    };
+    let mut end = 12;
+    for r in &records {
+        assert!(
+            r.rdata.start >= end && r.rdata.start <= r.rdata.end && r.rdata.end <= data.len(),
+            "{r:?} in {} bytes",
+            data.len()
+        );
+        end = r.rdata.end;
+        if r.section == wire::Section::Answer
+            && r.rtype == 5
+            && let Some(t) = wire::name_text(data, r.rdata.start, r.rdata.end)
+        {
+            assert!(t.len() <= 254, "{} bytes of name", t.len());
+            assert!(!t.iter().any(u8::is_ascii_uppercase), "lowercased");
+        }
+    }
+}

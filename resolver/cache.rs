@@ -10,7 +10,8 @@
 //! answers are not kept. The cache is bounded in bytes (`cache.max_bytes`),
 //! evicts with SIEVE ([`store`]), and keeps expired answers for
 //! `cache.stale_for` to serve them stale when every upstream fails
-//! (RFC 8767).
+//! (RFC 8767); a name served stale is refreshed in the background
+//! ([`refresh`]), never on a client's time.
 //!
 //! Keys are the question name in lowercased wire format (label lengths
 //! included), so `a.b.example` and `a\.b.example` never share an entry, and
@@ -20,14 +21,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, mpsc};
 
 mod entry;
+pub mod refresh;
 mod store;
 
 pub use entry::{Entry, STALE_TTL};
-pub use store::Limits;
 use store::{Found, Store};
+pub use store::{Limits, RECHECK};
 
 /// Longest key: flags, type, class, and a 255-byte wire-format name.
 const KEY_MAX: usize = 5 + 255;
@@ -93,6 +95,26 @@ impl BoxedKey {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// The query an upstream is sent for this key, as the pipeline sends
+    /// it for a client: RD, the key's CD and AD, EDNS with our UDP size
+    /// and the key's DO bit (the upstream code sets a random ID).
+    pub fn query(&self) -> Option<Vec<u8>> {
+        let flags = *self.0.first()?;
+        let question = self.0.get(1..5)?;
+        let name = self.0.get(5..)?;
+        let (dnssec_ok, cd, ad) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
+        let byte3 = if cd { 0x10 } else { 0 } | if ad { 0x20 } else { 0 };
+        let mut q = Vec::with_capacity(12 + name.len() + 4 + 11);
+        q.extend_from_slice(&[0, 0, 0x01, byte3, 0, 1, 0, 0, 0, 0, 0, 1]);
+        q.extend_from_slice(name);
+        // The key holds the type, then the class: the question's order.
+        q.extend_from_slice(question);
+        q.extend_from_slice(&[0, 0, 41]);
+        q.extend_from_slice(&crate::answer::MAX_UDP.to_be_bytes());
+        q.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+        Some(q)
+    }
 }
 
 impl std::fmt::Debug for Key {
@@ -119,6 +141,11 @@ pub struct Cache {
     inner: Mutex<Store>,
     flights: Mutex<HashMap<Box<[u8]>, Flight, foldhash::fast::RandomState>>,
     stale_answers: metrics::Counter,
+    /// Names served stale whose upstreams should be asked again; bounded,
+    /// so a request that finds it full is dropped (the next interval asks
+    /// again).
+    refresh_tx: mpsc::Sender<BoxedKey>,
+    refresh_rx: Mutex<Option<mpsc::Receiver<BoxedKey>>>,
 }
 
 /// What a lookup found.
@@ -135,11 +162,23 @@ impl Cache {
     /// the sharing of identical misses); `stale_answers` counts the stale
     /// answers it hands out.
     pub fn new(limits: Limits, stale_answers: metrics::Counter) -> Self {
+        let (refresh_tx, refresh_rx) = mpsc::channel(refresh::QUEUE);
         Self {
             inner: Mutex::new(Store::new(limits)),
             flights: Mutex::new(HashMap::default()),
             stale_answers,
+            refresh_tx,
+            refresh_rx: Mutex::new(Some(refresh_rx)),
         }
+    }
+
+    /// The names to refresh in the background, for [`refresh::run`]; only
+    /// the first caller gets them.
+    pub fn refreshes(&self) -> Option<mpsc::Receiver<BoxedKey>> {
+        self.refresh_rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -166,16 +205,21 @@ impl Cache {
         self.store().limits()
     }
 
-    /// A fresh answer for `key`, or a stale one while its last refresh
-    /// failed less than 30 s ago (RFC 8767 §5: no upstream query for it
-    /// until then).
+    /// A fresh answer for `key`, or a stale one once its refresh failed
+    /// (RFC 8767). At most once every `cache.stale_refresh` a stale hit
+    /// also asks for a background refresh: the client is answered at once
+    /// and the upstreams are asked off its path.
     pub fn get(&self, key: &Key, now: Instant) -> Lookup {
         let found = self.store().get(key.as_bytes(), now);
         match found {
             Found::Fresh(e) => Lookup::Hit(e),
-            Found::Stale(e) => {
+            Found::Stale { entry, refresh } => {
                 self.stale_answers.increment(1);
-                Lookup::Hit(Arc::new(e.stale_copy(now)))
+                if refresh {
+                    // Full: dropped; the name is asked about next interval.
+                    let _ = self.refresh_tx.try_send(key.boxed());
+                }
+                Lookup::Hit(Arc::new(entry.stale_copy(now)))
             }
             Found::Nothing => Lookup::Miss,
         }

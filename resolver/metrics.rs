@@ -123,6 +123,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Expired answers served because every upstream failed (RFC 8767).",
     ),
     (
+        "cutoff_cache_refreshes_total",
+        "counter",
+        "Background refreshes of names served stale, by result (fresh: the cache holds a fresh answer again; failed).",
+    ),
+    (
         "cutoff_list_entries",
         "gauge",
         "Active entries per list and category.",
@@ -181,6 +186,8 @@ pub const DROP_REASONS: &[&str] = &[
     "inflight_full",
     "tcp_connections",
     "send_failed",
+    "tcp_per_client",
+    "tcp_evicted",
 ];
 /// Why something was dropped without an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,10 +198,14 @@ pub enum Dropped {
     Access = 1,
     /// `max_inflight` was reached.
     InflightFull = 2,
-    /// `tcp.max_connections` was reached.
+    /// `tcp.max_connections` was reached with no idle connection to evict.
     TcpConnections = 3,
     /// The reply could not be sent (the query is not counted as answered).
     SendFailed = 4,
+    /// A new TCP connection from a prefix at `tcp.max_per_client`.
+    TcpPerClient = 5,
+    /// An idle TCP connection closed to make room for a new one.
+    TcpEvicted = 6,
 }
 
 const ACTIONS: [Verdict; 4] = [
@@ -227,6 +238,8 @@ pub struct Metrics {
     pub cache_bytes: Gauge,
     /// Stale answers served.
     pub cache_stale_answers: Counter,
+    /// Background refreshes of stale names: fresh, failed.
+    cache_refreshes: [Counter; 2],
     /// Query-log records written.
     pub log_records: Counter,
     /// Query-log records dropped.
@@ -298,6 +311,10 @@ impl Metrics {
             cache_entries: gauge(r, "cutoff_cache_entries", &[]),
             cache_bytes: gauge(r, "cutoff_cache_bytes", &[]),
             cache_stale_answers: counter(r, "cutoff_cache_stale_answers_total", &[]),
+            cache_refreshes: [
+                counter(r, "cutoff_cache_refreshes_total", &[("result", "fresh")]),
+                counter(r, "cutoff_cache_refreshes_total", &[("result", "failed")]),
+            ],
             log_records: counter(r, "cutoff_querylog_records_total", &[]),
             log_dropped: counter(r, "cutoff_querylog_dropped_total", &[]),
             log_errors: counter(r, "cutoff_querylog_write_errors_total", &[]),
@@ -333,6 +350,11 @@ impl Metrics {
     /// Housekeeping the exporter needs now and then (drains histograms).
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
+    }
+
+    /// Counts a background refresh of a stale name.
+    pub fn cache_refresh(&self, fresh: bool) {
+        self.cache_refreshes[usize::from(!fresh)].increment(1);
     }
 
     /// Counts a dropped query or connection.

@@ -129,18 +129,24 @@ fn refilled(b: &Bucket, s: &Settings, now: Instant) -> u64 {
 
 /// The bucket key: the address cut to the configured prefix.
 fn prefix(ip: IpAddr, s: &Settings) -> (bool, u128) {
-    match ip {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let keep = u32::from(s.ipv4_prefix.min(32));
+    prefix_key(ip, s.ipv4_prefix, s.ipv6_prefix)
+}
+
+/// `ip` cut to `v4` or `v6` bits, with its family: the key by which a
+/// client is counted here and in the TCP connection table.
+pub(crate) fn prefix_key(ip: IpAddr, v4: u8, v6: u8) -> (bool, u128) {
+    match ip.to_canonical() {
+        IpAddr::V4(v4addr) => {
+            let bits = u32::from(v4addr);
+            let keep = u32::from(v4.min(32));
             let mask = u32::MAX
                 .checked_shl(32u32.saturating_sub(keep))
                 .unwrap_or(0);
             (false, u128::from(bits & mask))
         }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let keep = u32::from(s.ipv6_prefix.min(128));
+        IpAddr::V6(v6addr) => {
+            let bits = u128::from(v6addr);
+            let keep = u32::from(v6.min(128));
             let mask = u128::MAX
                 .checked_shl(128u32.saturating_sub(keep))
                 .unwrap_or(0);

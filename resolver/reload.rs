@@ -174,6 +174,7 @@ impl State {
             max_bytes: serve.cache_max_bytes,
             max_entries: serve.cache_size,
             stale_for: serve.cache_stale_for,
+            stale_refresh: serve.cache_stale_refresh,
         };
         let cache = Cache::new(limits, metrics.cache_stale_answers.clone());
         metrics.last_success.set(now_seconds());

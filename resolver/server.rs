@@ -4,9 +4,10 @@
 //! Sits at the edge of the query flow: bytes in, [`pipeline`] in the middle,
 //! bytes out. Queries answered locally (blocks, refusals, cache hits) are
 //! answered inside the receive loop; only upstream work is spawned, and the
-//! number of such tasks is capped. TCP has a cap on open connections, an idle
-//! timeout and a cap on queries per connection, so a flood of idle
-//! connections cannot stop UDP or new TCP clients.
+//! number of such tasks is capped. TCP has a cap on open connections (a full
+//! table evicts the connection idle the longest) and on connections per
+//! client, an idle timeout and a cap on queries per connection, so a flood
+//! of idle connections cannot stop UDP or new TCP clients.
 //!
 //! We run our own loops over tokio sockets instead of `hickory_server::Server`,
 //! which has none of these caps: see docs/adr/0001-own-listeners.md.
@@ -24,6 +25,7 @@ use crate::metrics::Dropped;
 use crate::pipeline::{self, Protocol, Step};
 use crate::reload::State;
 
+mod conns;
 mod pktinfo;
 mod tcp;
 
@@ -101,6 +103,8 @@ pub struct Limits {
     pub inflight: usize,
     /// Open TCP connections.
     pub tcp_connections: usize,
+    /// Open TCP connections from one client prefix.
+    pub tcp_per_client: usize,
     /// A TCP connection with no complete query for this long is closed.
     pub tcp_idle: Duration,
     /// Queries answered on one TCP connection before it is closed.
@@ -117,13 +121,21 @@ pub async fn run(
     drain: Duration,
 ) -> io::Result<()> {
     let inflight = Arc::new(Semaphore::new(limits.inflight));
-    let connections = Arc::new(Semaphore::new(limits.tcp_connections));
+    let connections = conns::Table::new(limits.tcp_connections, limits.tcp_per_client);
     let mut tasks = JoinSet::new();
     for socket in listeners.udp {
         tasks.spawn(udp_loop(
             Arc::new(socket),
             state.clone(),
             inflight.clone(),
+            shutdown.clone(),
+        ));
+    }
+    // Names served stale are refreshed off the query path (RFC 8767).
+    if let Some(rx) = state.cache.refreshes() {
+        tasks.spawn(crate::cache::refresh::run(
+            state.clone(),
+            rx,
             shutdown.clone(),
         ));
     }
@@ -220,7 +232,7 @@ async fn tcp_loop(
     state: Arc<State>,
     limits: Limits,
     inflight: Arc<Semaphore>,
-    connections: Arc<Semaphore>,
+    connections: Arc<conns::Table>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut open = JoinSet::new();
@@ -237,23 +249,56 @@ async fn tcp_loop(
             },
             _ = stopped(&mut shutdown) => break,
         };
-        // At the cap, close at once: a refused connection costs nothing and
-        // the client can fall back to UDP or retry later.
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            state.metrics.dropped(Dropped::TcpConnections);
-            drop(stream);
-            continue;
+        // A refused connection is closed at once: it costs nothing and the
+        // client can fall back to UDP or retry later.
+        let lease = match connections.admit(client_key(&state, src)) {
+            conns::Admit::Open { lease, evicted } => {
+                if evicted {
+                    state.metrics.dropped(Dropped::TcpEvicted);
+                }
+                lease
+            }
+            conns::Admit::OverClient => {
+                state.metrics.dropped(Dropped::TcpPerClient);
+                continue;
+            }
+            conns::Admit::Full => {
+                state.metrics.dropped(Dropped::TcpConnections);
+                continue;
+            }
         };
         let (state, inflight, shutdown) = (state.clone(), inflight.clone(), shutdown.clone());
         state.metrics.tcp_connections.increment(1.0);
         open.spawn(async move {
-            let _ = tcp::connection(stream, src, state.clone(), limits, inflight, shutdown).await;
+            let _ = tcp::connection(
+                stream,
+                src,
+                state.clone(),
+                limits,
+                inflight,
+                &lease,
+                shutdown,
+            )
+            .await;
             state.metrics.tcp_connections.decrement(1.0);
-            drop(permit);
+            drop(lease);
         });
         while open.try_join_next().is_some() {}
     }
     while open.join_next().await.is_some() {}
+}
+
+/// The prefix a TCP client is counted under: the rate limiter's when it is
+/// configured, else /32 and /56.
+fn client_key(state: &State, src: SocketAddr) -> conns::ClientKey {
+    let runtime = state.current.load();
+    let (v4, v6) = runtime
+        .policy
+        .config
+        .rate_limit
+        .as_ref()
+        .map_or((32, 56), |s| (s.ipv4_prefix, s.ipv6_prefix));
+    crate::ratelimit::prefix_key(src.ip(), v4, v6)
 }
 
 /// After a reply was sent (or its send failed): a failed send is counted

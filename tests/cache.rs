@@ -1,5 +1,6 @@
 //! The answer cache over real sockets: serve-stale through an upstream that
-//! goes dead (RFC 8767), and keys that keep label boundaries.
+//! goes dead and its background refresh when it is back (RFC 8767), and
+//! keys that keep label boundaries.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -79,6 +80,63 @@ async fn an_upstream_that_goes_dead_is_bridged_by_stale_answers_with_ede_3() {
     assert_eq!(
         value(&samples, "cutoff_cache_stale_answers_total", &[]),
         Some(2.0)
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_served_stale_is_refreshed_in_the_background_once_the_upstream_is_back() {
+    let up = Fakeup::start().await;
+    let s = serve(
+        &CONFIG.replace("max_ttl: 1", "max_ttl: 1\n  stale_refresh: 1s"),
+        up.addr(),
+    )
+    .await;
+    let ask = || query("www.example.com.", RecordType::A, Some(1232));
+    let seen = || up.seen_name("www.example.com").len();
+    udp(s.addr, "127.0.0.1", &ask()).await;
+    // Expired, and the upstream dead: served stale.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    up.set_mode(Mode::Drop);
+    let (m, _) = udp(s.addr, "127.0.0.1", &ask()).await;
+    assert_eq!(ede(&m).map(|e| e.0), Some(3));
+    // The upstream is back. Past `stale_refresh`, the next client is still
+    // answered stale at once (it did not wait for the healthy upstream,
+    // whose answer would be fresh), and one refresh asks the upstream.
+    up.set_mode(Mode::Normal);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let before = seen();
+    let (m, _) = udp(s.addr, "127.0.0.1", &ask()).await;
+    assert_eq!(
+        ede(&m).map(|e| e.0),
+        Some(3),
+        "answered stale, not on the upstream's time"
+    );
+    assert_eq!(m.answers[0].ttl, 30);
+    // Once the refresh is stored, clients get the fresh answer from the
+    // cache: the upstream was asked once, by the refresh.
+    let mut fresh = None;
+    for _ in 0..100 {
+        let (m, _) = udp(s.addr, "127.0.0.1", &ask()).await;
+        if ede(&m).is_none() {
+            fresh = Some(m);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = fresh.expect("a fresh answer after the refresh");
+    assert_eq!(addresses(&m), [Ipv4Addr::new(192, 0, 2, 1)]);
+    assert!(
+        m.answers[0].ttl > 30,
+        "the upstream's TTL, not the stale 30"
+    );
+    assert_eq!(seen(), before + 1, "only the refresh reached the upstream");
+    let (_, body) = http(s.http, "GET", "/metrics").await;
+    let samples = parse_metrics(&body);
+    let refreshed = |r| value(&samples, "cutoff_cache_refreshes_total", &[("result", r)]);
+    assert_eq!(
+        (refreshed("fresh"), refreshed("failed")),
+        (Some(1.0), Some(0.0))
     );
     s.stop().await;
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use crate::util::root;
 
 /// The cargo-fuzz targets, each replayed by one test below.
-const TARGETS: [&str; 8] = [
+const TARGETS: [&str; 10] = [
     "wire_query",
     "decide",
     "list_line",
@@ -22,6 +22,8 @@ const TARGETS: [&str; 8] = [
     "cache_entry",
     "since",
     "clients_query",
+    "config_values",
+    "opaque_answer",
 ];
 
 /// The corpus and crash files of `target`, sorted (dot files are
@@ -129,4 +131,14 @@ fn since_inputs_parse_or_say_what_is_accepted() {
 #[test]
 fn clients_query_inputs_give_an_instant_or_a_400() {
     replay("clients_query", checks::clients_query);
+}
+
+#[test]
+fn config_values_inputs_load_within_their_ranges_or_fail_without_panicking() {
+    replay("config_values", checks::config_values);
+}
+
+#[test]
+fn opaque_answer_inputs_read_their_records_inside_the_message() {
+    replay("opaque_answer", checks::opaque_answer);
 }

@@ -64,6 +64,7 @@ pub(crate) async fn serve_on(yaml: &str, upstream: SocketAddr, listen: &[SocketA
     let limits = Limits {
         inflight: s.max_inflight,
         tcp_connections: s.tcp_max_connections,
+        tcp_per_client: s.tcp_max_per_client,
         tcp_idle: s.tcp_idle_timeout,
         tcp_queries: s.tcp_max_queries,
     };

@@ -53,6 +53,8 @@ mod report_source;
 mod series;
 /// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.
 mod serve;
+/// The TCP connection table: per-client caps and eviction of idle connections.
+mod tcplimits;
 /// DNS over TLS and HTTPS upstreams against real TLS servers.
 mod tls_upstream;
 /// Shared helpers: temp configs, running the binary.

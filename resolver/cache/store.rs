@@ -20,9 +20,10 @@ use super::entry::{Entry, chunk};
 /// No slot.
 const NIL: u32 = u32::MAX;
 
-/// How long a name whose refresh failed is served stale without asking
-/// the upstreams again (RFC 8767 §5, "failure recheck timer").
-pub(super) const RECHECK: Duration = Duration::from_secs(30);
+/// Default `cache.stale_refresh`: how long a name whose refresh failed is
+/// served stale without asking the upstreams again (RFC 8767 §5, "failure
+/// recheck timer"; BIND's `stale-refresh-time`).
+pub const RECHECK: Duration = Duration::from_secs(30);
 
 /// What bounds the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +34,9 @@ pub struct Limits {
     pub max_entries: Option<usize>,
     /// How long past its TTL an entry may still be served stale.
     pub stale_for: Duration,
+    /// How long a name is served stale after a failed refresh before the
+    /// upstreams are asked again (in the background).
+    pub stale_refresh: Duration,
 }
 
 #[derive(Debug)]
@@ -54,8 +58,10 @@ struct Slot {
 pub(super) enum Found {
     /// Within its TTL.
     Fresh(Arc<Entry>),
-    /// Expired, and its last refresh failed less than [`RECHECK`] ago.
-    Stale(Arc<Entry>),
+    /// Expired, and its last refresh failed: served stale. `refresh` is
+    /// set once per `stale_refresh` interval, when the upstreams should be
+    /// asked again in the background.
+    Stale { entry: Arc<Entry>, refresh: bool },
     /// Nothing that may be served without asking an upstream.
     Nothing,
 }
@@ -133,6 +139,7 @@ impl Store {
             return Found::Nothing;
         };
         let stale_for = self.limits.stale_for;
+        let every = self.limits.stale_refresh;
         let slot = &mut self.slots[i as usize];
         let Some(entry) = slot.entry.clone() else {
             return Found::Nothing;
@@ -143,25 +150,34 @@ impl Store {
         } else if now >= entry.expires() + stale_for {
             self.remove(i);
             Found::Nothing
-        } else if slot.recheck.is_some_and(|r| now < r) {
+        } else if let Some(r) = slot.recheck {
             slot.visited = true;
-            Found::Stale(entry)
+            // Past the recheck time this lookup is still answered stale, and
+            // asks for one refresh; the next is a whole interval away, so a
+            // dead upstream is asked about a name at most once an interval.
+            let refresh = now >= r;
+            if refresh {
+                slot.recheck = Some(now + every);
+            }
+            Found::Stale { entry, refresh }
         } else {
             Found::Nothing
         }
     }
 
     /// The expired entry for `key` when an upstream just failed for it:
-    /// it is served stale, and so are its next lookups for [`RECHECK`].
+    /// it is served stale, and so are its next lookups until its refresh
+    /// brings a fresh answer.
     pub(super) fn stale(&mut self, key: &[u8], now: Instant) -> Option<Arc<Entry>> {
         let i = self.find(key)?;
         let stale_for = self.limits.stale_for;
+        let every = self.limits.stale_refresh;
         let slot = &mut self.slots[i as usize];
         let entry = slot.entry.clone()?;
         if stale_for.is_zero() || now >= entry.expires() + stale_for {
             return None;
         }
-        slot.recheck = Some(now + RECHECK);
+        slot.recheck = Some(now + every);
         slot.visited = true;
         Some(entry)
     }

@@ -42,6 +42,7 @@ fn limits(max_bytes: usize) -> Limits {
         max_bytes,
         max_entries: None,
         stale_for: DEFAULT_STALE_FOR,
+        stale_refresh: crate::cache::RECHECK,
     }
 }
 
@@ -187,15 +188,58 @@ fn expired_answers_are_served_stale_only_after_a_failure() {
     let plain = Message::from_vec(&s.render(9, &[], false, now)).unwrap();
     assert!(plain.edns.is_none());
     assert_eq!(plain.answers[0].ttl, STALE_TTL);
-    // For 30 s after the failure the stale copy is a hit (no upstream try).
+    // For 30 s after the failure the stale copy is a hit, with no
+    // upstream try at all.
+    let mut refreshes = c.refreshes().unwrap();
     assert!(matches!(
         c.get(&k, now + Duration::from_secs(10)),
         Lookup::Hit(_)
     ));
+    assert!(
+        refreshes.try_recv().is_err(),
+        "no refresh inside the interval"
+    );
+    // After it, the client is still answered stale at once, and the name
+    // is queued once for a background refresh.
+    for _ in 0..3 {
+        assert!(matches!(
+            c.get(&k, now + Duration::from_secs(31)),
+            Lookup::Hit(_)
+        ));
+    }
+    assert_eq!(refreshes.try_recv().unwrap(), k.boxed());
+    assert!(refreshes.try_recv().is_err(), "one refresh an interval");
     assert!(matches!(
-        c.get(&k, now + Duration::from_secs(31)),
-        Lookup::Miss
+        c.get(&k, now + Duration::from_secs(62)),
+        Lookup::Hit(_)
     ));
+    assert_eq!(refreshes.try_recv().unwrap(), k.boxed());
+    // A fresh answer ends it: a plain hit, nothing queued.
+    c.insert(&k.boxed(), entry("stale.example", 60));
+    assert!(matches!(c.get(&k, Instant::now()), Lookup::Hit(e) if e.fresh(Instant::now())));
+    assert!(refreshes.try_recv().is_err());
+}
+
+#[test]
+fn a_refresh_query_asks_the_keys_question_with_its_flags() {
+    // DO and CD set (flags bits 0 and 1), AAAA IN.
+    let k = Key::new(
+        ["www", "Example", "com"].iter().map(|l| l.as_bytes()),
+        28,
+        1,
+        3,
+    )
+    .unwrap()
+    .boxed();
+    let m = Message::from_vec(&k.query().unwrap()).unwrap();
+    assert!(m.metadata.recursion_desired && m.metadata.checking_disabled);
+    assert!(!m.metadata.authentic_data);
+    let q = &m.queries[0];
+    assert_eq!(q.name().to_ascii(), "www.example.com.");
+    assert_eq!(u16::from(q.query_type()), 28);
+    let edns = m.edns.unwrap();
+    assert!(edns.flags().dnssec_ok);
+    assert_eq!(edns.max_payload(), crate::answer::MAX_UDP);
 }
 
 #[test]

@@ -158,6 +158,7 @@ async fn serve(
     let limits = Limits {
         inflight: c.serve.max_inflight,
         tcp_connections: c.serve.tcp_max_connections,
+        tcp_per_client: c.serve.tcp_max_per_client,
         tcp_idle: c.serve.tcp_idle_timeout,
         tcp_queries: c.serve.tcp_max_queries,
     };

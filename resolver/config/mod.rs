@@ -153,12 +153,17 @@ pub struct Serve {
     pub cache_max_bytes: usize,
     /// How long past their TTL answers may be served stale (zero: never).
     pub cache_stale_for: std::time::Duration,
+    /// How long a name is served stale after a failed refresh before the
+    /// upstreams are asked again, in the background.
+    pub cache_stale_refresh: std::time::Duration,
     /// Longest time an answer is kept, seconds.
     pub cache_max_ttl: u32,
     /// A TCP connection idle this long is closed.
     pub tcp_idle_timeout: std::time::Duration,
     /// Open TCP connections.
     pub tcp_max_connections: usize,
+    /// Open TCP connections from one client prefix.
+    pub tcp_max_per_client: usize,
     /// Queries per TCP connection.
     pub tcp_max_queries: usize,
 }

@@ -53,10 +53,16 @@ pub(crate) struct RawConfig {
     /// `cache.stale_for`: how long expired answers may be served when every
     /// upstream fails (`1d`, `12h`, `0` for never).
     pub(crate) cache_stale_for: Option<At<String>>,
-    /// `tcp.idle_timeout`, `tcp.max_connections`, `tcp.max_queries`.
+    /// `cache.stale_refresh`: how long a name is served stale after a
+    /// failed refresh before the upstreams are asked again (`30s`).
+    pub(crate) cache_stale_refresh: Option<At<String>>,
+    /// `tcp.idle_timeout`, `tcp.max_connections`, `tcp.max_per_client`,
+    /// `tcp.max_queries`.
     pub(crate) tcp_idle_timeout: Option<At<String>>,
     /// See `tcp_idle_timeout`.
     pub(crate) tcp_max_connections: Option<At<i128>>,
+    /// See `tcp_idle_timeout`.
+    pub(crate) tcp_max_per_client: Option<At<i128>>,
     /// See `tcp_idle_timeout`.
     pub(crate) tcp_max_queries: Option<At<i128>>,
     /// `query_log.path`: a file, or `-` for stdout.
@@ -202,8 +208,13 @@ const RATE_KEYS: &[&str] = &[
 /// `bypass.*`: the switches for names answered locally to keep clients on this resolver.
 pub(crate) const BYPASS_KEYS: &[&str] = &["firefox_canary", "ddr", "icloud_private_relay"];
 const LOG_KEYS: &[&str] = &["path", "events", "client", "salt", "queue"];
-const CACHE_KEYS: &[&str] = &["size", "max_ttl", "max_bytes", "stale_for"];
-const TCP_KEYS: &[&str] = &["idle_timeout", "max_connections", "max_queries"];
+const CACHE_KEYS: &[&str] = &["size", "max_ttl", "max_bytes", "stale_for", "stale_refresh"];
+const TCP_KEYS: &[&str] = &[
+    "idle_timeout",
+    "max_connections",
+    "max_queries",
+    "max_per_client",
+];
 const ACCESS_KEYS: &[&str] = &["allow", "deny", "denied"];
 const LIST_KEYS: &[&str] = &["builtin", "path", "prefixes", "category", "match"];
 const RULE_KEYS: &[&str] = &[
@@ -264,6 +275,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
         raw.cache_max_ttl = int(r, &c, "max_ttl", 0, 604_800);
         raw.cache_max_bytes = string(r, &c, "max_bytes");
         raw.cache_stale_for = string(r, &c, "stale_for");
+        raw.cache_stale_refresh = string(r, &c, "stale_refresh");
     }
     if let Some((n, p)) = f.get("query_log")
         && let Some(l) = r.fields(n, &p, LOG_KEYS)
@@ -280,6 +292,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
         raw.tcp_idle_timeout = string(r, &t, "idle_timeout");
         raw.tcp_max_connections = int(r, &t, "max_connections", 1, 100_000);
         raw.tcp_max_queries = int(r, &t, "max_queries", 1, 1_000_000);
+        raw.tcp_max_per_client = int(r, &t, "max_per_client", 1, 100_000);
     }
     if let Some((n, p)) = f.get("rate_limit")
         && let Some(l) = r.fields(n, &p, RATE_KEYS)

@@ -189,12 +189,21 @@ pub(super) fn serve(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option
             "0 or a duration like 30m, 12h or 1d (up to 7d)",
         )
         .unwrap_or(crate::cache::DEFAULT_STALE_FOR),
+        cache_stale_refresh: parsed(
+            c,
+            &mut ok,
+            &raw.cache_stale_refresh,
+            duration,
+            "a duration like 30s or 5m (up to 1 hour)",
+        )
+        .unwrap_or(crate::cache::RECHECK),
         cache_max_ttl: raw
             .cache_max_ttl
             .as_ref()
             .map_or(86_400, |a| u32::try_from(a.value).unwrap_or(86_400)),
         tcp_idle_timeout,
         tcp_max_connections: num(&raw.tcp_max_connections, 256),
+        tcp_max_per_client: num(&raw.tcp_max_per_client, 64),
         tcp_max_queries: num(&raw.tcp_max_queries, 100),
     };
     ok.then_some(s)

@@ -21,19 +21,22 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use super::conns::Lease;
 use super::{Limits, sent, stopped};
 use crate::metrics::Dropped;
 use crate::pipeline::{self, Outcome, Protocol, Step};
 use crate::reload::State;
 
 /// Serves one connection until the client closes it, it idles out, it
-/// reaches `tcp.max_queries`, or shutdown is asked for.
+/// reaches `tcp.max_queries`, the table evicts it to make room, or
+/// shutdown is asked for.
 pub(super) async fn connection(
     stream: TcpStream,
     src: SocketAddr,
     state: Arc<State>,
     limits: Limits,
     inflight: Arc<Semaphore>,
+    lease: &Lease,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
@@ -47,6 +50,8 @@ pub(super) async fn connection(
     let mut linger = false;
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
+    let evicted = lease.slot.evicted();
+    tokio::pin!(evicted);
     // The idle timer covers the whole next message, so a client sending
     // one byte a second (slowloris) is cut off too.
     let idle = sleep_until(Instant::now() + limits.tcp_idle);
@@ -59,6 +64,7 @@ pub(super) async fn connection(
                 linger = true;
             }
             idle.as_mut().reset(Instant::now() + limits.tcp_idle);
+            lease.slot.touch();
             match pipeline::prepare(&state, &msg, src, Protocol::Tcp) {
                 Step::Reply(bytes, outcome) => {
                     write(&mut wr, &state, bytes, outcome, limits).await?
@@ -72,6 +78,9 @@ pub(super) async fn connection(
                         continue;
                     };
                     let state = state.clone();
+                    // Busy before the upstream can see it: never evicted
+                    // with a query in hand.
+                    lease.slot.set_busy(true);
                     pending.spawn(async move {
                         let answer = pipeline::finish(&state, p).await;
                         drop(permit);
@@ -83,6 +92,7 @@ pub(super) async fn connection(
         if !reading && pending.is_empty() {
             break;
         }
+        lease.slot.set_busy(!pending.is_empty());
         tokio::select! {
             r = rd.read_buf(&mut buf), if reading => match r {
                 Ok(0) | Err(_) => reading = false,
@@ -95,6 +105,12 @@ pub(super) async fn connection(
             }
             () = &mut idle, if reading && pending.is_empty() => reading = false,
             () = &mut stop, if reading => reading = false,
+            // Chosen as the idle connection to make room: it has no query in
+            // hand, so closing now loses no answer.
+            () = &mut evicted, if reading => {
+                reading = false;
+                linger = false;
+            }
         }
     }
     // FIN; then let the client finish sending, so closing sends no RST.

@@ -1,0 +1,10 @@
+//! the opaque-answer path (an upstream answer the cache declined).
+//! The property lives in `fuzz/checks.rs`, shared with `tests/fuzz_corpus.rs`.
+
+#![no_main]
+
+#[allow(dead_code)] // each target uses one of the checks
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::opaque_answer(data));
