@@ -294,6 +294,11 @@ pub fn client_text(addr: SocketAddr, log: &QueryLogConfig) -> (String, Option<u1
     }
 }
 
+/// The name of a question section as the log writes it (escaped).
+pub fn question_name(question: &[u8]) -> String {
+    escape_labels(&question_labels(question))
+}
+
 /// The labels of the name at the start of a question section.
 fn question_labels(q: &[u8]) -> Vec<&[u8]> {
     let mut labels = Vec::new();

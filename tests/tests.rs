@@ -51,6 +51,8 @@ mod report_source;
 mod series;
 /// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.
 mod serve;
+/// The status page and its JSON API, also in a real browser (issue 11).
+mod status;
 /// DNS over TLS and HTTPS upstreams against real TLS servers.
 mod tls_upstream;
 /// Shared helpers: temp configs, running the binary.

@@ -13,6 +13,7 @@ mod firewall;
 mod report;
 mod serve;
 mod source;
+mod status;
 mod unclassified;
 
 use std::path::PathBuf;
@@ -20,12 +21,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use crate::explain::{Explanation, explanation};
 pub use check::{CheckArgs, summary};
-pub use explain::{ExplainArgs, Explanation, explanation};
+pub use explain::ExplainArgs;
 pub use export::ExportArgs;
 pub use firewall::FirewallArgs;
 pub use report::{Format, ReportArgs, aggregate, render};
 pub use serve::ServeArgs;
+pub use status::StatusArgs;
 
 use crate::config::{self, Config, ConfigError};
 
@@ -76,6 +79,11 @@ pub enum Command {
         after_help = "Active entries only, decided as serve decides them at --at (default now); names that must pass under a blocked zone (exemptions, overrides) are written as pass-through where the format can say so. See docs/lists.md.\n\nExamples:\n  cutoff export --format rpz > /etc/bind/rpz.cutoff.zone\n  cutoff export --config /etc/cutoff/cutoff.yaml --network staff --format unbound > cutoff.conf\n  cutoff export --format dnsmasq --list kaspersky > /etc/dnsmasq.d/cutoff.conf"
     )]
     Export(ExportArgs),
+    /// Print a running server's status: enforcement per network, activity, clients still calling, lists, upstreams.
+    #[command(
+        after_help = "The same summary as the status page (http://127.0.0.1:9153/ by default) and /api/v1/status.\n\nExamples:\n  cutoff status\n  cutoff status --url http://pi.local:9153\n  cutoff status --config /etc/cutoff/cutoff.yaml --json"
+    )]
+    Status(StatusArgs),
 }
 
 /// `--config`, shared by every command.
@@ -105,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => explain::run(&args),
         Command::Firewall(args) => firewall::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::Status(args) => status::run(&args),
     }
 }
 

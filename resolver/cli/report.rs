@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use jiff::Timestamp;
 use serde::Deserialize;
 
+use super::admin_url;
 use super::source::InspectedConfig;
-use super::{admin_url, print_config_error};
 use crate::clients::{ClientRow, sort};
 
 /// Output formats.
@@ -137,7 +137,12 @@ pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     }
     let url = match (&args.url, args.log.is_empty()) {
         (Some(url), _) => Some(url.clone()),
-        (None, true) => match default_url(&args.config) {
+        (None, true) => match admin_url::default_url(
+            &args.config,
+            "the client table",
+            ", --log PATH for a query log",
+            "no --log or --url given",
+        ) {
             Some(url) => Some(url),
             None => return Ok(ExitCode::FAILURE),
         },
@@ -272,28 +277,6 @@ pub(super) fn csv_field(f: &str) -> String {
         format!("\"{}\"", f.replace('"', "\"\""))
     } else {
         f.to_owned()
-    }
-}
-
-/// The admin URL of the config `check` would read, said on stderr; `None`
-/// (after printing why) when that config is invalid.
-fn default_url(config: &InspectedConfig) -> Option<String> {
-    match config.load() {
-        Ok(c) => {
-            let url = admin_url::local_url(c.http);
-            eprintln!(
-                "note: reading the client table of the server at {url} (`http` of {}); --url URL for another server, --log PATH for a query log",
-                c.origin
-            );
-            Some(url)
-        }
-        Err(e) => {
-            eprintln!(
-                "error: no --log or --url given, and the config that names the admin URL is invalid:"
-            );
-            print_config_error(&e);
-            None
-        }
     }
 }
 

@@ -88,6 +88,12 @@ impl Health {
         s.rto = Some(rto.clamp(MIN_RTO, MAX_RTO));
     }
 
+    /// The smoothed round-trip time (`None`: never measured).
+    pub(super) fn srtt(&self) -> Option<Duration> {
+        let s = self.rtt.lock().unwrap_or_else(PoisonError::into_inner);
+        (s.srtt > 0).then(|| Duration::from_micros(s.srtt))
+    }
+
     /// A try went unanswered for its timeout: back off (RFC 6298 §5.5).
     pub(super) fn timed_out(&self) {
         let mut s = self.rtt.lock().unwrap_or_else(PoisonError::into_inner);

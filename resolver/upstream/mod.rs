@@ -113,6 +113,14 @@ impl Upstreams {
     }
 }
 
+impl Upstreams {
+    /// The smoothed round-trip time of endpoint `i` (`None`: never
+    /// measured, or no such endpoint), for the status page.
+    pub fn srtt(&self, i: usize) -> Option<Duration> {
+        self.health.get(i).and_then(Health::srtt)
+    }
+}
+
 fn same_socket(listen: SocketAddr, upstream: SocketAddr) -> bool {
     if listen.port() != upstream.port() {
         return false;
