@@ -22,6 +22,7 @@
 //! | [`reload`] | the running state and replacing it whole on SIGHUP |
 //! | [`metrics`] | metric names, help texts, bounded labels, the handles a query increments |
 //! | [`querylog`] | the JSON query log behind a bounded queue |
+//! | [`chain`] | `query_log.chain`: a running SHA-256 on each log line, sealed by the writer; `report --verify` |
 //! | [`logfile`] | the query log's output: whole lines in batches, counted when written, torn lines cut back |
 //! | [`lograte`] | at most a few lines per message site per 10 s, the rest counted and reported in one line |
 //! | [`clients`] | the remediation table: who asked for Kaspersky names |
@@ -57,6 +58,7 @@ pub mod activity;
 pub mod answer;
 pub mod blocklist;
 pub mod cache;
+pub mod chain;
 pub mod cli;
 pub mod clients;
 pub mod config;

@@ -20,6 +20,8 @@ mod coverage;
 mod deploy;
 /// The built binary under dig, SIGHUP and SIGTERM.
 mod e2e;
+/// The query log's hash chain and `cutoff report --verify` (issue 11).
+mod evidence;
 /// `cutoff export` under named-checkzone, unbound-checkconf, dnsmasq, and
 /// loaded into BIND, Unbound and dnsmasq.
 mod export;

@@ -15,6 +15,7 @@ mod serve;
 mod source;
 mod status;
 mod unclassified;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,7 +67,7 @@ pub enum Command {
     Explain(ExplainArgs),
     /// List, per network, the clients that asked for Kaspersky names: the machines to clean up.
     #[command(
-        after_help = "Examples:\n  cutoff report --log /var/log/cutoff/queries.jsonl\n  cutoff report --log queries.jsonl --since 7d --format csv > remediation.csv\n  cutoff report --url http://127.0.0.1:9153 --since 24h --format json"
+        after_help = "Examples:\n  cutoff report --log /var/log/cutoff/queries.jsonl\n  cutoff report --log queries.jsonl --since 7d --format csv > remediation.csv\n  cutoff report --url http://127.0.0.1:9153 --since 24h --format json\n  cutoff report --verify /var/log/cutoff/queries.jsonl.1 /var/log/cutoff/queries.jsonl"
     )]
     Report(ReportArgs),
     /// Print firewall rules that close the DNS bypass: redirect clients' DNS to cutoff, reject DNS over TLS, drop Kaspersky's prefixes.

@@ -50,6 +50,10 @@ pub struct ReportArgs {
     /// entry classifies yet) instead of clients; reads query logs (`--log`).
     #[arg(long, conflicts_with = "url")]
     unclassified: bool,
+    /// Check the hash chain of query logs written with `query_log.chain:
+    /// true` (rotated files oldest first) and name the first broken line.
+    #[arg(long, value_name = "PATH", num_args = 1.., conflicts_with_all = ["log", "url", "unclassified"])]
+    verify: Vec<PathBuf>,
 }
 
 /// Parses `--since` (the forms in [`crate::since`]), back from now.
@@ -132,6 +136,9 @@ pub fn aggregate(
 }
 
 pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    if !args.verify.is_empty() {
+        return Ok(super::verify::run(&args.verify));
+    }
     if args.unclassified {
         return unclassified(args);
     }

@@ -198,6 +198,8 @@ pub struct QueryLogConfig {
     pub salt: String,
     /// Records buffered before records are dropped.
     pub queue: usize,
+    /// A running SHA-256 on each line ([`crate::chain`]).
+    pub chain: bool,
 }
 
 impl Default for QueryLogConfig {
@@ -208,6 +210,7 @@ impl Default for QueryLogConfig {
             client: ClientMode::Full,
             salt: String::new(),
             queue: 10_000,
+            chain: false,
         }
     }
 }
