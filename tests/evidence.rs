@@ -9,7 +9,7 @@ use hickory_proto::rr::RecordType;
 use crate::fakeup::Fakeup;
 use crate::harness::{query, udp};
 use crate::proc::{Proc, Start, config};
-use crate::util::run;
+use crate::util::{needs_tool, run};
 
 const RULES: &str = "lists:\n  kaspersky: {builtin: kaspersky}\nrules:\n  - {name: cutoff, lists: [kaspersky], action: block}\nquery_log: {path: \"{dir}/queries.jsonl\", events: all, chain: true}\n";
 
@@ -74,4 +74,141 @@ fn verify_of_an_unchained_log_says_so() {
         ),
         "{err}"
     );
+}
+
+const POLICY: &str = "networks:
+  staff: [127.0.0.2/32]
+  lab: [127.0.0.3/32]
+lists:
+  kaspersky: {builtin: kaspersky}
+  exceptions: {path: \"{dir}/exceptions.txt\"}
+rules:
+  - {name: staff-cutoff, networks: [staff], lists: [kaspersky], categories: [update, telemetry, activation], action: block, from: \"2024-09-29T00:00:00-04:00\"}
+  - {name: staff-exception, networks: [staff], lists: [exceptions], action: allow}
+  - {name: watch, lists: [kaspersky], action: log}
+query_log: {path: \"{dir}/queries.jsonl\", events: all, chain: true}
+";
+
+/// Serves `POLICY`, sends a blocked, an excepted and a logged lookup,
+/// stops; the directory (config, log) and the config path.
+async fn traffic() -> (tempfile::TempDir, std::path::PathBuf) {
+    let up = Fakeup::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("exceptions.txt"),
+        "dnl-01.geo.kaspersky.com\n",
+    )
+    .expect("list");
+    let yaml = config(up.addr(), POLICY).replace("{dir}", dir.path().to_str().expect("utf8"));
+    let path = dir.path().join("cutoff.yaml");
+    std::fs::write(&path, yaml).expect("config");
+    let keep = tempfile::tempdir().expect("tempdir");
+    let copy = keep.path().join("cutoff.yaml");
+    std::fs::copy(&path, &copy).expect("copy");
+    let mut p = Proc::start_at(keep, copy, Start::default());
+    for (from, name) in [
+        ("127.0.0.2", "s05.upd.kaspersky.com"),
+        ("127.0.0.2", "dnl-01.geo.kaspersky.com"),
+        ("127.0.0.3", "s05.upd.kaspersky.com"),
+    ] {
+        udp(p.dns, from, &query(name, RecordType::A, None)).await;
+    }
+    p.signal("TERM");
+    assert!(
+        p.wait_exit(Duration::from_secs(20)).is_some(),
+        "{}",
+        p.log()
+    );
+    (dir, path)
+}
+
+fn evidence(config: &std::path::Path, log: &std::path::Path, format: &str) -> (String, String) {
+    let (c, l) = (config.to_str().expect("utf8"), log.to_str().expect("utf8"));
+    let args = [
+        "report",
+        "--evidence",
+        "--since",
+        "1h",
+        "--config",
+        c,
+        "--log",
+        l,
+        "--format",
+        format,
+    ];
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    (out, err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_evidence_report_names_the_name_answered_after_the_cutoff_and_hashes_its_inputs() {
+    let (dir, config) = traffic().await;
+    let log = dir.path().join("queries.jsonl");
+    let (out, err) = evidence(&config, &log, "json");
+    let e: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    use sha2::Digest as _;
+    let hex = |b: &[u8]| -> String {
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let bytes = std::fs::read(&log).expect("log");
+    assert_eq!(e["inputs"][0]["sha256"], hex(&bytes), "{out}");
+    assert_eq!(e["inputs"][0]["chain"], "holds through 3 lines");
+    assert!(
+        err.contains(&format!("report SHA-256: {}", hex(out.as_bytes()))),
+        "{err}"
+    );
+    let net = |name: &str| {
+        e["networks"]
+            .as_array()
+            .expect("networks")
+            .iter()
+            .find(|n| n["name"] == name)
+            .cloned()
+            .expect("network")
+    };
+    let staff = net("staff");
+    assert_eq!(staff["enforcement"][0]["rule"], "staff-cutoff");
+    assert_eq!(staff["enforcement"][0]["from"], "2024-09-29T00:00:00-04:00");
+    let answered = staff["answered"].as_array().expect("answered");
+    assert_eq!(answered.len(), 1, "{staff}");
+    assert_eq!(answered[0]["name"], "dnl-01.geo.kaspersky.com");
+    assert_eq!(answered[0]["client"], "127.0.0.2");
+    assert_eq!(
+        answered[0]["why"],
+        "allow by rule staff-exception (phase always)"
+    );
+    assert_eq!(staff["after_cutoff"]["update"]["blocked"], 1, "{staff}");
+    assert_eq!(staff["after_cutoff"]["update"]["allowed"], 1, "{staff}");
+    let lab = net("lab");
+    assert_eq!(
+        lab["answered"].as_array().map(Vec::len),
+        Some(0),
+        "no block rule on lab: {lab}"
+    );
+    assert_eq!(lab["hosts"][0]["client"], "127.0.0.3", "{lab}");
+    assert_eq!(lab["hosts"][0]["logged"], 1, "{lab}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_evidence_report_in_html_renders_in_a_real_browser() {
+    if !needs_tool("chromium", "apt-get install chromium fonts-dejavu-core") {
+        return;
+    }
+    let (dir, config) = traffic().await;
+    let (html, _) = evidence(&config, &dir.path().join("queries.jsonl"), "html");
+    let page = dir.path().join("evidence.html");
+    std::fs::write(&page, &html).expect("write");
+    let url = format!("file://{}", page.display());
+    let dom = crate::status::chromium(&url, &["--dump-dom"]).expect("chromium --dump-dom finished");
+    assert!(dom.contains("<h2>Network staff</h2>"), "{dom}");
+    assert!(dom.contains("<td>dnl-01.geo.kaspersky.com</td>"), "{dom}");
+    assert!(
+        dom.contains("<td>allow by rule staff-exception (phase always)</td>"),
+        "{dom}"
+    );
+    assert!(!dom.contains("<script"), "{dom}");
 }

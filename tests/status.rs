@@ -250,7 +250,7 @@ async fn a_hostile_query_name_and_explain_input_are_inert_on_the_page() {
 
 /// Runs headless chromium on `url` with `args`: its stdout, or `None`
 /// when it did not finish in time.
-fn chromium(url: &str, args: &[&str]) -> Option<String> {
+pub(crate) fn chromium(url: &str, args: &[&str]) -> Option<String> {
     let profile = tempfile::tempdir().expect("tempdir");
     let dir = format!("--user-data-dir={}", profile.path().display());
     let out = std::process::Command::new("timeout")

@@ -7,6 +7,8 @@
 mod admin_url;
 mod bind;
 mod check;
+mod evidence;
+mod evidence_doc;
 mod explain;
 mod export;
 mod firewall;

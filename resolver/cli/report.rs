@@ -23,6 +23,10 @@ pub enum Format {
     Json,
     /// CSV with a header row, for spreadsheets.
     Csv,
+    /// HTML that prints to PDF (`--evidence` only).
+    Html,
+    /// Markdown (`--evidence` only).
+    Md,
 }
 
 /// Arguments of `cutoff report`.
@@ -30,7 +34,7 @@ pub enum Format {
 pub struct ReportArgs {
     /// A query log to read (JSON lines; repeatable; `-` for stdin).
     #[arg(long, value_name = "PATH")]
-    log: Vec<PathBuf>,
+    pub(super) log: Vec<PathBuf>,
     /// A running server's admin endpoint, e.g. http://127.0.0.1:9153 or
     /// http://localhost:9153. Without --log and --url: the `http` address of
     /// the config (as for `check`: --config, /etc/cutoff/cutoff.yaml, or the
@@ -38,14 +42,14 @@ pub struct ReportArgs {
     #[arg(long, value_name = "URL", conflicts_with = "log")]
     url: Option<String>,
     #[command(flatten)]
-    config: InspectedConfig,
+    pub(super) config: InspectedConfig,
     /// Only clients seen since: a duration back from now (90s, 30m, 24h, 7d), an
     /// RFC 3339 instant (2024-09-29T04:00:00Z) or a date (2024-09-29, midnight UTC).
     #[arg(long, value_name = "WHEN", value_parser = parse_since)]
-    since: Option<Timestamp>,
+    pub(super) since: Option<Timestamp>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    pub(super) format: Format,
     /// List the names that only a zone-wide entry covered (Kaspersky names no
     /// entry classifies yet) instead of clients; reads query logs (`--log`).
     #[arg(long, conflicts_with = "url")]
@@ -54,6 +58,13 @@ pub struct ReportArgs {
     /// true` (rotated files oldest first) and name the first broken line.
     #[arg(long, value_name = "PATH", num_args = 1.., conflicts_with_all = ["log", "url", "unclassified"])]
     verify: Vec<PathBuf>,
+    /// The evidence report for auditors, from the query logs (`--log`) and
+    /// the config: needs --since; --format md (default here), html or json.
+    #[arg(long, requires = "since", conflicts_with_all = ["url", "unclassified"])]
+    evidence: bool,
+    /// With --evidence: the end of the period (same forms as --since).
+    #[arg(long, value_name = "WHEN", value_parser = parse_since, requires = "evidence")]
+    pub(super) until: Option<Timestamp>,
 }
 
 /// Parses `--since` (the forms in [`crate::since`]), back from now.
@@ -107,37 +118,56 @@ pub fn aggregate(
             return;
         }
         let network = l.network.unwrap_or_else(|| "none".into());
-        let row = rows
-            .entry((network.clone(), l.client.clone()))
-            .or_insert_with(|| ClientRow {
-                network,
-                client: l.client.clone(),
-                first_seen: l.time,
-                last_seen: l.time,
-                count: 0,
-                categories: Vec::new(),
-                blocked: 0,
-                logged: 0,
-            });
-        row.first_seen = row.first_seen.min(l.time);
-        row.last_seen = row.last_seen.max(l.time);
-        row.count += 1;
-        match l.action.as_str() {
-            "block" => row.blocked += 1,
-            "log" => row.logged += 1,
-            _ => {}
-        }
-        if let Some(c) = l.category
-            && !row.categories.contains(&c)
-        {
-            row.categories.push(c);
-        }
+        tally(rows, network, &l.client, l.time, &l.action, l.category);
     })
+}
+
+/// Counts one lookup of a listed name into the row of (network, client).
+pub(super) fn tally(
+    rows: &mut HashMap<(String, String), ClientRow>,
+    network: String,
+    client: &str,
+    time: Timestamp,
+    action: &str,
+    category: Option<String>,
+) {
+    let row = rows
+        .entry((network.clone(), client.to_owned()))
+        .or_insert_with(|| ClientRow {
+            network,
+            client: client.to_owned(),
+            first_seen: time,
+            last_seen: time,
+            count: 0,
+            categories: Vec::new(),
+            blocked: 0,
+            logged: 0,
+        });
+    row.first_seen = row.first_seen.min(time);
+    row.last_seen = row.last_seen.max(time);
+    row.count = row.count.saturating_add(1);
+    match action {
+        "block" => row.blocked = row.blocked.saturating_add(1),
+        "log" => row.logged = row.logged.saturating_add(1),
+        _ => {}
+    }
+    if let Some(c) = category
+        && !row.categories.contains(&c)
+    {
+        row.categories.push(c);
+    }
 }
 
 pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if !args.verify.is_empty() {
         return Ok(super::verify::run(&args.verify));
+    }
+    if args.evidence {
+        return super::evidence::run(args);
+    }
+    if matches!(args.format, Format::Html | Format::Md) {
+        eprintln!("error: --format html and md are for --evidence; use table, json or csv");
+        return Ok(ExitCode::from(2));
     }
     if args.unclassified {
         return unclassified(args);
@@ -241,7 +271,7 @@ pub fn render(rows: &[ClientRow], format: Format) -> String {
             }
             s
         }
-        Format::Table => {
+        Format::Table | Format::Html | Format::Md => {
             if rows.is_empty() {
                 return "no client asked for a listed name\n".into();
             }
