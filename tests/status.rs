@@ -390,3 +390,29 @@ async fn cutoff_status_prints_the_summary_of_a_running_server() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_status_counts_an_upstreams_failed_queries() {
+    // A port nobody listens on: the upstream refuses every query.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port");
+    let yaml = format!("{CONFIG}upstream_timeout: 300ms\n");
+    let s = serve(&yaml, closed).await;
+    let (code, body) = http(s.http, "GET", "/api/v1/status").await;
+    assert_eq!(code, 200);
+    assert_eq!(json(&body)["upstreams"][0]["errors"], 0, "{body}");
+    let (m, _) = udp(
+        s.addr,
+        "127.0.0.3",
+        &query("example.com", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::ServFail
+    );
+    let (_, body) = http(s.http, "GET", "/api/v1/status").await;
+    assert_eq!(json(&body)["upstreams"][0]["errors"], 1, "{body}");
+    s.stop().await;
+}

@@ -121,7 +121,7 @@ fn text(s: &Status) -> String {
         let rtt = u
             .rtt_ms
             .map_or_else(|| "not measured yet".to_owned(), |r| format!("{r} ms"));
-        let _ = writeln!(o, "  {:<30} {rtt}", u.upstream);
+        let _ = writeln!(o, "  {:<30} {rtt}, {} errors", u.upstream, u.errors);
     }
     o
 }

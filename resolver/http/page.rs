@@ -241,16 +241,17 @@ fn lists(o: &mut String, s: &Status) {
 }
 
 fn upstreams(o: &mut String, s: &Status) {
-    o.push_str("<h2 id=\"upstreams\">Upstreams</h2><div class=\"wrap\"><table><tr><th>upstream</th><th>round trip</th></tr>");
+    o.push_str("<h2 id=\"upstreams\">Upstreams</h2><div class=\"wrap\"><table><tr><th>upstream</th><th>round trip</th><th>errors</th></tr>");
     for u in &s.upstreams {
         let rtt = u
             .rtt_ms
             .map_or_else(|| "not measured yet".to_owned(), |r| format!("{r} ms"));
         let _ = write!(
             o,
-            "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             escape(&u.upstream),
-            escape(&rtt)
+            escape(&rtt),
+            u.errors
         );
     }
     o.push_str("</table></div>");

@@ -115,6 +115,8 @@ pub struct UpstreamStatus {
     pub upstream: String,
     /// Smoothed round-trip time in milliseconds (`None`: not measured yet).
     pub rtt_ms: Option<f64>,
+    /// Failed queries since the last start or reload.
+    pub errors: u64,
 }
 
 fn action_word(a: Action) -> String {
@@ -221,6 +223,7 @@ pub fn status(state: &State, now: Timestamp) -> Status {
                 .upstreams
                 .srtt(i)
                 .map(|d| (d.as_secs_f64() * 10_000.0).round() / 10.0),
+            errors: runtime.upstreams.failures(i),
         })
         .collect();
     Status {

@@ -119,6 +119,12 @@ impl Upstreams {
     pub fn srtt(&self, i: usize) -> Option<Duration> {
         self.health.get(i).and_then(Health::srtt)
     }
+
+    /// Failed queries to endpoint `i` since this runtime was built (the
+    /// last start or reload).
+    pub fn failures(&self, i: usize) -> u64 {
+        self.health.get(i).map_or(0, Health::failures)
+    }
 }
 
 fn same_socket(listen: SocketAddr, upstream: SocketAddr) -> bool {
