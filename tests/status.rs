@@ -108,6 +108,7 @@ async fn the_status_api_shows_the_enforcement_the_activity_and_the_clients() {
         .filter_map(|c| c["client"].as_str())
         .collect();
     assert_eq!(clients.len(), 2, "{st}");
+    assert_eq!(st["clients_total"], 2, "{st}");
     assert!(clients.contains(&"127.0.0.2") && clients.contains(&"127.0.0.3"));
     assert!(st["config_version"].as_str().is_some_and(|v| !v.is_empty()));
     assert_eq!(
@@ -414,5 +415,29 @@ async fn the_status_counts_an_upstreams_failed_queries() {
     );
     let (_, body) = http(s.http, "GET", "/api/v1/status").await;
     assert_eq!(json(&body)["upstreams"][0]["errors"], 1, "{body}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_status_lists_the_clients_seen_last_up_to_its_bound() {
+    let up = Fakeup::start().await;
+    let s = serve(CONFIG, up.addr()).await;
+    let bound = cutoff::http::status::STATUS_CLIENTS;
+    let client = |i: usize| format!("127.0.{}.{}", 1 + i / 200, 1 + i % 200);
+    for i in 1..=bound + 1 {
+        udp(s.addr, &client(i), &query(BLOCKED, RecordType::A, None)).await;
+    }
+    let (_, body) = http(s.http, "GET", "/api/v1/status").await;
+    let st = json(&body);
+    assert_eq!(st["clients"].as_array().map(Vec::len), Some(bound));
+    assert_eq!(st["clients_total"], bound + 1);
+    // The first client asked first: it is the one left out.
+    assert!(!body.contains(&format!("\"{}\"", client(1))), "{body}");
+    assert!(body.contains(&format!("\"{}\"", client(2))), "{body}");
+    let (_, page) = http(s.http, "GET", "/").await;
+    assert!(
+        page.contains(&format!("The {bound} seen last of {}", bound + 1)),
+        "{page}"
+    );
     s.stop().await;
 }

@@ -97,7 +97,7 @@ fn text(s: &Status) -> String {
     let _ = writeln!(o, "activity of listed names:");
     activity_line(&mut o, "last hour", &s.last_hour);
     activity_line(&mut o, "last 24 h", &s.last_day);
-    let _ = writeln!(o, "clients still calling (24 h): {}", s.clients.len());
+    let _ = writeln!(o, "clients still calling (24 h): {}", s.clients_total);
     for c in &s.clients {
         let _ = writeln!(
             o,

@@ -197,6 +197,14 @@ fn clients(o: &mut String, s: &Status) {
         );
     }
     o.push_str("</table></div>");
+    if s.clients_total > s.clients.len() {
+        let _ = write!(
+            o,
+            "<p class=\"muted\">The {} seen last of {}; all of them: <a href=\"/api/v1/clients?since=24h\">/api/v1/clients?since=24h</a>.</p>",
+            s.clients.len(),
+            s.clients_total
+        );
+    }
 }
 
 fn recent_table(o: &mut String, recent: &[RecentRow]) {

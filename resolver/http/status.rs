@@ -15,6 +15,9 @@ use crate::config::{Action, Rule};
 use crate::policy::rule_at;
 use crate::reload::State;
 
+/// Clients listed in the summary (the page stays small on a big network).
+pub const STATUS_CLIENTS: usize = 100;
+
 /// The whole summary (docs/api.md, `/api/v1/status`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -32,8 +35,12 @@ pub struct Status {
     pub last_hour: Activity,
     /// Listed lookups over the last 24 hours.
     pub last_day: Activity,
-    /// Clients that asked for listed names in the last 24 hours.
+    /// Clients that asked for listed names in the last 24 hours: the
+    /// [`STATUS_CLIENTS`] seen last, newest first.
     pub clients: Vec<ClientRow>,
+    /// How many clients asked in the last 24 hours (all of them:
+    /// `/api/v1/clients?since=24h`).
+    pub clients_total: usize,
     /// The loaded lists.
     pub lists: Vec<ListStatus>,
     /// The upstreams, in order.
@@ -187,9 +194,12 @@ pub fn status(state: &State, now: Timestamp) -> Status {
         .checked_sub(SignedDuration::from_hours(24))
         .unwrap_or(now);
     let log = &c.query_log;
-    let clients = state.clients.rows(Some(day_ago), |ip| {
+    let mut clients = state.clients.rows(Some(day_ago), |ip| {
         crate::querylog::client_text(SocketAddr::new(ip, 0), log).0
     });
+    let clients_total = clients.len();
+    clients.sort_by_key(|c| std::cmp::Reverse(c.last_seen));
+    clients.truncate(STATUS_CLIENTS);
     let lists = c
         .lists
         .iter()
@@ -235,6 +245,7 @@ pub fn status(state: &State, now: Timestamp) -> Status {
         last_hour: activity(state, now, 12),
         last_day: activity(state, now, BUCKETS),
         clients,
+        clients_total,
         lists,
         upstreams,
     }
