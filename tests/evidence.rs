@@ -212,3 +212,86 @@ async fn the_evidence_report_in_html_renders_in_a_real_browser() {
     );
     assert!(!dom.contains("<script"), "{dom}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_evidence_report_merges_the_client_tables_of_several_replicas() {
+    let up = Fakeup::start().await;
+    let (a, b) = (
+        crate::harness::serve(crate::status::CONFIG, up.addr()).await,
+        crate::harness::serve(crate::status::CONFIG, up.addr()).await,
+    );
+    let name = "s05.upd.kaspersky.com";
+    udp(a.addr, "127.0.0.2", &query(name, RecordType::A, None)).await;
+    udp(b.addr, "127.0.0.2", &query(name, RecordType::A, None)).await;
+    udp(b.addr, "127.0.0.3", &query(name, RecordType::A, None)).await;
+    let yaml = crate::status::CONFIG.replace("{upstream}", &up.addr().to_string());
+    let (dir, config) = crate::util::temp_file("cutoff.yaml", &yaml);
+    let log = dir.path().join("empty.jsonl");
+    std::fs::write(&log, "").expect("log");
+    let (ua, ub) = (format!("http://{}", a.http), format!("http://{}", b.http));
+    let (c, l) = (
+        config.to_str().expect("utf8").to_owned(),
+        log.to_str().expect("utf8").to_owned(),
+    );
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run(&[
+            "report",
+            "--evidence",
+            "--since",
+            "1h",
+            "--config",
+            &c,
+            "--log",
+            &l,
+            "--url",
+            &ua,
+            "--url",
+            &ub,
+            "--format",
+            "json",
+        ])
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, 0, "{err}");
+    let e: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let hosts = |net: &str| -> Vec<(String, u64)> {
+        let n = e["networks"]
+            .as_array()
+            .expect("networks")
+            .iter()
+            .find(|n| n["name"] == net)
+            .cloned();
+        n.expect("network")["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .map(|h| {
+                (
+                    h["client"].as_str().unwrap_or("").to_owned(),
+                    h["count"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(hosts("staff"), vec![("127.0.0.2".to_owned(), 2)], "{out}");
+    assert_eq!(hosts("lab"), vec![("127.0.0.3".to_owned(), 1)], "{out}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[test]
+fn a_report_from_both_a_url_and_a_log_is_refused_without_evidence() {
+    let (code, _, err) = run(&[
+        "report",
+        "--url",
+        "http://127.0.0.1:9",
+        "--log",
+        "/nonexistent",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--url and --log read different sources"),
+        "{err}"
+    );
+}

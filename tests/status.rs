@@ -14,7 +14,7 @@ use crate::proc::{Proc, Start};
 use crate::util::{needs_tool, run, temp_file};
 
 /// `staff` blocks the cut-off categories; `lab` only logs.
-const CONFIG: &str = "listen: [\"127.0.0.1:0\"]
+pub(crate) const CONFIG: &str = "listen: [\"127.0.0.1:0\"]
 upstreams: [\"{upstream}\"]
 networks:
   staff: [127.0.0.2/32]

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::report::{Format, ReportArgs, records, tally};
+use super::report::{Format, ReportArgs, merge, records, tally};
 use crate::blocklist::Category;
 use crate::clients::{ClientRow, sort};
 use crate::config::{Action, Config};
@@ -154,6 +154,7 @@ fn blocking_category(c: &Config, network: usize, l: &Line) -> Option<Option<Cate
 pub(super) fn build(
     config: &Config,
     paths: &[PathBuf],
+    urls: &[String],
     since: Timestamp,
     until: Option<Timestamp>,
 ) -> anyhow::Result<Evidence> {
@@ -261,6 +262,10 @@ pub(super) fn build(
             );
         });
     }
+    for url in urls {
+        let rows = super::admin_url::fetch(url, Some(since)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        rows.into_iter().for_each(|r| merge(&mut hosts, r));
+    }
     let mut hosts: Vec<ClientRow> = hosts.into_values().collect();
     sort(&mut hosts);
     for (net, v) in networks.iter_mut().zip(versions) {
@@ -291,7 +296,9 @@ pub(super) fn run(args: &ReportArgs) -> anyhow::Result<std::process::ExitCode> {
         anyhow::bail!("--evidence needs --since");
     };
     if args.log.is_empty() {
-        eprintln!("error: --evidence reads query logs: give --log PATH (repeatable)");
+        eprintln!(
+            "error: --evidence reads query logs: give --log PATH (repeatable; --url adds servers' client tables)"
+        );
         return Ok(std::process::ExitCode::from(2));
     }
     let config = match args.config.load() {
@@ -301,7 +308,7 @@ pub(super) fn run(args: &ReportArgs) -> anyhow::Result<std::process::ExitCode> {
             return Ok(std::process::ExitCode::FAILURE);
         }
     };
-    let e = build(&config, &args.log, since, args.until)?;
+    let e = build(&config, &args.log, &args.url, since, args.until)?;
     let text = match args.format {
         Format::Json => serde_json::to_string_pretty(&e)? + "\n",
         Format::Html => super::evidence_doc::html(&e),

@@ -39,8 +39,9 @@ pub struct ReportArgs {
     /// http://localhost:9153. Without --log and --url: the `http` address of
     /// the config (as for `check`: --config, /etc/cutoff/cutoff.yaml, or the
     /// embedded default's 127.0.0.1:9153).
-    #[arg(long, value_name = "URL", conflicts_with = "log")]
-    url: Option<String>,
+    /// Repeatable: the tables of several replicas are merged.
+    #[arg(long, value_name = "URL")]
+    pub(super) url: Vec<String>,
     #[command(flatten)]
     pub(super) config: InspectedConfig,
     /// Only clients seen since: a duration back from now (90s, 30m, 24h, 7d), an
@@ -60,7 +61,9 @@ pub struct ReportArgs {
     verify: Vec<PathBuf>,
     /// The evidence report for auditors, from the query logs (`--log`) and
     /// the config: needs --since; --format md (default here), html or json.
-    #[arg(long, requires = "since", conflicts_with_all = ["url", "unclassified"])]
+    /// With --url (repeatable), the hosts still calling come from those
+    /// servers' client tables too (the replicas of a fleet).
+    #[arg(long, requires = "since", conflicts_with = "unclassified")]
     evidence: bool,
     /// With --evidence: the end of the period (same forms as --since).
     #[arg(long, value_name = "WHEN", value_parser = parse_since, requires = "evidence")]
@@ -158,6 +161,28 @@ pub(super) fn tally(
     }
 }
 
+/// Merges one row (of one replica's table) into the rows by (network, client).
+pub(super) fn merge(rows: &mut HashMap<(String, String), ClientRow>, row: ClientRow) {
+    match rows.entry((row.network.clone(), row.client.clone())) {
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(row);
+        }
+        std::collections::hash_map::Entry::Occupied(mut o) => {
+            let r = o.get_mut();
+            r.first_seen = r.first_seen.min(row.first_seen);
+            r.last_seen = r.last_seen.max(row.last_seen);
+            r.count = r.count.saturating_add(row.count);
+            r.blocked = r.blocked.saturating_add(row.blocked);
+            r.logged = r.logged.saturating_add(row.logged);
+            for c in row.categories {
+                if !r.categories.contains(&c) {
+                    r.categories.push(c);
+                }
+            }
+        }
+    }
+}
+
 pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if !args.verify.is_empty() {
         return Ok(super::verify::run(&args.verify));
@@ -172,39 +197,43 @@ pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if args.unclassified {
         return unclassified(args);
     }
-    let url = match (&args.url, args.log.is_empty()) {
-        (Some(url), _) => Some(url.clone()),
-        (None, true) => match admin_url::default_url(
+    if !args.url.is_empty() && !args.log.is_empty() {
+        eprintln!(
+            "error: --url and --log read different sources; give one of them (both only with --evidence)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let mut urls = args.url.clone();
+    if urls.is_empty() && args.log.is_empty() {
+        match admin_url::default_url(
             &args.config,
             "the client table",
             ", --log PATH for a query log",
             "no --log or --url given",
         ) {
-            Some(url) => Some(url),
+            Some(url) => urls.push(url),
             None => return Ok(ExitCode::FAILURE),
-        },
-        (None, false) => None,
-    };
-    let rows = match &url {
-        Some(url) => match admin_url::fetch(url, args.since) {
-            Ok(rows) => rows,
+        }
+    }
+    let mut map = HashMap::new();
+    if urls.is_empty() {
+        read_logs(&args.log, |reader| aggregate(reader, args.since, &mut map))?;
+    }
+    for url in &urls {
+        match admin_url::fetch(url, args.since) {
+            Ok(rows) => rows.into_iter().for_each(|r| merge(&mut map, r)),
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::FAILURE);
             }
-        },
-        None => {
-            let mut map = HashMap::new();
-            read_logs(&args.log, |reader| aggregate(reader, args.since, &mut map))?;
-            let mut rows: Vec<ClientRow> = map.into_values().collect();
-            for r in &mut rows {
-                r.categories
-                    .sort_by_key(|c| crate::blocklist::Category::parse(c).map_or(99, |c| c as u8));
-            }
-            sort(&mut rows);
-            rows
         }
-    };
+    }
+    let mut rows: Vec<ClientRow> = map.into_values().collect();
+    for r in &mut rows {
+        r.categories
+            .sort_by_key(|c| crate::blocklist::Category::parse(c).map_or(99, |c| c as u8));
+    }
+    sort(&mut rows);
     let mut out = std::io::stdout().lock();
     out.write_all(render(&rows, args.format).as_bytes())?;
     Ok(ExitCode::SUCCESS)
