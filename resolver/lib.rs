@@ -6,7 +6,7 @@
 //!
 //! | module | responsibility |
 //! | --- | --- |
-//! | [`cli`] | the commands (`serve`, `check`, `explain`, `report`, `firewall`), their arguments and output |
+//! | [`cli`] | the commands (`serve`, `check`, `explain`, `report`, `status`, `firewall`, `export`), their arguments and output |
 //! | [`config`] | YAML → raw structs → a validated [`config::Config`]; every problem with its line; the embedded default |
 //! | [`blocklist`] | list sources (the shipped catalogue and prefixes, plain/hosts/adblock/wildcard files) with file:line errors |
 //! | [`matcher`] | "is this name, or a parent of it, in the set?": label-aware, no allocation per lookup |
@@ -22,10 +22,13 @@
 //! | [`reload`] | the running state and replacing it whole on SIGHUP |
 //! | [`metrics`] | metric names, help texts, bounded labels, the handles a query increments |
 //! | [`querylog`] | the JSON query log behind a bounded queue |
+//! | [`chain`] | `query_log.chain`: a running SHA-256 on each log line, sealed by the writer; `report --verify` |
 //! | [`logfile`] | the query log's output: whole lines in batches, counted when written, torn lines cut back |
 //! | [`lograte`] | at most a few lines per message site per 10 s, the rest counted and reported in one line |
 //! | [`clients`] | the remediation table: who asked for Kaspersky names |
-//! | [`http`] | the read-only admin endpoint: `/metrics`, `/healthz`, `/readyz`, `/api/v1/clients` |
+//! | [`activity`] | the status page's bounded memory: 5-minute buckets over 24 h, the last blocked or logged lookups |
+//! | [`explain`] | one decision and why, as `cutoff explain` and the status page's explain form show it |
+//! | [`http`] | the admin endpoint: `/metrics`, `/healthz`, `/readyz`, the status page `/`, `/api/v1/…` (read-only) |
 //! | [`since`] | "since when?" for `report --since` and `?since=`: durations, instants, dates; checked arithmetic |
 //! | [`descriptors`] | the file descriptors a config needs, checked against `RLIMIT_NOFILE` at start-up |
 //! | [`files`] | opening config and list files: regular files only, never a blocking open, reads capped |
@@ -51,13 +54,16 @@
 //! The decision always comes before any upstream I/O, and `cutoff explain`
 //! calls the same `decide` as serving does.
 
+pub mod activity;
 pub mod answer;
 pub mod blocklist;
 pub mod cache;
+pub mod chain;
 pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod descriptors;
+pub mod explain;
 pub mod export;
 pub mod files;
 pub mod firewall;

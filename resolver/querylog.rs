@@ -157,6 +157,8 @@ fn writer(
         }
     };
     let mut line = Vec::with_capacity(512);
+    // The hash chain lives here, in the writer: never on the query path.
+    let mut chain = crate::chain::Chain::default();
     loop {
         // Write as fast as records come; flush whenever the queue runs dry,
         // so nothing sits in the buffer while the server is idle.
@@ -187,6 +189,9 @@ fn writer(
                 line.clear();
                 if encode(&r, &mut line).is_err() {
                     continue;
+                }
+                if r.runtime.policy.config.query_log.chain {
+                    chain.seal(&mut line);
                 }
                 count(out.push(&line));
             }
@@ -292,6 +297,11 @@ pub fn client_text(addr: SocketAddr, log: &QueryLogConfig) -> (String, Option<u1
             (format!("hash:{hex}"), None)
         }
     }
+}
+
+/// The name of a question section as the log writes it (escaped).
+pub fn question_name(question: &[u8]) -> String {
+    escape_labels(&question_labels(question))
 }
 
 /// The labels of the name at the start of a question section.

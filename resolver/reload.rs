@@ -144,6 +144,8 @@ pub struct State {
     pub query_log: Option<QueryLog>,
     /// Clients that asked for listed names.
     pub clients: ClientTable,
+    /// Recent listed lookups for the status page.
+    pub activity: crate::activity::Activity,
     /// Set once the listeners are bound (for `/readyz`).
     pub ready: AtomicBool,
     /// Per-client buckets (`rate_limit`), kept across reloads.
@@ -187,6 +189,7 @@ impl State {
             metrics,
             query_log,
             clients: ClientTable::new(crate::clients::DEFAULT_CAP),
+            activity: crate::activity::Activity::new(),
             ready: AtomicBool::new(false),
             limiter: crate::ratelimit::Limiter::new(),
         }

@@ -222,6 +222,17 @@ pub(crate) fn ede(m: &Message) -> Option<(u16, String)> {
 
 /// A plain HTTP/1.1 request to the admin endpoint: (status, body).
 pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let (head, body) = http_response(addr, method, path).await;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    (status, body)
+}
+
+/// A plain HTTP/1.1 request to the admin endpoint: (head, body).
+pub(crate) async fn http_response(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect http");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
@@ -234,12 +245,7 @@ pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, St
         .expect("read");
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").expect("http response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    (status, body.to_owned())
+    (head.to_owned(), body.to_owned())
 }
 
 /// One sample of the Prometheus text format.

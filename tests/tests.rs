@@ -22,6 +22,8 @@ mod coverage;
 mod deploy;
 /// The built binary under dig, SIGHUP and SIGTERM.
 mod e2e;
+/// The query log's hash chain and `cutoff report --verify` (issue 11).
+mod evidence;
 /// `cutoff export` under named-checkzone, unbound-checkconf, dnsmasq, and
 /// loaded into BIND, Unbound and dnsmasq.
 mod export;
@@ -53,6 +55,8 @@ mod report_source;
 mod series;
 /// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.
 mod serve;
+/// The status page and its JSON API, also in a real browser (issue 11).
+mod status;
 /// The TCP connection table: per-client caps and eviction of idle connections.
 mod tcplimits;
 /// DNS over TLS and HTTPS upstreams against real TLS servers.

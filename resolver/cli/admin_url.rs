@@ -1,4 +1,4 @@
-//! Where `cutoff report` reads a running server's client table: `--url`, or
+//! Where `cutoff report` and `cutoff status` read a running server: `--url`, or
 //! by default the admin address (`http`) of the config `check` would read.
 //! A failed request names the URL and, for a refused connection, the likely
 //! cause. Outside the query flow.
@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use super::print_config_error;
+use super::source::InspectedConfig;
 use crate::clients::ClientRow;
 
 /// Why the client table could not be fetched.
@@ -55,10 +57,47 @@ pub(crate) fn local_url(http: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, http.port()))
 }
 
+/// The admin URL of the config `check` would read, said on stderr with
+/// what is read there (`reading`) and the other choices (`others`); `None`
+/// (after printing why, `missing` first) when that config is invalid.
+pub(crate) fn default_url(
+    config: &InspectedConfig,
+    reading: &str,
+    others: &str,
+    missing: &str,
+) -> Option<String> {
+    match config.load() {
+        Ok(c) => {
+            let url = local_url(c.http);
+            eprintln!(
+                "note: reading {reading} of the server at {url} (`http` of {}); --url URL for another server{others}",
+                c.origin
+            );
+            Some(url)
+        }
+        Err(e) => {
+            eprintln!("error: {missing}, and the config that names the admin URL is invalid:");
+            print_config_error(&e);
+            None
+        }
+    }
+}
+
 /// GETs `/api/v1/clients` (plain HTTP on the admin port). `HOST` may be an
 /// address or a name such as `localhost`; every address it resolves to is
 /// tried in turn.
 pub(crate) fn fetch(url: &str, since: Option<Timestamp>) -> Result<Vec<ClientRow>, FetchError> {
+    let query = since.map(|t| format!("?since={t}")).unwrap_or_default();
+    let body = get(url, &format!("/api/v1/clients{query}"))?;
+    serde_json::from_str(&body).map_err(|e| FetchError::Response {
+        url: url.to_owned(),
+        why: format!("not a client table: {e}"),
+    })
+}
+
+/// GETs `path` (with its query) from the admin endpoint at `url`: the
+/// body of a 200 answer.
+pub(crate) fn get(url: &str, path: &str) -> Result<String, FetchError> {
     let bad = |why| FetchError::Url {
         url: url.to_owned(),
         why,
@@ -74,10 +113,9 @@ pub(crate) fn fetch(url: &str, since: Option<Timestamp>) -> Result<Vec<ClientRow
     let response = error_for(url, &addrs, |addr| {
         let mut stream = TcpStream::connect_timeout(addr, Duration::from_secs(5))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let query = since.map(|t| format!("?since={t}")).unwrap_or_default();
         write!(
             stream,
-            "GET /api/v1/clients{query} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
         )?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response)?;
@@ -94,7 +132,7 @@ pub(crate) fn fetch(url: &str, since: Option<Timestamp>) -> Result<Vec<ClientRow
     if !head.starts_with("HTTP/1.1 200") {
         return Err(failed(head.lines().next().unwrap_or("").to_owned()));
     }
-    serde_json::from_str(body).map_err(|e| failed(format!("not a client table: {e}")))
+    Ok(body.to_owned())
 }
 
 /// Runs `request` on each address until one succeeds; else the last error,

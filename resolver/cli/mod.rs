@@ -7,25 +7,31 @@
 mod admin_url;
 mod bind;
 mod check;
+mod evidence;
+mod evidence_doc;
 mod explain;
 mod export;
 mod firewall;
 mod report;
 mod serve;
 mod source;
+mod status;
 mod unclassified;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use crate::explain::{Explanation, explanation};
 pub use check::{CheckArgs, summary};
-pub use explain::{ExplainArgs, Explanation, explanation};
+pub use explain::ExplainArgs;
 pub use export::ExportArgs;
 pub use firewall::FirewallArgs;
 pub use report::{Format, ReportArgs, aggregate, render};
 pub use serve::ServeArgs;
+pub use status::StatusArgs;
 
 use crate::config::{self, Config, ConfigError};
 
@@ -63,7 +69,7 @@ pub enum Command {
     Explain(ExplainArgs),
     /// List, per network, the clients that asked for Kaspersky names: the machines to clean up.
     #[command(
-        after_help = "Examples:\n  cutoff report --log /var/log/cutoff/queries.jsonl\n  cutoff report --log queries.jsonl --since 7d --format csv > remediation.csv\n  cutoff report --url http://127.0.0.1:9153 --since 24h --format json"
+        after_help = "Examples:\n  cutoff report --log /var/log/cutoff/queries.jsonl\n  cutoff report --log queries.jsonl --since 7d --format csv > remediation.csv\n  cutoff report --url http://127.0.0.1:9153 --since 24h --format json\n  cutoff report --verify /var/log/cutoff/queries.jsonl.1 /var/log/cutoff/queries.jsonl"
     )]
     Report(ReportArgs),
     /// Print firewall rules that close the DNS bypass: redirect clients' DNS to cutoff, reject DNS over TLS, drop Kaspersky's prefixes.
@@ -76,6 +82,11 @@ pub enum Command {
         after_help = "Active entries only, decided as serve decides them at --at (default now); names that must pass under a blocked zone (exemptions, overrides) are written as pass-through where the format can say so. See docs/lists.md.\n\nExamples:\n  cutoff export --format rpz > /etc/bind/rpz.cutoff.zone\n  cutoff export --config /etc/cutoff/cutoff.yaml --network staff --format unbound > cutoff.conf\n  cutoff export --format dnsmasq --list kaspersky > /etc/dnsmasq.d/cutoff.conf"
     )]
     Export(ExportArgs),
+    /// Print a running server's status: enforcement per network, activity, clients still calling, lists, upstreams.
+    #[command(
+        after_help = "The same summary as the status page (http://127.0.0.1:9153/ by default) and /api/v1/status.\n\nExamples:\n  cutoff status\n  cutoff status --url http://pi.local:9153\n  cutoff status --config /etc/cutoff/cutoff.yaml --json"
+    )]
+    Status(StatusArgs),
 }
 
 /// `--config`, shared by every command.
@@ -105,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => explain::run(&args),
         Command::Firewall(args) => firewall::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::Status(args) => status::run(&args),
     }
 }
 

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use jiff::Timestamp;
 use serde::Deserialize;
 
+use super::admin_url;
 use super::source::InspectedConfig;
-use super::{admin_url, print_config_error};
 use crate::clients::{ClientRow, sort};
 
 /// Output formats.
@@ -23,6 +23,10 @@ pub enum Format {
     Json,
     /// CSV with a header row, for spreadsheets.
     Csv,
+    /// HTML that prints to PDF (`--evidence` only).
+    Html,
+    /// Markdown (`--evidence` only).
+    Md,
 }
 
 /// Arguments of `cutoff report`.
@@ -30,26 +34,40 @@ pub enum Format {
 pub struct ReportArgs {
     /// A query log to read (JSON lines; repeatable; `-` for stdin).
     #[arg(long, value_name = "PATH")]
-    log: Vec<PathBuf>,
+    pub(super) log: Vec<PathBuf>,
     /// A running server's admin endpoint, e.g. http://127.0.0.1:9153 or
     /// http://localhost:9153. Without --log and --url: the `http` address of
     /// the config (as for `check`: --config, /etc/cutoff/cutoff.yaml, or the
     /// embedded default's 127.0.0.1:9153).
-    #[arg(long, value_name = "URL", conflicts_with = "log")]
-    url: Option<String>,
+    /// Repeatable: the tables of several replicas are merged.
+    #[arg(long, value_name = "URL")]
+    pub(super) url: Vec<String>,
     #[command(flatten)]
-    config: InspectedConfig,
+    pub(super) config: InspectedConfig,
     /// Only clients seen since: a duration back from now (90s, 30m, 24h, 7d), an
     /// RFC 3339 instant (2024-09-29T04:00:00Z) or a date (2024-09-29, midnight UTC).
     #[arg(long, value_name = "WHEN", value_parser = parse_since)]
-    since: Option<Timestamp>,
+    pub(super) since: Option<Timestamp>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    pub(super) format: Format,
     /// List the names that only a zone-wide entry covered (Kaspersky names no
     /// entry classifies yet) instead of clients; reads query logs (`--log`).
     #[arg(long, conflicts_with = "url")]
     unclassified: bool,
+    /// Check the hash chain of query logs written with `query_log.chain:
+    /// true` (rotated files oldest first) and name the first broken line.
+    #[arg(long, value_name = "PATH", num_args = 1.., conflicts_with_all = ["log", "url", "unclassified"])]
+    verify: Vec<PathBuf>,
+    /// The evidence report for auditors, from the query logs (`--log`) and
+    /// the config: needs --since; --format md (default here), html or json.
+    /// With --url (repeatable), the hosts still calling come from those
+    /// servers' client tables too (the replicas of a fleet).
+    #[arg(long, requires = "since", conflicts_with = "unclassified")]
+    evidence: bool,
+    /// With --evidence: the end of the period (same forms as --since).
+    #[arg(long, value_name = "WHEN", value_parser = parse_since, requires = "evidence")]
+    pub(super) until: Option<Timestamp>,
 }
 
 /// Parses `--since` (the forms in [`crate::since`]), back from now.
@@ -103,66 +121,119 @@ pub fn aggregate(
             return;
         }
         let network = l.network.unwrap_or_else(|| "none".into());
-        let row = rows
-            .entry((network.clone(), l.client.clone()))
-            .or_insert_with(|| ClientRow {
-                network,
-                client: l.client.clone(),
-                first_seen: l.time,
-                last_seen: l.time,
-                count: 0,
-                categories: Vec::new(),
-                blocked: 0,
-                logged: 0,
-            });
-        row.first_seen = row.first_seen.min(l.time);
-        row.last_seen = row.last_seen.max(l.time);
-        row.count += 1;
-        match l.action.as_str() {
-            "block" => row.blocked += 1,
-            "log" => row.logged += 1,
-            _ => {}
-        }
-        if let Some(c) = l.category
-            && !row.categories.contains(&c)
-        {
-            row.categories.push(c);
-        }
+        tally(rows, network, &l.client, l.time, &l.action, l.category);
     })
 }
 
+/// Counts one lookup of a listed name into the row of (network, client).
+pub(super) fn tally(
+    rows: &mut HashMap<(String, String), ClientRow>,
+    network: String,
+    client: &str,
+    time: Timestamp,
+    action: &str,
+    category: Option<String>,
+) {
+    let row = rows
+        .entry((network.clone(), client.to_owned()))
+        .or_insert_with(|| ClientRow {
+            network,
+            client: client.to_owned(),
+            first_seen: time,
+            last_seen: time,
+            count: 0,
+            categories: Vec::new(),
+            blocked: 0,
+            logged: 0,
+        });
+    row.first_seen = row.first_seen.min(time);
+    row.last_seen = row.last_seen.max(time);
+    row.count = row.count.saturating_add(1);
+    match action {
+        "block" => row.blocked = row.blocked.saturating_add(1),
+        "log" => row.logged = row.logged.saturating_add(1),
+        _ => {}
+    }
+    if let Some(c) = category
+        && !row.categories.contains(&c)
+    {
+        row.categories.push(c);
+    }
+}
+
+/// Merges one row (of one replica's table) into the rows by (network, client).
+pub(super) fn merge(rows: &mut HashMap<(String, String), ClientRow>, row: ClientRow) {
+    match rows.entry((row.network.clone(), row.client.clone())) {
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(row);
+        }
+        std::collections::hash_map::Entry::Occupied(mut o) => {
+            let r = o.get_mut();
+            r.first_seen = r.first_seen.min(row.first_seen);
+            r.last_seen = r.last_seen.max(row.last_seen);
+            r.count = r.count.saturating_add(row.count);
+            r.blocked = r.blocked.saturating_add(row.blocked);
+            r.logged = r.logged.saturating_add(row.logged);
+            for c in row.categories {
+                if !r.categories.contains(&c) {
+                    r.categories.push(c);
+                }
+            }
+        }
+    }
+}
+
 pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    if !args.verify.is_empty() {
+        return Ok(super::verify::run(&args.verify));
+    }
+    if args.evidence {
+        return super::evidence::run(args);
+    }
+    if matches!(args.format, Format::Html | Format::Md) {
+        eprintln!("error: --format html and md are for --evidence; use table, json or csv");
+        return Ok(ExitCode::from(2));
+    }
     if args.unclassified {
         return unclassified(args);
     }
-    let url = match (&args.url, args.log.is_empty()) {
-        (Some(url), _) => Some(url.clone()),
-        (None, true) => match default_url(&args.config) {
-            Some(url) => Some(url),
+    if !args.url.is_empty() && !args.log.is_empty() {
+        eprintln!(
+            "error: --url and --log read different sources; give one of them (both only with --evidence)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let mut urls = args.url.clone();
+    if urls.is_empty() && args.log.is_empty() {
+        match admin_url::default_url(
+            &args.config,
+            "the client table",
+            ", --log PATH for a query log",
+            "no --log or --url given",
+        ) {
+            Some(url) => urls.push(url),
             None => return Ok(ExitCode::FAILURE),
-        },
-        (None, false) => None,
-    };
-    let rows = match &url {
-        Some(url) => match admin_url::fetch(url, args.since) {
-            Ok(rows) => rows,
+        }
+    }
+    let mut map = HashMap::new();
+    if urls.is_empty() {
+        read_logs(&args.log, |reader| aggregate(reader, args.since, &mut map))?;
+    }
+    for url in &urls {
+        match admin_url::fetch(url, args.since) {
+            Ok(rows) => rows.into_iter().for_each(|r| merge(&mut map, r)),
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::FAILURE);
             }
-        },
-        None => {
-            let mut map = HashMap::new();
-            read_logs(&args.log, |reader| aggregate(reader, args.since, &mut map))?;
-            let mut rows: Vec<ClientRow> = map.into_values().collect();
-            for r in &mut rows {
-                r.categories
-                    .sort_by_key(|c| crate::blocklist::Category::parse(c).map_or(99, |c| c as u8));
-            }
-            sort(&mut rows);
-            rows
         }
-    };
+    }
+    let mut rows: Vec<ClientRow> = map.into_values().collect();
+    for r in &mut rows {
+        r.categories
+            .sort_by_key(|c| crate::blocklist::Category::parse(c).map_or(99, |c| c as u8));
+    }
+    sort(&mut rows);
     let mut out = std::io::stdout().lock();
     out.write_all(render(&rows, args.format).as_bytes())?;
     Ok(ExitCode::SUCCESS)
@@ -229,7 +300,7 @@ pub fn render(rows: &[ClientRow], format: Format) -> String {
             }
             s
         }
-        Format::Table => {
+        Format::Table | Format::Html | Format::Md => {
             if rows.is_empty() {
                 return "no client asked for a listed name\n".into();
             }
@@ -272,28 +343,6 @@ pub(super) fn csv_field(f: &str) -> String {
         format!("\"{}\"", f.replace('"', "\"\""))
     } else {
         f.to_owned()
-    }
-}
-
-/// The admin URL of the config `check` would read, said on stderr; `None`
-/// (after printing why) when that config is invalid.
-fn default_url(config: &InspectedConfig) -> Option<String> {
-    match config.load() {
-        Ok(c) => {
-            let url = admin_url::local_url(c.http);
-            eprintln!(
-                "note: reading the client table of the server at {url} (`http` of {}); --url URL for another server, --log PATH for a query log",
-                c.origin
-            );
-            Some(url)
-        }
-        Err(e) => {
-            eprintln!(
-                "error: no --log or --url given, and the config that names the admin URL is invalid:"
-            );
-            print_config_error(&e);
-            None
-        }
     }
 }
 

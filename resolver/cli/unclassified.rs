@@ -125,7 +125,7 @@ pub(super) fn render(rows: &[NameRow], format: Format) -> String {
             }
             s
         }
-        Format::Table => {
+        Format::Table | Format::Html | Format::Md => {
             if rows.is_empty() {
                 return "no unclassified name was looked up\n".into();
             }

@@ -203,6 +203,8 @@ pub struct QueryLogConfig {
     pub salt: String,
     /// Records buffered before records are dropped.
     pub queue: usize,
+    /// A running SHA-256 on each line ([`crate::chain`]).
+    pub chain: bool,
 }
 
 impl Default for QueryLogConfig {
@@ -213,6 +215,7 @@ impl Default for QueryLogConfig {
             client: ClientMode::Full,
             salt: String::new(),
             queue: 10_000,
+            chain: false,
         }
     }
 }

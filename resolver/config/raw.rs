@@ -75,6 +75,9 @@ pub(crate) struct RawConfig {
     pub(crate) log_salt: Option<At<String>>,
     /// `query_log.queue`: records buffered before drops.
     pub(crate) log_queue: Option<At<i128>>,
+    /// `query_log.chain`: `true` puts a running SHA-256 on each line
+    /// (`cutoff report --verify` checks it).
+    pub(crate) log_chain: Option<At<String>>,
     /// `forward_only`: `true` when the file means to have no rules (a plain
     /// forwarder); without it a reload that drops every rule is refused.
     pub(crate) forward_only: Option<At<String>>,
@@ -207,7 +210,7 @@ const RATE_KEYS: &[&str] = &[
 ];
 /// `bypass.*`: the switches for names answered locally to keep clients on this resolver.
 pub(crate) const BYPASS_KEYS: &[&str] = &["firefox_canary", "ddr", "icloud_private_relay"];
-const LOG_KEYS: &[&str] = &["path", "events", "client", "salt", "queue"];
+const LOG_KEYS: &[&str] = &["path", "events", "client", "salt", "queue", "chain"];
 const CACHE_KEYS: &[&str] = &["size", "max_ttl", "max_bytes", "stale_for", "stale_refresh"];
 const TCP_KEYS: &[&str] = &[
     "idle_timeout",
@@ -285,6 +288,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
         raw.log_client = string(r, &l, "client");
         raw.log_salt = string(r, &l, "salt");
         raw.log_queue = int(r, &l, "queue", 1, 10_000_000);
+        raw.log_chain = string(r, &l, "chain");
     }
     if let Some((n, p)) = f.get("tcp")
         && let Some(t) = r.fields(n, &p, TCP_KEYS)

@@ -247,6 +247,16 @@ pub(super) fn query_log(c: &mut Checker<'_>, raw: &RawConfig) -> super::QueryLog
     if let Some(a) = &raw.log_queue {
         q.queue = usize::try_from(a.value).unwrap_or(q.queue);
     }
+    if let Some(a) = &raw.log_chain {
+        q.chain = match a.value.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                c.error(a, format!("`{other}` is not true or false"));
+                false
+            }
+        };
+    }
     q
 }
 

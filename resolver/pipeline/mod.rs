@@ -83,7 +83,8 @@ pub struct Outcome {
     pub time: Timestamp,
     /// The runtime that decided (none for packets dropped before decoding).
     pub runtime: Option<Arc<Runtime>>,
-    /// The question's wire bytes, kept only when there is a query log.
+    /// The question's wire bytes, kept when there is a query log or a list
+    /// matched the name (the status page's recent lookups).
     pub question: Option<Box<[u8]>>,
     /// The decision.
     pub verdict: Option<Verdict>,
@@ -157,6 +158,16 @@ fn limit(query: &Message, protocol: Protocol) -> usize {
     }
 }
 
+/// Copies the question's bytes once: for the query log (every query), or
+/// for the status page's recent lookups (only names a list matched).
+fn keep_question(packet: &[u8], out: &mut Outcome, every: bool) {
+    if out.question.is_none() && (every || out.matched.is_some()) {
+        out.question = wire::walk(packet)
+            .and_then(|l| packet.get(12..l.question_end))
+            .map(Into::into);
+    }
+}
+
 /// Everything up to the upstream: decode, refuse, decide, block, cache.
 pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol) -> Step {
     let mut out = Outcome::new(protocol, src, Instant::now());
@@ -165,16 +176,13 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
     if packet.len() < 12 || packet[2] & 0x80 != 0 {
         return Step::Reply(None, out);
     }
-    if state.query_log.is_some() {
-        out.question = wire::walk(packet)
-            .and_then(|l| packet.get(12..l.question_end))
-            .map(Into::into);
-    }
+    keep_question(packet, &mut out, state.query_log.is_some());
     // Plain queries (nearly all) are decided and answered from their bytes;
     // anything unusual, and every cache miss, takes the full parse below.
     if let Some(q) = wire::parse_query(packet)
         && let Some(reply) = fast::answer(state, &q, src, protocol, &mut out)
     {
+        keep_question(packet, &mut out, false);
         return Step::Reply(reply, out);
     }
     let id = wire::id(packet);
@@ -211,6 +219,7 @@ pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol
     // The decision comes before any upstream I/O: a blocked name never leaves the box.
     let decision = runtime.policy.decide(client, name, out.time);
     out.decided(&decision);
+    keep_question(packet, &mut out, false);
     let reply = match decision.verdict {
         Verdict::Refuse => {
             out.path = Path::Refused;

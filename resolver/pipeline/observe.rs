@@ -48,6 +48,21 @@ pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
             state
                 .clients
                 .record(&runtime.network_names[net], client, *category, verdict, now);
+            let rule = out
+                .rule
+                .map(|(r, _)| runtime.policy.config.rules[r].name.as_str());
+            let name = out.question.as_deref().map(crate::querylog::question_name);
+            state.activity.record(verdict, *category, now, || {
+                crate::activity::lookup(
+                    &runtime.network_names[net],
+                    client,
+                    name,
+                    verdict,
+                    *category,
+                    rule,
+                    now,
+                )
+            });
         }
     }
     let Some(log) = &state.query_log else {

@@ -249,6 +249,7 @@ impl Upstreams {
         let Some(endpoint) = self.endpoints.get(i) else {
             return;
         };
+        self.health[i].failed();
         if let Some(suppressed) = self.health[i].warn(Instant::now()) {
             tracing::warn!(
                 upstream = %endpoint,

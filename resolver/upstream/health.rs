@@ -47,6 +47,8 @@ pub(super) struct Health {
     warned: AtomicU64,
     /// Failures not logged since the last warning.
     suppressed: AtomicU64,
+    /// Failed queries to this endpoint (for the status page).
+    failures: AtomicU64,
     epoch: Instant,
 }
 
@@ -57,6 +59,7 @@ impl Health {
             no_edns_until: AtomicU64::new(0),
             warned: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
             epoch,
         }
     }
@@ -86,6 +89,22 @@ impl Health {
         }
         let rto = Duration::from_micros(s.srtt.saturating_add(s.rttvar.saturating_mul(4)));
         s.rto = Some(rto.clamp(MIN_RTO, MAX_RTO));
+    }
+
+    /// Counts a failed query to this endpoint.
+    pub(super) fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed queries so far.
+    pub(super) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The smoothed round-trip time (`None`: never measured).
+    pub(super) fn srtt(&self) -> Option<Duration> {
+        let s = self.rtt.lock().unwrap_or_else(PoisonError::into_inner);
+        (s.srtt > 0).then(|| Duration::from_micros(s.srtt))
     }
 
     /// A try went unanswered for its timeout: back off (RFC 6298 §5.5).

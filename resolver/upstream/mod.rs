@@ -113,6 +113,20 @@ impl Upstreams {
     }
 }
 
+impl Upstreams {
+    /// The smoothed round-trip time of endpoint `i` (`None`: never
+    /// measured, or no such endpoint), for the status page.
+    pub fn srtt(&self, i: usize) -> Option<Duration> {
+        self.health.get(i).and_then(Health::srtt)
+    }
+
+    /// Failed queries to endpoint `i` since this runtime was built (the
+    /// last start or reload).
+    pub fn failures(&self, i: usize) -> u64 {
+        self.health.get(i).map_or(0, Health::failures)
+    }
+}
+
 fn same_socket(listen: SocketAddr, upstream: SocketAddr) -> bool {
     if listen.port() != upstream.port() {
         return false;

@@ -1,12 +1,15 @@
-//! The admin endpoint: `/metrics`, `/healthz`, `/readyz` and the read-only
-//! `/api/v1/clients`. Nothing on this port changes state; only GET is
-//! routed (other methods get 405). It binds 127.0.0.1:9153 by default.
+//! The admin endpoint: the status page (`/`), `/metrics`, `/healthz`,
+//! `/readyz` and the read-only JSON API under `/api/v1/` (docs/api.md).
+//! Nothing on this port changes state; only GET is routed (other methods
+//! get 405). It binds 127.0.0.1:9153 by default.
 //!
 //! Connections are capped ([`MAX_CONNECTIONS`], well under the descriptor
 //! limit, so a flood on this port cannot take the sockets DNS needs), each
 //! request's headers must arrive within [`HEADER_TIMEOUT`] (which also ends
 //! an idle keep-alive connection), and no connection lives longer than
-//! [`CONNECTION_LIFETIME`] (slow readers).
+//! [`CONNECTION_LIFETIME`] (slow readers). Every response carries a strict
+//! `Content-Security-Policy` (nothing from elsewhere, no script, no framing)
+//! and `X-Content-Type-Options: nosniff`; no cookie is ever set.
 //!
 //! Sits beside the query flow and shares only the `State` with it. It takes
 //! unauthenticated input, so nothing here may panic (docs/adr/0003-panic-abort.md).
@@ -16,34 +19,69 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State as AxState};
-use axum::http::{StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use axum::routing::get;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use jiff::Timestamp;
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::reload::State;
 
+mod api;
+mod html;
+mod page;
+pub mod status;
+
+pub use api::{ClientsQueryError, ExplainQueryError, RecentRow, clients_since};
+pub use html::escape;
+pub use status::{Status, status};
+
+/// The `Content-Security-Policy` of every response: nothing is loaded from
+/// anywhere else, no script runs, the one style sheet comes from here,
+/// forms only go back here, no framing.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
 /// The routes, for serving and for tests.
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
+        .route("/", get(page::page))
+        .route("/style.css", get(page::style))
+        .route("/metrics", get(api::metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .route("/api/v1/clients", get(clients))
+        .route("/readyz", get(api::ready))
+        .route("/api/v1/clients", get(api::clients))
+        .route("/api/v1/status", get(api::status))
+        .route("/api/v1/recent", get(api::recent))
+        .route("/api/v1/explain", get(api::explain))
+        .layer(axum::middleware::map_response(secure))
         .with_state(state)
+}
+
+/// The headers every response carries (the status page and the API alike).
+async fn secure(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// Binds the admin address (an error names it).
@@ -154,66 +192,4 @@ pub async fn serve(
     })
     .await;
     Ok(())
-}
-
-async fn metrics(AxState(state): AxState<Arc<State>>) -> Response {
-    // Gauges that follow time, not queries, are fresh at every scrape.
-    state.tick();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
-}
-
-async fn ready(AxState(state): AxState<Arc<State>>) -> Response {
-    if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: listeners not bound yet\n",
-        )
-            .into_response()
-    }
-}
-
-#[derive(Deserialize)]
-struct Since {
-    since: Option<String>,
-}
-
-/// Why a `/api/v1/clients` query string was refused (400).
-#[derive(Debug, thiserror::Error)]
-pub enum ClientsQueryError {
-    /// Not a query string this endpoint reads (an unknown encoding, a
-    /// repeated `since`).
-    #[error(transparent)]
-    Query(#[from] QueryRejection),
-    /// `since` is not a duration, instant or date.
-    #[error(transparent)]
-    Since(#[from] crate::since::SinceError),
-}
-
-/// The `since` of a `/api/v1/clients` request, read from its URI as the
-/// handler reads it: `None` when absent.
-pub fn clients_since(uri: &Uri, now: Timestamp) -> Result<Option<Timestamp>, ClientsQueryError> {
-    let Query(q) = Query::<Since>::try_from_uri(uri)?;
-    Ok(q.since.map(|s| crate::since::parse(&s, now)).transpose()?)
-}
-
-async fn clients(AxState(state): AxState<Arc<State>>, uri: Uri) -> Response {
-    let since = match clients_since(&uri, Timestamp::now()) {
-        Ok(since) => since,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
-    };
-    let runtime = state.current.load();
-    let log = &runtime.policy.config.query_log;
-    let rows = state.clients.rows(since, |ip| {
-        crate::querylog::client_text(SocketAddr::new(ip, 0), log).0
-    });
-    axum::Json(rows).into_response()
 }
