@@ -161,6 +161,8 @@ pub struct Serve {
     pub tcp_max_connections: usize,
     /// Queries per TCP connection.
     pub tcp_max_queries: usize,
+    /// Where state kept across restarts lives (`state_dir`).
+    pub state_dir: PathBuf,
 }
 
 /// Which queries the log records.

@@ -40,8 +40,12 @@ pub(crate) struct RawConfig {
     /// `upstream_timeout`: the total time one query may wait for upstreams,
     /// retransmits and failover included (`5s`, `1500ms`).
     pub(crate) upstream_timeout: Option<At<String>>,
-    /// `upstream_ca`: extra CA certificates (PEM) for DoT/DoH upstreams.
+    /// `upstream_ca`: extra CA certificates (PEM) for DoT/DoH upstreams
+    /// and list downloads.
     pub(crate) upstream_ca: Option<At<String>>,
+    /// `state_dir`: where state kept across restarts lives (last-good list
+    /// copies); default `/var/lib/cutoff`.
+    pub(crate) state_dir: Option<At<String>>,
     /// `max_inflight`: queries waiting for upstreams at once.
     pub(crate) max_inflight: Option<At<i128>>,
     /// `cache.size`: most answers kept; `cache.max_ttl`: longest time one is kept.
@@ -190,6 +194,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "query_log",
     "bypass",
     "rate_limit",
+    "state_dir",
 ];
 const RATE_KEYS: &[&str] = &[
     "qps",
@@ -256,6 +261,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
     raw.forward_only = string(r, &f, "forward_only");
     raw.upstream_timeout = string(r, &f, "upstream_timeout");
     raw.upstream_ca = string(r, &f, "upstream_ca");
+    raw.state_dir = string(r, &f, "state_dir");
     raw.max_inflight = int(r, &f, "max_inflight", 1, 1_000_000);
     if let Some((n, p)) = f.get("cache")
         && let Some(c) = r.fields(n, &p, CACHE_KEYS)
