@@ -35,6 +35,8 @@ mod firewall;
 mod fuzz_corpus;
 /// Runs the server in-process and queries it over real sockets.
 mod harness;
+/// The HTTPS list server the URL-list tests download from.
+mod listserver;
 /// Malformed and hostile packets over real sockets.
 mod malformed;
 /// Metrics, the query log, the client table and the admin endpoint.
@@ -53,5 +55,7 @@ mod series;
 mod serve;
 /// DNS over TLS and HTTPS upstreams against real TLS servers.
 mod tls_upstream;
+/// URL lists: downloads, every bad answer, the last-good copy, refresh while serving.
+mod url_lists;
 /// Shared helpers: temp configs, running the binary.
 mod util;

@@ -10,6 +10,7 @@ mod check;
 mod explain;
 mod export;
 mod firewall;
+mod lists;
 mod report;
 mod serve;
 mod source;
@@ -24,6 +25,7 @@ pub use check::{CheckArgs, summary};
 pub use explain::{ExplainArgs, Explanation, explanation};
 pub use export::ExportArgs;
 pub use firewall::FirewallArgs;
+pub use lists::ListsArgs;
 pub use report::{Format, ReportArgs, aggregate, render};
 pub use serve::ServeArgs;
 
@@ -76,6 +78,11 @@ pub enum Command {
         after_help = "Active entries only, decided as serve decides them at --at (default now); names that must pass under a blocked zone (exemptions, overrides) are written as pass-through where the format can say so. See docs/lists.md.\n\nExamples:\n  cutoff export --format rpz > /etc/bind/rpz.cutoff.zone\n  cutoff export --config /etc/cutoff/cutoff.yaml --network staff --format unbound > cutoff.conf\n  cutoff export --format dnsmasq --list kaspersky > /etc/dnsmasq.d/cutoff.conf"
     )]
     Export(ExportArgs),
+    /// Download the URL lists of a config once, keep the good ones as last-good copies, print what changed.
+    #[command(
+        after_help = "Exits 1 when a download failed or was refused (its last-good copy is kept). See docs/lists.md.\n\nExamples:\n  cutoff lists update --config /etc/cutoff/cutoff.yaml"
+    )]
+    Lists(ListsArgs),
 }
 
 /// `--config`, shared by every command.
@@ -105,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => explain::run(&args),
         Command::Firewall(args) => firewall::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::Lists(args) => lists::run(&args),
     }
 }
 

@@ -13,6 +13,7 @@ mod raw;
 mod rules;
 mod settings;
 mod upstream;
+mod urllist;
 mod validate;
 mod yaml;
 mod yaml_error;

@@ -133,6 +133,22 @@ pub(crate) struct RawList {
     pub(crate) category: Option<At<String>>,
     /// `match`: `suffix` (default) or `exact`, for plain and hosts lines.
     pub(crate) coverage: Option<At<String>>,
+    /// `url`: a line list downloaded from `https://` (see `config::urllist`
+    /// for `refresh`, `timeout`, `max_bytes`, `max_lines`, `allow_http`,
+    /// `required`).
+    pub(crate) url: Option<At<String>>,
+    /// `refresh`: time between downloads (default 6h).
+    pub(crate) refresh: Option<At<String>>,
+    /// `timeout`: the most one download may take (default 60s).
+    pub(crate) timeout: Option<At<String>>,
+    /// `max_bytes`: the largest body (default and most 64MiB).
+    pub(crate) max_bytes: Option<At<String>>,
+    /// `max_lines`: the most entries (default 2000000).
+    pub(crate) max_lines: Option<At<i128>>,
+    /// `allow_http`: `true` allows a plain `http://` URL.
+    pub(crate) allow_http: Option<At<String>>,
+    /// `required`: `true` makes a list with no copy fatal at start.
+    pub(crate) required: Option<At<String>>,
 }
 
 /// One entry of `rules:`.
@@ -210,7 +226,20 @@ const LOG_KEYS: &[&str] = &["path", "events", "client", "salt", "queue"];
 const CACHE_KEYS: &[&str] = &["size", "max_ttl", "max_bytes", "stale_for"];
 const TCP_KEYS: &[&str] = &["idle_timeout", "max_connections", "max_queries"];
 const ACCESS_KEYS: &[&str] = &["allow", "deny", "denied"];
-const LIST_KEYS: &[&str] = &["builtin", "path", "prefixes", "category", "match"];
+const LIST_KEYS: &[&str] = &[
+    "builtin",
+    "path",
+    "prefixes",
+    "category",
+    "match",
+    "url",
+    "refresh",
+    "timeout",
+    "max_bytes",
+    "max_lines",
+    "allow_http",
+    "required",
+];
 const RULE_KEYS: &[&str] = &[
     "name",
     "networks",
@@ -351,6 +380,13 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
                 }),
                 category: string(r, &l, "category"),
                 coverage: string(r, &l, "match"),
+                url: string(r, &l, "url"),
+                refresh: string(r, &l, "refresh"),
+                timeout: string(r, &l, "timeout"),
+                max_bytes: string(r, &l, "max_bytes"),
+                max_lines: int(r, &l, "max_lines", 1, 2_000_000),
+                allow_http: string(r, &l, "allow_http"),
+                required: string(r, &l, "required"),
                 name: At {
                     value: name,
                     line,

@@ -120,7 +120,7 @@ pub(crate) fn long_duration(text: &str) -> Option<std::time::Duration> {
 
 /// The value `parse` reads from `a`; an error saying it is not `what`
 /// (and `ok` cleared) when it reads nothing; `None` when `a` is absent or bad.
-fn parsed<T>(
+pub(super) fn parsed<T>(
     c: &mut Checker<'_>,
     ok: &mut bool,
     a: &Option<At<String>>,
