@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::blocklist::feed::FeedSource;
 use crate::blocklist::lastgood::{self, Outcome};
 use crate::blocklist::{Source, UrlSource};
 use crate::config::Config;
@@ -28,13 +29,41 @@ pub const RETRY: Duration = Duration::from_secs(300);
 /// reload is fetched without waiting for another list's turn.
 const LOOK: Duration = Duration::from_secs(60);
 
-/// The URL lists of a config, by name.
-pub fn url_lists(config: &Config) -> Vec<(String, UrlSource)> {
+/// What a list downloads: a URL list, or the signed feed of the shipped list.
+#[derive(Clone, Debug)]
+pub enum Download {
+    /// `lists.NAME.url`.
+    List(UrlSource),
+    /// `lists.NAME.feed`.
+    Feed(FeedSource),
+}
+
+impl Download {
+    /// The URL, limits and copy.
+    pub fn source(&self) -> &UrlSource {
+        match self {
+            Self::List(u) => u,
+            Self::Feed(f) => &f.source,
+        }
+    }
+
+    /// One download, checked and stored (never touching the running list).
+    pub async fn update(&self) -> Outcome {
+        match self {
+            Self::List(u) => lastgood::update(u).await,
+            Self::Feed(f) => crate::blocklist::feed::update(f).await,
+        }
+    }
+}
+
+/// The URL lists and feeds of a config, by name.
+pub fn url_lists(config: &Config) -> Vec<(String, Download)> {
     config
         .lists
         .iter()
         .filter_map(|l| match &l.source {
-            Source::Url(u) => Some((l.name.clone(), (**u).clone())),
+            Source::Url(u) => Some((l.name.clone(), Download::List((**u).clone()))),
+            Source::Feed(f) => Some((l.name.clone(), Download::Feed((**f).clone()))),
             _ => None,
         })
         .collect()
@@ -45,8 +74,9 @@ pub fn url_lists(config: &Config) -> Vec<(String, UrlSource)> {
 pub fn missing_required(config: &Config) -> Vec<String> {
     url_lists(config)
         .into_iter()
-        .filter(|(_, u)| u.required && !u.copy.is_file())
-        .map(|(name, u)| {
+        .filter(|(_, d)| d.source().required && !d.source().copy.is_file())
+        .map(|(name, d)| {
+            let u = d.source();
             format!(
                 "list `{name}` is `required: true` and has no last-good copy at {}: run `cutoff lists update` (serve never waits on the network)",
                 u.copy.display()
@@ -69,11 +99,14 @@ pub fn due_in(source: &UrlSource) -> Duration {
 }
 
 /// Downloads one list, logs and counts the outcome.
-pub async fn refresh_one(state: &State, name: &str, source: &UrlSource) -> Outcome {
-    let outcome = lastgood::update(source).await;
+pub async fn refresh_one(state: &State, name: &str, download: &Download) -> Outcome {
+    let source = download.source();
+    let started = std::time::Instant::now();
+    let outcome = download.update().await;
+    let ms = started.elapsed().as_millis();
     match &outcome {
         Outcome::Updated { entries, was } => {
-            tracing::info!(list = name, entries, was = ?was, url = %source.url, "list downloaded");
+            tracing::info!(list = name, entries, was = ?was, url = %source.url, ms, "list downloaded");
         }
         Outcome::Unchanged { entries } => {
             tracing::debug!(list = name, entries, "list unchanged");
@@ -114,7 +147,8 @@ where
     loop {
         let lists = url_lists(&state.current.load().policy.config);
         let mut changed = false;
-        for (name, source) in &lists {
+        for (name, download) in &lists {
+            let source = download.source();
             let at = match next.get(name) {
                 Some(at) => *at,
                 None => {
@@ -133,7 +167,7 @@ where
                 continue;
             }
             let outcome = tokio::select! {
-                o = refresh_one(&state, name, source) => o,
+                o = refresh_one(&state, name, download) => o,
                 _ = stop.wait_for(|s| *s) => return,
             };
             changed |= outcome.changed();

@@ -29,6 +29,8 @@ mod fakeup;
 mod fakeup_selftest;
 /// The real binary under signals, hostile files, low limits and floods.
 mod faults;
+/// The signed feed of the shipped list, with minisign keys made in the test.
+mod feed;
 /// cutoff firewall: generated rules under nft, sh and the shipped examples.
 mod firewall;
 /// Every fuzz corpus and crash file, replayed on stable.

@@ -63,6 +63,33 @@ pub enum Rejected {
         /// What is wrong with it.
         first: String,
     },
+    /// A feed whose signature is missing, malformed or does not verify
+    /// against the key (a tampered body ends here).
+    #[error("{url}: bad signature: {reason}")]
+    Signature {
+        /// The URL (or the stored copy).
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A signed feed that is not a valid catalogue.
+    #[error("{url}: not a list catalogue: {reason}")]
+    Catalogue {
+        /// The URL.
+        url: String,
+        /// What is wrong, with its line.
+        reason: String,
+    },
+    /// A signed feed no newer than the list in use.
+    #[error("{url}: version {version} is not newer than {running}, the version in use")]
+    NotNewer {
+        /// The URL.
+        url: String,
+        /// The feed's version.
+        version: String,
+        /// The version in use.
+        running: String,
+    },
     /// More entries than `max_lines`.
     #[error("{url}: more than {limit} entries (`max_lines`)")]
     TooManyLines {

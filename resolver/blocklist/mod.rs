@@ -7,6 +7,7 @@
 //! list) and line lists (`lines`: plain, hosts, adblock, wildcard).
 
 mod catalogue;
+pub mod feed;
 pub mod fetch;
 pub mod lastgood;
 mod lines;
@@ -179,6 +180,9 @@ pub enum Source {
     Prefixes(Vec<IpNet>),
     /// A line list downloaded from a URL, served from its last-good copy.
     Url(Box<UrlSource>),
+    /// The shipped Kaspersky catalogue, replaced by its signed feed's copy
+    /// when that verifies and is newer.
+    Feed(Box<feed::FeedSource>),
 }
 
 /// A URL list (`lists.NAME.url`) and how it is fetched.
@@ -217,6 +221,7 @@ impl fmt::Display for Source {
             Self::File(path) => write!(f, "{}", path.display()),
             Self::Prefixes(p) => write!(f, "{} prefixes in the config", p.len()),
             Self::Url(u) => write!(f, "{}", u.url),
+            Self::Feed(feed) => write!(f, "builtin:kaspersky (feed {})", feed.source.url),
         }
     }
 }
@@ -389,6 +394,19 @@ pub fn load(spec: &ListSpec) -> Result<List, ListError> {
             let cat = Catalogue::parse(&text, &path.display().to_string())?;
             Ok(from_catalogue(spec, cat))
         }
+        Source::Feed(feed) => {
+            // A copy that does not verify is ignored here; `config` warns.
+            let newer = feed::stored(feed).ok().flatten().filter(|c| {
+                feed::embedded_version().is_some_and(|v| {
+                    feed::compare_versions(&c.version, &v) == Some(std::cmp::Ordering::Greater)
+                })
+            });
+            let cat = match newer {
+                Some(c) => c,
+                None => Catalogue::parse(KASPERSKY_YAML, "builtin:kaspersky")?,
+            };
+            Ok(from_catalogue(spec, cat))
+        }
         Source::Url(u) if !u.copy.exists() => {
             // No copy yet: served empty until the first fetch (start-up
             // never waits on the network); `config` decides if that is allowed.
@@ -458,6 +476,7 @@ fn empty(spec: &ListSpec, version: Option<String>, catalogue: Option<Catalogue>)
         tracked: match &spec.source {
             Source::Builtin(name) => name != "public-resolvers",
             Source::File(p) => is_catalogue(p) || spec.category.is_some(),
+            Source::Feed(_) => true,
             Source::Prefixes(_) | Source::Url(_) => spec.category.is_some(),
         },
     }

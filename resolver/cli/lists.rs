@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use super::{ConfigArg, print_config_error};
-use crate::blocklist::lastgood::{self, Outcome};
+use crate::blocklist::lastgood::Outcome;
 
 /// Arguments of `cutoff lists`.
 #[derive(Debug, clap::Args)]
@@ -45,8 +45,9 @@ pub(super) fn run(args: &ListsArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let mut failed = 0usize;
     let mut updated = 0usize;
-    for (name, source) in &lists {
-        let outcome = rt.block_on(lastgood::update(source));
+    for (name, download) in &lists {
+        let source = download.source();
+        let outcome = rt.block_on(download.update());
         let line = match &outcome {
             Outcome::Updated {
                 entries,

@@ -57,10 +57,15 @@ fn list(c: &mut Checker<'_>, l: &RawList, places: &Places<'_>) -> Option<Arc<blo
         );
         return None;
     }
-    if l.url.is_none() {
+    if l.url.is_none() && l.feed.is_none() {
         super::urllist::stray_keys(c, l);
     }
-    let source = if let Some(u) = &l.url {
+    if let (None, Some(a)) = (&l.feed, &l.feed_key) {
+        c.error(a, "only a list with `feed` takes this");
+    }
+    let source = if let Some(f) = &l.feed {
+        Source::Feed(Box::new(super::urllist::feed(c, l, f, places)?))
+    } else if let Some(u) = &l.url {
         let s = super::urllist::source(c, l, u, places.state_dir, places.ca)?;
         Source::Url(Box::new(s))
     } else if let Some(b) = &l.builtin {
@@ -95,7 +100,7 @@ fn list(c: &mut Checker<'_>, l: &RawList, places: &Places<'_>) -> Option<Arc<blo
         return None;
     };
     let catalogue = match &source {
-        Source::Builtin(_) | Source::Prefixes(_) => true,
+        Source::Builtin(_) | Source::Prefixes(_) | Source::Feed(_) => true,
         Source::Url(_) => false,
         Source::File(p) => matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")),
     };

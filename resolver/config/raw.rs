@@ -149,6 +149,10 @@ pub(crate) struct RawList {
     pub(crate) allow_http: Option<At<String>>,
     /// `required`: `true` makes a list with no copy fatal at start.
     pub(crate) required: Option<At<String>>,
+    /// `feed`: the signed feed that may replace `builtin: kaspersky`.
+    pub(crate) feed: Option<At<String>>,
+    /// `feed_key`: the minisign public key of a feed of one's own.
+    pub(crate) feed_key: Option<At<String>>,
 }
 
 /// One entry of `rules:`.
@@ -239,6 +243,8 @@ const LIST_KEYS: &[&str] = &[
     "max_lines",
     "allow_http",
     "required",
+    "feed",
+    "feed_key",
 ];
 const RULE_KEYS: &[&str] = &[
     "name",
@@ -387,6 +393,8 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
                 max_lines: int(r, &l, "max_lines", 1, 2_000_000),
                 allow_http: string(r, &l, "allow_http"),
                 required: string(r, &l, "required"),
+                feed: string(r, &l, "feed"),
+                feed_key: string(r, &l, "feed_key"),
                 name: At {
                     value: name,
                     line,

@@ -90,6 +90,49 @@ pub(super) fn source(
     })
 }
 
+/// The signed feed of a `builtin: kaspersky` list (`feed`, `feed_key`),
+/// with the download settings of a URL list; its copy is `NAME.yaml`.
+pub(super) fn feed(
+    c: &mut Checker<'_>,
+    l: &RawList,
+    url: &At<String>,
+    places: &super::lists::Places<'_>,
+) -> Option<blocklist::feed::FeedSource> {
+    if l.builtin.as_ref().map(|b| b.value.as_str()) != Some("kaspersky") {
+        c.error(url, "only `builtin: kaspersky` takes a `feed`");
+        return None;
+    }
+    if let Some(a) = &l.max_lines {
+        c.error(a, "a feed is a catalogue: `max_lines` does not apply");
+    }
+    let key = l
+        .feed_key
+        .as_ref()
+        .map_or(blocklist::feed::PUBLIC_KEY, |a| a.value.as_str());
+    if let Some(a) = &l.feed_key
+        && minisign_verify::PublicKey::from_base64(&a.value).is_err()
+    {
+        c.error(
+            a,
+            "not a minisign public key (the base64 line of a `minisign -G` .pub file)",
+        );
+        return None;
+    }
+    let mut source = source(c, l, url, places.state_dir, places.ca)?;
+    source.copy.set_extension("yaml");
+    let feed = blocklist::feed::FeedSource {
+        source,
+        key: key.to_owned(),
+    };
+    if let Err(e) = blocklist::feed::stored(&feed) {
+        c.warn(
+            url,
+            format!("the stored feed copy is ignored: {e}; the embedded list is used"),
+        );
+    }
+    Some(feed)
+}
+
 /// Keys that only a URL list takes.
 pub(super) fn stray_keys(c: &mut Checker<'_>, l: &RawList) {
     let given = [
