@@ -258,7 +258,7 @@ pub async fn update(source: &UrlSource) -> Outcome {
             Ok(n) => n,
             Err(r) => return Outcome::Rejected(r),
         };
-        let same = std::fs::read(&source.copy).is_ok_and(|b| b == bytes);
+        let same = same_content(&source.copy, &bytes);
         let meta = Meta {
             url: source.url.clone(),
             validators,
@@ -280,6 +280,30 @@ pub async fn update(source: &UrlSource) -> Outcome {
     tokio::task::spawn_blocking(work)
         .await
         .unwrap_or_else(|e| Outcome::Store(io::Error::other(e)))
+}
+
+/// Whether the file holds exactly `bytes`, read in small pieces (the old
+/// copy is never loaded whole beside the new body).
+fn same_content(path: &std::path::Path, bytes: &[u8]) -> bool {
+    use std::io::Read as _;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if file.metadata().map(|m| m.len()).ok() != u64::try_from(bytes.len()).ok() {
+        return false;
+    }
+    let mut buf = [0u8; 64 << 10];
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Ok(n) = file.read(&mut buf) else {
+            return false;
+        };
+        if n == 0 || rest.get(..n) != buf.get(..n) {
+            return false;
+        }
+        rest = &rest[n..];
+    }
+    true
 }
 
 fn store_meta(source: &UrlSource, meta: &Meta) -> io::Result<()> {
