@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | [`cli`] | the commands (`serve`, `check`, `explain`, `report`, `status`, `firewall`, `export`), their arguments and output |
 //! | [`config`] | YAML → raw structs → a validated [`config::Config`]; every problem with its line; the embedded default |
-//! | [`blocklist`] | list sources (the shipped catalogue and prefixes, plain/hosts/adblock/wildcard files) with file:line errors |
+//! | [`blocklist`] | list sources (the shipped catalogue and prefixes, plain/hosts/adblock/wildcard files, URL lists and their last-good copies) with file:line errors |
 //! | [`matcher`] | "is this name, or a parent of it, in the set?": label-aware, no allocation per lookup |
 //! | [`networks`] | client address → allowed? → the most specific named network, in one longest-prefix lookup |
 //! | [`policy`] | the immutable [`policy::Snapshot`] and `decide(client, name, now)` with its reason |
@@ -20,6 +20,7 @@
 //! | [`cache`] | the bounded TTL cache of upstream answers and the sharing of identical misses |
 //! | [`upstream`] | forwarding: UDP/TCP/DoT/DoH, per-try timeouts, failover, transparent |
 //! | [`reload`] | the running state and replacing it whole on SIGHUP |
+//! | [`refresh`] | beside the listeners: URL lists downloaded when due, last-good copies stored, then a reload |
 //! | [`metrics`] | metric names, help texts, bounded labels, the handles a query increments |
 //! | [`querylog`] | the JSON query log behind a bounded queue |
 //! | [`chain`] | `query_log.chain`: a running SHA-256 on each log line, sealed by the writer; `report --verify` |
@@ -77,6 +78,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod querylog;
 pub mod ratelimit;
+pub mod refresh;
 pub mod reload;
 pub mod server;
 pub mod since;

@@ -173,6 +173,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "gauge",
         "Rules in the config in force; 0 means nothing is blocked or logged.",
     ),
+    (
+        "cutoff_list_refresh_total",
+        "counter",
+        "Downloads of URL lists by list and result (updated, unchanged, failed, rejected, store_failed).",
+    ),
+    (
+        "cutoff_list_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time a URL list was last downloaded or confirmed unchanged (0: never since start).",
+    ),
 ];
 
 /// Response codes with their own series; everything else is `other`.
@@ -345,6 +355,45 @@ impl Metrics {
     /// The exposition text for `/metrics`.
     pub fn render(&self) -> String {
         self.handle.render()
+    }
+
+    /// The refresh series of one URL list, every result at 0 (the list
+    /// names come from the config, so the label set is bounded), and its
+    /// last success as stored with its copy (`None`: never).
+    pub fn list_refresh(&self, list: &str, results: &[&str], last_success: Option<f64>) {
+        for result in results {
+            let _ = counter(
+                &self.recorder,
+                "cutoff_list_refresh_total",
+                &[("list", list), ("result", result)],
+            );
+        }
+        let g = gauge(
+            &self.recorder,
+            "cutoff_list_last_success_timestamp_seconds",
+            &[("list", list)],
+        );
+        if let Some(t) = last_success {
+            g.set(t);
+        }
+    }
+
+    /// Counts one refresh of a URL list; a success also sets its time.
+    pub fn list_refreshed(&self, list: &str, result: &str, success_at: Option<f64>) {
+        counter(
+            &self.recorder,
+            "cutoff_list_refresh_total",
+            &[("list", list), ("result", result)],
+        )
+        .increment(1);
+        if let Some(t) = success_at {
+            gauge(
+                &self.recorder,
+                "cutoff_list_last_success_timestamp_seconds",
+                &[("list", list)],
+            )
+            .set(t);
+        }
     }
 
     /// Housekeeping the exporter needs now and then (drains histograms).

@@ -33,12 +33,16 @@ mod fakeup;
 mod fakeup_selftest;
 /// The real binary under signals, hostile files, low limits and floods.
 mod faults;
+/// The signed feed of the shipped list, with minisign keys made in the test.
+mod feed;
 /// cutoff firewall: generated rules under nft, sh and the shipped examples.
 mod firewall;
 /// Every fuzz corpus and crash file, replayed on stable.
 mod fuzz_corpus;
 /// Runs the server in-process and queries it over real sockets.
 mod harness;
+/// The HTTPS list server the URL-list tests download from.
+mod listserver;
 /// Malformed and hostile packets over real sockets.
 mod malformed;
 /// Metrics, the query log, the client table and the admin endpoint.
@@ -61,5 +65,7 @@ mod status;
 mod tcplimits;
 /// DNS over TLS and HTTPS upstreams against real TLS servers.
 mod tls_upstream;
+/// URL lists: downloads, every bad answer, the last-good copy, refresh while serving.
+mod url_lists;
 /// Shared helpers: temp configs, running the binary.
 mod util;

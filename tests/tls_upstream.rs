@@ -17,16 +17,30 @@ use crate::harness::{query, serve, udp};
 
 /// A CA (PEM, for `upstream_ca`) and a server config for `name` signed by it.
 fn pki(name: &str, alpn: &[u8]) -> (String, Arc<rustls::ServerConfig>) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().expect("ca key");
-    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::new(ca, ca_key);
+    let (ca_cert, issuer) = test_ca();
     let leaf_key = KeyPair::generate().expect("key");
     let leaf = CertificateParams::new(vec![name.to_owned()])
         .expect("params")
         .signed_by(&leaf_key, &issuer)
         .expect("leaf");
+    (ca_cert.pem(), server_config(&leaf, &leaf_key, alpn))
+}
+
+/// A throw-away CA: its certificate and the issuer that signs with it.
+pub(crate) fn test_ca() -> (rcgen::Certificate, Issuer<'static, KeyPair>) {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("ca key");
+    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+    (ca_cert, Issuer::new(ca, ca_key))
+}
+
+/// A rustls server config (ring) showing `leaf`, offering `alpn`.
+pub(crate) fn server_config(
+    leaf: &rcgen::Certificate,
+    leaf_key: &KeyPair,
+    alpn: &[u8],
+) -> Arc<rustls::ServerConfig> {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -37,7 +51,7 @@ fn pki(name: &str, alpn: &[u8]) -> (String, Arc<rustls::ServerConfig>) {
     .with_single_cert(vec![CertificateDer::from(leaf.der().to_vec())], key)
     .expect("server config");
     config.alpn_protocols = vec![alpn.to_vec()];
-    (ca_cert.pem(), Arc::new(config))
+    Arc::new(config)
 }
 
 /// Relays one DNS message to the fake upstream over TCP.

@@ -7,6 +7,9 @@
 //! list) and line lists (`lines`: plain, hosts, adblock, wildcard).
 
 mod catalogue;
+pub mod feed;
+pub mod fetch;
+pub mod lastgood;
 mod lines;
 
 use std::collections::BTreeMap;
@@ -175,7 +178,41 @@ pub enum Source {
     File(PathBuf),
     /// CIDRs written in the config (`prefixes:`).
     Prefixes(Vec<IpNet>),
+    /// A line list downloaded from a URL, served from its last-good copy.
+    Url(Box<UrlSource>),
+    /// The shipped Kaspersky catalogue, replaced by its signed feed's copy
+    /// when that verifies and is newer.
+    Feed(Box<feed::FeedSource>),
 }
+
+/// A URL list (`lists.NAME.url`) and how it is fetched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UrlSource {
+    /// The URL as written.
+    pub url: String,
+    /// Time between refreshes (`refresh`, default 6h).
+    pub refresh: std::time::Duration,
+    /// The most one fetch may take, redirects and body included (`timeout`).
+    pub timeout: std::time::Duration,
+    /// Largest body, before and after gunzip (`max_bytes`).
+    pub max_bytes: u64,
+    /// Most entries (`max_lines`).
+    pub max_lines: usize,
+    /// `allow_http: true`: plain `http://` is allowed.
+    pub allow_http: bool,
+    /// `required: true`: a list with no copy stops the start instead of
+    /// serving without it.
+    pub required: bool,
+    /// The last-good copy (`state_dir/lists/NAME.list`).
+    pub copy: PathBuf,
+    /// Extra trusted CA certificates (`upstream_ca`).
+    pub ca: Option<PathBuf>,
+}
+
+/// Default `refresh` of a URL list.
+pub const DEFAULT_REFRESH: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+/// Default `timeout` of one fetch.
+pub const DEFAULT_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -183,6 +220,8 @@ impl fmt::Display for Source {
             Self::Builtin(name) => write!(f, "builtin:{name}"),
             Self::File(path) => write!(f, "{}", path.display()),
             Self::Prefixes(p) => write!(f, "{} prefixes in the config", p.len()),
+            Self::Url(u) => write!(f, "{}", u.url),
+            Self::Feed(feed) => write!(f, "builtin:kaspersky (feed {})", feed.source.url),
         }
     }
 }
@@ -355,40 +394,63 @@ pub fn load(spec: &ListSpec) -> Result<List, ListError> {
             let cat = Catalogue::parse(&text, &path.display().to_string())?;
             Ok(from_catalogue(spec, cat))
         }
-        Source::File(path) => {
-            let file = crate::files::open_regular(path).map_err(|source| ListError::Read {
-                path: path.clone(),
-                source,
-            })?;
+        Source::Feed(feed) => {
+            // A copy that does not verify is ignored here; `config` warns.
+            let newer = feed::stored(feed).ok().flatten().filter(|c| {
+                feed::embedded_version().is_some_and(|v| {
+                    feed::compare_versions(&c.version, &v) == Some(std::cmp::Ordering::Greater)
+                })
+            });
+            let cat = match newer {
+                Some(c) => c,
+                None => Catalogue::parse(KASPERSKY_YAML, "builtin:kaspersky")?,
+            };
+            Ok(from_catalogue(spec, cat))
+        }
+        Source::Url(u) if !u.copy.exists() => {
+            // No copy yet: served empty until the first fetch (start-up
+            // never waits on the network); `config` decides if that is allowed.
             let mut list = empty(spec, None, None);
-            // Size the arena from the file once: no doubling of a large list's bytes.
-            let bytes = file.metadata().map_or(0, |m| m.len());
-            let bytes = usize::try_from(bytes).unwrap_or(0);
-            list.set.reserve(bytes / 16, bytes);
-            let payload = Category::payload(spec.category);
-            // Bounded: a path such as /dev/zero, or a runaway file, must not
-            // hang the load or eat the memory (`cutoff check` would never end).
-            let mut limited =
-                std::io::BufReader::new(std::io::Read::take(file, MAX_LIST_BYTES + 1));
-            let mut entries = 0usize;
-            let report = read_lines(&mut limited, spec.coverage, |name, cov| {
-                entries += 1;
-                if entries <= MAX_LIST_ENTRIES {
-                    list.set.insert(name, cov, payload);
-                }
-            })
-            .map_err(|source| ListError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            if limited.get_ref().limit() == 0 || entries > MAX_LIST_ENTRIES {
-                return Err(ListError::TooLarge(path.clone()));
-            }
-            list.problems = report;
             seal(&mut list);
             Ok(list)
         }
+        Source::Url(u) => read_line_file(spec, &u.copy),
+        Source::File(path) => read_line_file(spec, path),
     }
+}
+
+/// Reads a line list file, bounded in bytes and entries.
+fn read_line_file(spec: &ListSpec, path: &Path) -> Result<List, ListError> {
+    let file = crate::files::open_regular(path).map_err(|source| ListError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut list = empty(spec, None, None);
+    // Size the arena from the file once: no doubling of a large list's bytes.
+    let bytes = file.metadata().map_or(0, |m| m.len());
+    let bytes = usize::try_from(bytes).unwrap_or(0);
+    list.set.reserve(bytes / 16, bytes);
+    let payload = Category::payload(spec.category);
+    // Bounded: a path such as /dev/zero, or a runaway file, must not
+    // hang the load or eat the memory (`cutoff check` would never end).
+    let mut limited = std::io::BufReader::new(std::io::Read::take(file, MAX_LIST_BYTES + 1));
+    let mut entries = 0usize;
+    let report = read_lines(&mut limited, spec.coverage, |name, cov| {
+        entries += 1;
+        if entries <= MAX_LIST_ENTRIES {
+            list.set.insert(name, cov, payload);
+        }
+    })
+    .map_err(|source| ListError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if limited.get_ref().limit() == 0 || entries > MAX_LIST_ENTRIES {
+        return Err(ListError::TooLarge(path.to_path_buf()));
+    }
+    list.problems = report;
+    seal(&mut list);
+    Ok(list)
 }
 
 fn is_catalogue(path: &Path) -> bool {
@@ -414,7 +476,8 @@ fn empty(spec: &ListSpec, version: Option<String>, catalogue: Option<Catalogue>)
         tracked: match &spec.source {
             Source::Builtin(name) => name != "public-resolvers",
             Source::File(p) => is_catalogue(p) || spec.category.is_some(),
-            Source::Prefixes(_) => spec.category.is_some(),
+            Source::Feed(_) => true,
+            Source::Prefixes(_) | Source::Url(_) => spec.category.is_some(),
         },
     }
 }

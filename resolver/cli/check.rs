@@ -31,6 +31,25 @@ pub(super) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A URL list's refresh interval and the age of its copy (never fetched).
+fn url_state(u: &crate::blocklist::UrlSource) -> String {
+    let secs = u.refresh.as_secs();
+    let every = match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    };
+    let copy = match crate::blocklist::lastgood::meta(u).filter(|_| u.copy.is_file()) {
+        Some(m) => match Timestamp::from_second(m.checked) {
+            Ok(t) => format!("last-good copy checked at {t}"),
+            Err(_) => "last-good copy present".to_owned(),
+        },
+        None => "no last-good copy yet".to_owned(),
+    };
+    format!("refresh every {every}; {copy}")
+}
+
 /// The summary `check` prints for a valid config, as of `now`.
 pub fn summary(c: &Config, now: Timestamp) -> String {
     let join =
@@ -127,7 +146,11 @@ pub fn summary(c: &Config, now: Timestamp) -> String {
                 .map(|(cat, n)| format!("{} {n}", cat.map_or("uncategorised", |c| c.as_str()))),
             ", ",
         );
-        let _ = writeln!(s, "  {:<w$} {cats}", "");
+        if let crate::blocklist::Source::Url(u) = &l.source {
+            let _ = writeln!(s, "  {:<w$} {}", "", url_state(u));
+        } else {
+            let _ = writeln!(s, "  {:<w$} {cats}", "");
+        }
     }
     let _ = writeln!(s, "\nrules ({}), phase at {now}:", c.rules.len());
     for r in &c.rules {

@@ -12,6 +12,7 @@ mod evidence_doc;
 mod explain;
 mod export;
 mod firewall;
+mod lists;
 mod report;
 mod serve;
 mod source;
@@ -29,6 +30,7 @@ pub use check::{CheckArgs, summary};
 pub use explain::ExplainArgs;
 pub use export::ExportArgs;
 pub use firewall::FirewallArgs;
+pub use lists::ListsArgs;
 pub use report::{Format, ReportArgs, aggregate, render};
 pub use serve::ServeArgs;
 pub use status::StatusArgs;
@@ -87,6 +89,11 @@ pub enum Command {
         after_help = "The same summary as the status page (http://127.0.0.1:9153/ by default) and /api/v1/status.\n\nExamples:\n  cutoff status\n  cutoff status --url http://pi.local:9153\n  cutoff status --config /etc/cutoff/cutoff.yaml --json"
     )]
     Status(StatusArgs),
+    /// Download the URL lists of a config once, keep the good ones as last-good copies, print what changed.
+    #[command(
+        after_help = "Exits 1 when a download failed or was refused (its last-good copy is kept). See docs/lists.md.\n\nExamples:\n  cutoff lists update --config /etc/cutoff/cutoff.yaml"
+    )]
+    Lists(ListsArgs),
 }
 
 /// `--config`, shared by every command.
@@ -117,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Firewall(args) => firewall::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Lists(args) => lists::run(&args),
     }
 }
 

@@ -122,6 +122,11 @@ async fn serve(
         Ok(crate::descriptors::Checked::Enough { .. }) => {}
         Err(e) => return fail(&e),
     }
+    // `required` URL lists: fatal without a copy (start-up never fetches).
+    let missing = crate::refresh::missing_required(&config);
+    if !missing.is_empty() {
+        return fail(&missing.join("\n"));
+    }
     // A host without `::1` (or without IPv6) still serves on the rest.
     let (listen, skipped) = bind::usable(&config.listen);
     for w in &skipped {
@@ -189,6 +194,7 @@ async fn serve(
     let admin = Admin::start(http, state.clone());
     let signals = tokio::spawn(signals(state.clone(), stop_tx, admin));
     tokio::spawn(ticks(state.clone(), stop_rx.clone()));
+    tokio::spawn(crate::refresh::run(state.clone(), stop_rx.clone(), reload));
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);

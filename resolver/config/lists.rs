@@ -12,15 +12,23 @@ use super::validate::{Checker, bad_name, cidr, valid_name};
 use crate::blocklist::{self, ListSpec, Source};
 use crate::matcher::Coverage;
 
+/// Where URL lists keep their copies, and the CA they trust.
+pub(super) struct Places<'a> {
+    pub(super) base: &'a Path,
+    pub(super) state_dir: &'a Path,
+    pub(super) ca: Option<&'a Path>,
+}
+
 pub(super) fn lists(
     c: &mut Checker<'_>,
     raw: &[RawList],
-    base: &Path,
+    places: &Places<'_>,
 ) -> Vec<Option<Arc<blocklist::List>>> {
-    raw.iter().map(|l| list(c, l, base)).collect()
+    raw.iter().map(|l| list(c, l, places)).collect()
 }
 
-fn list(c: &mut Checker<'_>, l: &RawList, base: &Path) -> Option<Arc<blocklist::List>> {
+fn list(c: &mut Checker<'_>, l: &RawList, places: &Places<'_>) -> Option<Arc<blocklist::List>> {
+    let base = places.base;
     if !valid_name(&l.name.value) {
         c.error(&l.name, bad_name(&l.name.value));
     }
@@ -36,12 +44,31 @@ fn list(c: &mut Checker<'_>, l: &RawList, base: &Path) -> Option<Arc<blocklist::
             }
         },
     };
-    let given = [l.builtin.is_some(), l.path.is_some(), l.prefixes.is_some()];
+    let given = [
+        l.builtin.is_some(),
+        l.path.is_some(),
+        l.prefixes.is_some(),
+        l.url.is_some(),
+    ];
     if given.iter().filter(|g| **g).count() > 1 {
-        c.error(&l.name, "give one of `builtin`, `path` or `prefixes`");
+        c.error(
+            &l.name,
+            "give one of `builtin`, `path`, `prefixes` or `url`",
+        );
         return None;
     }
-    let source = if let Some(b) = &l.builtin {
+    if l.url.is_none() && l.feed.is_none() {
+        super::urllist::stray_keys(c, l);
+    }
+    if let (None, Some(a)) = (&l.feed, &l.feed_key) {
+        c.error(a, "only a list with `feed` takes this");
+    }
+    let source = if let Some(f) = &l.feed {
+        Source::Feed(Box::new(super::urllist::feed(c, l, f, places)?))
+    } else if let Some(u) = &l.url {
+        let s = super::urllist::source(c, l, u, places.state_dir, places.ca)?;
+        Source::Url(Box::new(s))
+    } else if let Some(b) = &l.builtin {
         if !blocklist::BUILTIN.contains(&b.value.as_str()) {
             c.error(
                 b,
@@ -66,14 +93,15 @@ fn list(c: &mut Checker<'_>, l: &RawList, base: &Path) -> Option<Arc<blocklist::
         c.error(
             &l.name,
             format!(
-                "list `{}` needs `builtin: kaspersky`, `path: FILE` or `prefixes: [CIDR, ...]`",
+                "list `{}` needs `builtin: kaspersky`, `path: FILE`, `prefixes: [CIDR, ...]` or `url: https://...`",
                 l.name.value
             ),
         );
         return None;
     };
     let catalogue = match &source {
-        Source::Builtin(_) | Source::Prefixes(_) => true,
+        Source::Builtin(_) | Source::Prefixes(_) | Source::Feed(_) => true,
+        Source::Url(_) => false,
         Source::File(p) => matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")),
     };
     if catalogue {
@@ -90,7 +118,18 @@ fn list(c: &mut Checker<'_>, l: &RawList, base: &Path) -> Option<Arc<blocklist::
         category,
         coverage,
     };
-    let at = l.path.as_ref().or(l.builtin.as_ref()).unwrap_or(&l.name);
+    let at = l
+        .path
+        .as_ref()
+        .or(l.builtin.as_ref())
+        .or(l.url.as_ref())
+        .unwrap_or(&l.name);
+    if let Source::Url(u) = &spec.source
+        && !u.copy.exists()
+    {
+        super::urllist::missing_copy(c, at, &spec.name, u);
+        return blocklist::load(&spec).ok().map(Arc::new);
+    }
     match blocklist::load(&spec) {
         Ok(list) => {
             if list.problems.count > 0 {

@@ -13,6 +13,7 @@ mod raw;
 mod rules;
 mod settings;
 mod upstream;
+mod urllist;
 mod validate;
 mod yaml;
 mod yaml_error;
@@ -166,6 +167,8 @@ pub struct Serve {
     pub tcp_max_per_client: usize,
     /// Queries per TCP connection.
     pub tcp_max_queries: usize,
+    /// Where state kept across restarts lives (`state_dir`).
+    pub state_dir: PathBuf,
 }
 
 /// Which queries the log records.

@@ -40,8 +40,12 @@ pub(crate) struct RawConfig {
     /// `upstream_timeout`: the total time one query may wait for upstreams,
     /// retransmits and failover included (`5s`, `1500ms`).
     pub(crate) upstream_timeout: Option<At<String>>,
-    /// `upstream_ca`: extra CA certificates (PEM) for DoT/DoH upstreams.
+    /// `upstream_ca`: extra CA certificates (PEM) for DoT/DoH upstreams
+    /// and list downloads.
     pub(crate) upstream_ca: Option<At<String>>,
+    /// `state_dir`: where state kept across restarts lives (last-good list
+    /// copies); default `/var/lib/cutoff`.
+    pub(crate) state_dir: Option<At<String>>,
     /// `max_inflight`: queries waiting for upstreams at once.
     pub(crate) max_inflight: Option<At<i128>>,
     /// `cache.size`: most answers kept; `cache.max_ttl`: longest time one is kept.
@@ -138,6 +142,26 @@ pub(crate) struct RawList {
     pub(crate) category: Option<At<String>>,
     /// `match`: `suffix` (default) or `exact`, for plain and hosts lines.
     pub(crate) coverage: Option<At<String>>,
+    /// `url`: a line list downloaded from `https://` (see `config::urllist`
+    /// for `refresh`, `timeout`, `max_bytes`, `max_lines`, `allow_http`,
+    /// `required`).
+    pub(crate) url: Option<At<String>>,
+    /// `refresh`: time between downloads (default 6h).
+    pub(crate) refresh: Option<At<String>>,
+    /// `timeout`: the most one download may take (default 60s).
+    pub(crate) timeout: Option<At<String>>,
+    /// `max_bytes`: the largest body (default and most 64MiB).
+    pub(crate) max_bytes: Option<At<String>>,
+    /// `max_lines`: the most entries (default 2000000).
+    pub(crate) max_lines: Option<At<i128>>,
+    /// `allow_http`: `true` allows a plain `http://` URL.
+    pub(crate) allow_http: Option<At<String>>,
+    /// `required`: `true` makes a list with no copy fatal at start.
+    pub(crate) required: Option<At<String>>,
+    /// `feed`: the signed feed that may replace `builtin: kaspersky`.
+    pub(crate) feed: Option<At<String>>,
+    /// `feed_key`: the minisign public key of a feed of one's own.
+    pub(crate) feed_key: Option<At<String>>,
 }
 
 /// One entry of `rules:`.
@@ -199,6 +223,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "query_log",
     "bypass",
     "rate_limit",
+    "state_dir",
 ];
 const RATE_KEYS: &[&str] = &[
     "qps",
@@ -219,7 +244,22 @@ const TCP_KEYS: &[&str] = &[
     "max_per_client",
 ];
 const ACCESS_KEYS: &[&str] = &["allow", "deny", "denied"];
-const LIST_KEYS: &[&str] = &["builtin", "path", "prefixes", "category", "match"];
+const LIST_KEYS: &[&str] = &[
+    "builtin",
+    "path",
+    "prefixes",
+    "category",
+    "match",
+    "url",
+    "refresh",
+    "timeout",
+    "max_bytes",
+    "max_lines",
+    "allow_http",
+    "required",
+    "feed",
+    "feed_key",
+];
 const RULE_KEYS: &[&str] = &[
     "name",
     "networks",
@@ -270,6 +310,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
     raw.forward_only = string(r, &f, "forward_only");
     raw.upstream_timeout = string(r, &f, "upstream_timeout");
     raw.upstream_ca = string(r, &f, "upstream_ca");
+    raw.state_dir = string(r, &f, "state_dir");
     raw.max_inflight = int(r, &f, "max_inflight", 1, 1_000_000);
     if let Some((n, p)) = f.get("cache")
         && let Some(c) = r.fields(n, &p, CACHE_KEYS)
@@ -362,6 +403,15 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
                 }),
                 category: string(r, &l, "category"),
                 coverage: string(r, &l, "match"),
+                url: string(r, &l, "url"),
+                refresh: string(r, &l, "refresh"),
+                timeout: string(r, &l, "timeout"),
+                max_bytes: string(r, &l, "max_bytes"),
+                max_lines: int(r, &l, "max_lines", 1, 2_000_000),
+                allow_http: string(r, &l, "allow_http"),
+                required: string(r, &l, "required"),
+                feed: string(r, &l, "feed"),
+                feed_key: string(r, &l, "feed_key"),
                 name: At {
                     value: name,
                     line,

@@ -120,7 +120,7 @@ pub(crate) fn long_duration(text: &str) -> Option<std::time::Duration> {
 
 /// The value `parse` reads from `a`; an error saying it is not `what`
 /// (and `ok` cleared) when it reads nothing; `None` when `a` is absent or bad.
-fn parsed<T>(
+pub(super) fn parsed<T>(
     c: &mut Checker<'_>,
     ok: &mut bool,
     a: &Option<At<String>>,
@@ -205,8 +205,20 @@ pub(super) fn serve(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option
         tcp_max_connections: num(&raw.tcp_max_connections, 256),
         tcp_max_per_client: num(&raw.tcp_max_per_client, 64),
         tcp_max_queries: num(&raw.tcp_max_queries, 100),
+        state_dir: state_dir(raw, base),
     };
     ok.then_some(s)
+}
+
+/// The default `state_dir` (systemd's `StateDirectory=cutoff`).
+pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/cutoff";
+
+/// `state_dir`, relative to the config file's directory; not checked here:
+/// only URL lists use it, and a missing directory is created on first write.
+pub(super) fn state_dir(raw: &RawConfig, base: &Path) -> std::path::PathBuf {
+    raw.state_dir
+        .as_ref()
+        .map_or_else(|| DEFAULT_STATE_DIR.into(), |a| base.join(&a.value))
 }
 
 pub(super) fn query_log(c: &mut Checker<'_>, raw: &RawConfig) -> super::QueryLogConfig {

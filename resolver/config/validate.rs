@@ -91,7 +91,14 @@ pub(crate) fn validate(
 
     let access = access(&mut c, &raw);
     let networks = networks(&mut c, &raw);
-    let lists = super::lists::lists(&mut c, &raw.lists, base);
+    let state_dir = super::settings::state_dir(&raw, base);
+    let ca = raw.upstream_ca.as_ref().map(|a| base.join(&a.value));
+    let places = super::lists::Places {
+        base,
+        state_dir: &state_dir,
+        ca: ca.as_deref(),
+    };
+    let lists = super::lists::lists(&mut c, &raw.lists, &places);
     let list_names: Vec<&str> = raw.lists.iter().map(|l| l.name.value.as_str()).collect();
     let mut lists = lists;
     let mut rules = super::rules::rules(&mut c, &raw.rules, &networks, &list_names, &lists);

@@ -33,24 +33,7 @@ impl std::fmt::Debug for Tls {
 
 impl Tls {
     pub(super) fn new(ca: Option<&Path>) -> Result<Self, SetupError> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = ca {
-            let err = |reason: String| SetupError::Ca {
-                path: path.display().to_string(),
-                reason,
-            };
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| err(e.to_string()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| err(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(err("no certificate in the file".into()));
-            }
-            for c in certs {
-                roots.add(c).map_err(|e| err(e.to_string()))?;
-            }
-        }
+        let roots = roots(ca)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let build = |alpn: &[u8]| -> Result<Arc<rustls::ClientConfig>, SetupError> {
             let mut c = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -69,6 +52,30 @@ impl Tls {
             doh: build(b"http/1.1")?,
         })
     }
+}
+
+/// The trusted roots: the Mozilla roots (webpki-roots) plus the PEM
+/// certificates in `ca` (`upstream_ca`). List downloads trust the same.
+pub(crate) fn roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, SetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca {
+        let err = |reason: String| SetupError::Ca {
+            path: path.display().to_string(),
+            reason,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| err(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(err("no certificate in the file".into()));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| err(e.to_string()))?;
+        }
+    }
+    Ok(roots)
 }
 
 async fn tls_connect(
