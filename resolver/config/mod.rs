@@ -7,6 +7,8 @@
 //! instead of stopping at the first. Lists are read here too, so a config
 //! that validates is one that can serve.
 
+#[macro_use]
+mod words;
 mod bypass;
 mod lists;
 mod raw;
@@ -104,25 +106,12 @@ pub enum AnswerMode {
     Sinkhole,
 }
 
-impl AnswerMode {
-    /// Every mode, in the order the docs list them.
-    pub const ALL: [Self; 4] = [Self::NxDomain, Self::NoData, Self::Refused, Self::Sinkhole];
-
-    /// Parses the config word.
-    pub fn parse(word: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == word)
-    }
-
-    /// The config word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NxDomain => "nxdomain",
-            Self::NoData => "nodata",
-            Self::Refused => "refused",
-            Self::Sinkhole => "sinkhole",
-        }
-    }
-}
+words!(AnswerMode {
+    NxDomain => "nxdomain",
+    NoData => "nodata",
+    Refused => "refused",
+    Sinkhole => "sinkhole",
+});
 
 /// How blocked names are answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,6 +162,11 @@ pub enum LogEvents {
     Matched,
 }
 
+words!(LogEvents {
+    All => "all",
+    Matched => "matched",
+});
+
 /// How client addresses are written in the query log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ClientMode {
@@ -184,6 +178,12 @@ pub enum ClientMode {
     /// A salted hash of the address.
     Hash,
 }
+
+words!(ClientMode {
+    Full => "full",
+    Truncate => "truncate",
+    Hash => "hash",
+});
 
 /// The query log's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,6 +221,11 @@ pub enum Denied {
     Drop,
 }
 
+words!(Denied {
+    Refuse => "refuse",
+    Drop => "drop",
+});
+
 /// Who may use the resolver.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Access {
@@ -252,16 +257,11 @@ pub enum Action {
     Allow,
 }
 
-impl Action {
-    /// The config word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Log => "log",
-            Self::Block => "block",
-            Self::Allow => "allow",
-        }
-    }
-}
+words!(Action {
+    Block => "block",
+    Log => "log",
+    Allow => "allow",
+});
 
 /// A validated rule.
 #[derive(Clone, Debug)]

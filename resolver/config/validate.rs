@@ -247,14 +247,11 @@ fn access(c: &mut Checker<'_>, raw: &RawConfig) -> Access {
     let deny = raw.access.deny.iter().filter_map(|a| cidr(c, a)).collect();
     let denied = match &raw.access.denied {
         None => Denied::Refuse,
-        Some(a) => match a.value.as_str() {
-            "refuse" => Denied::Refuse,
-            "drop" => Denied::Drop,
-            other => {
-                c.error(a, format!("`{other}` is not one of: refuse, drop"));
-                Denied::Refuse
-            }
-        },
+        Some(a) => Denied::parse(&a.value).unwrap_or_else(|| {
+            let words = Denied::words();
+            c.error(a, format!("`{}` is not one of: {words}", a.value));
+            Denied::Refuse
+        }),
     };
     Access {
         allow,
