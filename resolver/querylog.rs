@@ -24,8 +24,8 @@ use crate::blocklist::Category;
 use crate::config::{ClientMode, QueryLogConfig};
 use crate::logfile::{LogFile, Tally};
 use crate::metrics::Metrics;
-use crate::pipeline::Protocol;
 use crate::policy::{Phase, Verdict};
+use crate::query::Protocol;
 use crate::reload::Runtime;
 
 /// One query, as the log records it. Names are resolved from `runtime` by the

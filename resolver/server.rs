@@ -21,7 +21,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::metrics::Dropped;
-use crate::pipeline::{self, Protocol, Step};
+use crate::pipeline::{self, Step};
+use crate::query::Protocol;
 use crate::reload::State;
 
 mod pktinfo;

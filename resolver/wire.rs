@@ -1,12 +1,17 @@
-//! Byte-level views of DNS messages that the hot path needs without a full
-//! parse: the offsets of every TTL (to age cached answers in place), the OPT
-//! record (to strip it for clients that sent none), and small header edits.
+//! Byte-level reading and writing of DNS messages: the question view of
+//! every query ([`parse_query`], and [`canonical`] for the rare query it
+//! declines), the offsets of every TTL (to age cached answers in place), the
+//! OPT record (to strip it for clients that sent none), and small header
+//! edits.
 //!
-//! Sits under `cache` and `pipeline`: a forwarded answer is walked once when
-//! it arrives; serving it again only patches bytes.
+//! Sits under `cache` and `pipeline`: a query is read once when it arrives,
+//! a forwarded answer is walked once when it comes back; serving it again
+//! only patches bytes.
 
+mod question;
 mod records;
 
+pub use question::{Declined, canonical, parse_query};
 pub use records::{Record, Section, name_text, records};
 
 /// Offsets into one message, found by [`walk`].
@@ -208,151 +213,6 @@ pub fn set_forwarded_flags(msg: &mut [u8], query_byte2: u8, query_byte3: u8, dns
     msg[3] = 0x80 | ad | (query_byte3 & 0x10) | (msg[3] & 0x0f);
 }
 
-/// EDNS of a query as the hot path needs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QueryEdns {
-    /// The client's UDP payload size.
-    pub size: u16,
-    /// The DO bit.
-    pub dnssec_ok: bool,
-}
-
-/// A plain query read without allocating: one question, no records but an
-/// optional OPT, no compression. Anything else goes the slow way (a full
-/// parse with hickory-proto), so this only has to be right, not complete.
-#[derive(Clone, Copy, Debug)]
-pub struct Query<'p> {
-    /// The whole packet.
-    pub packet: &'p [u8],
-    /// The ID.
-    pub id: u16,
-    /// End of the question name (after its root label).
-    pub name_end: usize,
-    /// End of the question section.
-    pub question_end: usize,
-    /// QTYPE.
-    pub qtype: u16,
-    /// QCLASS.
-    pub qclass: u16,
-    /// The OPT record, if any.
-    pub edns: Option<QueryEdns>,
-}
-
-impl<'p> Query<'p> {
-    /// The question name's labels, as on the wire.
-    pub fn labels(&self) -> impl Iterator<Item = &'p [u8]> + 'p {
-        let p = self.packet;
-        let end = self.name_end;
-        let mut at = 12;
-        std::iter::from_fn(move || {
-            let len = usize::from(*p.get(at)?);
-            if len == 0 || at + 1 + len > end {
-                return None;
-            }
-            let label = &p[at + 1..at + 1 + len];
-            at += 1 + len;
-            Some(label)
-        })
-    }
-
-    /// The question section's bytes.
-    pub fn question(&self) -> &'p [u8] {
-        &self.packet[12..self.question_end]
-    }
-
-    /// RD and CD of the query.
-    pub fn flags(&self) -> (bool, bool) {
-        (self.packet[2] & 0x01 != 0, self.packet[3] & 0x10 != 0)
-    }
-}
-
-/// Reads a plain query; `None` sends it the slow way.
-pub fn parse_query(p: &[u8]) -> Option<Query<'_>> {
-    if p.len() < 17 || p.len() > 4096 {
-        return None;
-    }
-    // QR=0, opcode QUERY, TC=0, no rcode; one question, no answers or
-    // authorities, at most one additional (the OPT).
-    if p[2] & 0xfa != 0 || p[3] & 0x0f != 0 {
-        return None;
-    }
-    let count = |i: usize| u16::from_be_bytes([p[i], p[i + 1]]);
-    if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
-        return None;
-    }
-    let mut at = 12;
-    loop {
-        let len = usize::from(*p.get(at)?);
-        if len == 0 {
-            at += 1;
-            break;
-        }
-        // Compression, or a dot inside a label (text and wire offsets would
-        // differ): the slow way.
-        if len > 63 || p.get(at + 1..at + 1 + len)?.contains(&b'.') {
-            return None;
-        }
-        at += 1 + len;
-        // A name is at most 255 bytes on the wire, the root label included.
-        if at > 12 + 254 {
-            return None;
-        }
-    }
-    // The root name (no labels) is rare enough to take the slow way.
-    if at == 13 {
-        return None;
-    }
-    let name_end = at;
-    let fixed = p.get(at..at + 4)?;
-    let (qtype, qclass) = (
-        u16::from_be_bytes([fixed[0], fixed[1]]),
-        u16::from_be_bytes([fixed[2], fixed[3]]),
-    );
-    let question_end = at + 4;
-    let edns = if count(10) == 1 {
-        let opt = p.get(question_end..question_end + 11)?;
-        // Root owner, TYPE 41, version 0; the record must end the packet.
-        if opt[0] != 0 || opt[1] != 0 || opt[2] != 41 || opt[6] != 0 {
-            return None;
-        }
-        let rdlen = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
-        if question_end + 11 + rdlen != p.len() || !options_fit(&p[question_end + 11..]) {
-            return None;
-        }
-        Some(QueryEdns {
-            size: u16::from_be_bytes([opt[3], opt[4]]),
-            dnssec_ok: opt[7] & 0x80 != 0,
-        })
-    } else {
-        if question_end != p.len() {
-            return None;
-        }
-        None
-    };
-    Some(Query {
-        packet: p,
-        id: u16::from_be_bytes([p[0], p[1]]),
-        name_end,
-        question_end,
-        qtype,
-        qclass,
-        edns,
-    })
-}
-
-/// Whether EDNS options fill `rdata` exactly, as the full parse requires
-/// (else FORMERR). ECS (code 8), whose body it also checks, goes the slow way.
-fn options_fit(mut rdata: &[u8]) -> bool {
-    while let Some(head) = rdata.get(..4) {
-        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        match rdata.get(4 + len..) {
-            Some(rest) if head[..2] != [0, 8] => rdata = rest,
-            _ => return false,
-        }
-    }
-    rdata.is_empty()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,69 +275,6 @@ mod tests {
         // DO=1 keeps it too.
         set_forwarded_flags(&mut m, 0x01, 0x00, true);
         assert_eq!(m[3], 0xa3);
-    }
-
-    #[test]
-    fn plain_queries_are_read_without_a_full_parse() {
-        let mut q = vec![0xab, 0xcd, 0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 1];
-        q.extend_from_slice(b"\x03s05\x03upd\x09kaspersky\x03com\x00\x00\x01\x00\x01");
-        q.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0, 0, 0]);
-        let p = parse_query(&q).unwrap();
-        assert_eq!((p.id, p.qtype, p.qclass), (0xabcd, 1, 1));
-        assert_eq!(
-            p.edns,
-            Some(QueryEdns {
-                size: 4096,
-                dnssec_ok: true
-            })
-        );
-        let labels: Vec<&[u8]> = p.labels().collect();
-        assert_eq!(labels, [&b"s05"[..], b"upd", b"kaspersky", b"com"]);
-        assert_eq!(p.flags(), (true, true));
-        // Compressed, two questions, a response, trailing bytes: the slow way.
-        let mut compressed = q.clone();
-        compressed[12] = 0xc0;
-        assert!(parse_query(&compressed).is_none());
-        let mut two = q.clone();
-        two[5] = 2;
-        assert!(parse_query(&two).is_none());
-        let mut response = q.clone();
-        response[2] |= 0x80;
-        assert!(parse_query(&response).is_none());
-        let mut trailing = q.clone();
-        trailing.push(0);
-        assert!(parse_query(&trailing).is_none());
-        let mut dotted = q.clone();
-        dotted[14] = b'.';
-        assert!(parse_query(&dotted).is_none());
-        // EDNS options must fill the OPT's RDATA exactly (a cookie here).
-        let mut cookie = q.clone();
-        cookie[q.len() - 1] = 12;
-        cookie.extend_from_slice(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
-        assert!(parse_query(&cookie).is_some());
-        let mut overrun = cookie.clone();
-        overrun[q.len() + 3] = 9;
-        assert!(parse_query(&overrun).is_none());
-        let mut short = cookie;
-        short.pop();
-        short[q.len() - 1] = 11;
-        assert!(parse_query(&short).is_none());
-        // 255 bytes on the wire is the longest name; 256 goes the slow way
-        // (where the full parse rejects it).
-        for (last, fast) in [(61, true), (62, false)] {
-            let mut long = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-            for len in [63, 63, 63, last] {
-                long.push(len);
-                long.extend(std::iter::repeat_n(b'a', usize::from(len)));
-            }
-            long.extend_from_slice(&[0, 0, 1, 0, 1]);
-            assert_eq!(
-                parse_query(&long).is_some(),
-                fast,
-                "{} bytes",
-                long.len() - 16
-            );
-        }
     }
 
     #[test]
