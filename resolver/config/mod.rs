@@ -10,6 +10,7 @@
 #[macro_use]
 mod words;
 mod bypass;
+mod check;
 mod lists;
 mod raw;
 mod rules;
@@ -19,7 +20,8 @@ mod validate;
 mod yaml;
 mod yaml_error;
 
-use std::fmt;
+pub use check::Problem;
+
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,39 +37,6 @@ use crate::networks::NetworkId;
 
 /// The shipped policy, compiled into the binary: used when no `--config`.
 pub const DEFAULT_YAML: &str = include_str!("default.yaml");
-
-/// One problem in a config file: where, which key, what.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// 1-based line, when known.
-    pub line: Option<u32>,
-    /// Key path such as `rules[1].lists[0]` (empty for the whole file).
-    pub path: String,
-    /// What is wrong, and what would be right.
-    pub message: String,
-}
-
-impl Problem {
-    pub(crate) fn new(line: Option<u32>, path: &str, message: String) -> Self {
-        Self {
-            line,
-            path: path.to_owned(),
-            message,
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
-        }
-        if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
-        }
-        f.write_str(&self.message)
-    }
-}
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]

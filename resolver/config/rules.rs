@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use super::check::{Checker, bad_name, valid_name};
 use super::raw::{At, RawRule};
-use super::validate::{Checker, bad_name, valid_name};
 use super::{Action, Network, Rule};
 use crate::blocklist::{self, Category};
 

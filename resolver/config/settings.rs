@@ -5,8 +5,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use super::check::Checker;
 use super::raw::{At, RawConfig};
-use super::validate::Checker;
 use super::{AnswerMode, Blocking};
 
 /// An answer-mode word, or a problem naming the known ones.
@@ -247,11 +247,7 @@ pub(super) fn rate_limit(
         );
         return None;
     };
-    let exempt: Vec<_> = r
-        .exempt
-        .iter()
-        .map(|a| super::validate::cidr(c, a))
-        .collect();
+    let exempt: Vec<_> = r.exempt.iter().map(|a| super::check::cidr(c, a)).collect();
     let exempt: Option<Vec<_>> = exempt.into_iter().collect();
     Some(Some(crate::ratelimit::Settings {
         qps,
