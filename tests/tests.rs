@@ -20,6 +20,9 @@ mod coverage;
 mod deploy;
 /// The built binary under dig, SIGHUP and SIGTERM.
 mod e2e;
+/// One question spelled four ways (plain, compressed, ECS, TCP): one reply,
+/// one count, one query-log line (#14).
+mod equivalence;
 /// `cutoff export` under named-checkzone, unbound-checkconf, dnsmasq, and
 /// loaded into BIND, Unbound and dnsmasq.
 mod export;
