@@ -26,6 +26,8 @@ use crate::query::Protocol;
 use crate::ratelimit;
 use crate::reload::State;
 
+// The one module with `unsafe` code: the libc calls behind IP_PKTINFO (ADR 0002).
+#[allow(unsafe_code)]
 mod pktinfo;
 mod tcp;
 

@@ -59,14 +59,14 @@ pub fn parse_query(p: &[u8]) -> Option<Question<'_>> {
         }
     }
     let name_end = at;
-    let fixed = p.get(at..at + 4)?;
+    let fixed: [u8; 4] = p.get(at..at + 4)?.try_into().ok()?;
     let (qtype, qclass) = (
         u16::from_be_bytes([fixed[0], fixed[1]]),
         u16::from_be_bytes([fixed[2], fixed[3]]),
     );
     let question_end = at + 4;
     let edns = if count(10)? == 1 {
-        let opt = p.get(question_end..question_end + 11)?;
+        let opt: [u8; 11] = p.get(question_end..question_end + 11)?.try_into().ok()?;
         // Root owner, TYPE 41; the record must end the packet.
         if opt[0] != 0 || opt[1] != 0 || opt[2] != 41 {
             return None;
@@ -88,7 +88,7 @@ pub fn parse_query(p: &[u8]) -> Option<Question<'_>> {
     };
     Some(Question {
         packet: p,
-        id: u16::from_be_bytes([p[0], p[1]]),
+        id: u16::from_be_bytes([*p.first()?, *p.get(1)?]),
         opcode: (b2 >> 3) & 0x0f,
         name_end,
         question_end,
@@ -102,10 +102,10 @@ pub fn parse_query(p: &[u8]) -> Option<Question<'_>> {
 /// (else FORMERR). ECS (code 8), whose body the full parse also checks,
 /// goes through [`canonical`].
 fn options_fit(mut rdata: &[u8]) -> bool {
-    while let Some(head) = rdata.get(..4) {
-        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+    while let Some(&[c0, c1, l0, l1]) = rdata.get(..4) {
+        let len = usize::from(u16::from_be_bytes([l0, l1]));
         match rdata.get(4 + len..) {
-            Some(rest) if head[..2] != [0, 8] => rdata = rest,
+            Some(rest) if [c0, c1] != [0, 8] => rdata = rest,
             _ => return false,
         }
     }
@@ -148,6 +148,7 @@ pub fn canonical(packet: &[u8]) -> Result<Vec<u8>, Declined> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
