@@ -10,7 +10,6 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -62,25 +61,8 @@ pub struct Record {
     pub unclassified: bool,
 }
 
-/// Where records go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// Standard output (`-`): for containers and journald.
-    Stdout,
-    /// A regular file, appended to and reopened on SIGUSR1.
-    File(PathBuf),
-}
-
-impl Target {
-    /// `-` is stdout, anything else a file path.
-    pub fn parse(s: &str) -> Self {
-        if s == "-" {
-            Self::Stdout
-        } else {
-            Self::File(s.into())
-        }
-    }
-}
+/// Where records go (defined beside the file it opens).
+pub use crate::logfile::Target;
 
 enum Msg {
     Record(Box<Record>),
