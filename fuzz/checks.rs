@@ -13,15 +13,16 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::http::Uri;
-use cutoff::answer::fast;
+use cutoff::answer;
 use cutoff::blocklist;
 use cutoff::cache::{Entry, Key};
 use cutoff::config::{AnswerMode, Blocking};
 use cutoff::matcher::{Coverage, NameBuf};
 use cutoff::policy::{Snapshot, Verdict};
+use cutoff::query::Question;
 use cutoff::querylog;
 use cutoff::since;
-use cutoff::wire::{self, Query};
+use cutoff::wire;
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::Name;
 use jiff::Timestamp;
@@ -91,7 +92,7 @@ fn instants() -> [Timestamp; 2] {
     ]
 }
 
-/// The policy engine and the fast answer builders (CoreDNS `fuzz.Do`): the
+/// The policy engine and the answer builders (CoreDNS `fuzz.Do`): the
 /// first 4 bytes are the client's IPv4 address, the rest a query. Every
 /// answer built for a query `parse_query` accepts re-parses, keeps the ID,
 /// question and EDNS presence, has QR=1 and fits the transport; a blocked
@@ -106,8 +107,8 @@ pub(crate) fn decide(data: &[u8]) {
     };
     let snapshot = snapshot();
     let config = &snapshot.config;
-    check_answer(&q, &fast::refused(&q), None);
-    check_answer(&q, &fast::any(&q, config.blocking.ttl), None);
+    check_answer(&q, &answer::refused(&q), None);
+    check_answer(&q, &answer::any(&q, config.blocking.ttl), None);
     let Some(name) = NameBuf::from_labels(q.labels()) else {
         return;
     };
@@ -123,21 +124,15 @@ pub(crate) fn decide(data: &[u8]) {
             name == m.entry || name.ends_with(&[&b"."[..], m.entry].concat()),
             "the entry is a parent of the name (or the name): {d:?}"
         );
-        let zone_at = name.len() - m.entry.len();
         let rule = d.rule.map_or("?", |(r, _)| config.rules[r].name.as_str());
         let list = config.lists[m.list].name.as_str();
-        let why = |t: &mut String| fast::why(t, rule, list, m.entry);
-        for answer in [
-            AnswerMode::NxDomain,
-            AnswerMode::NoData,
-            AnswerMode::Refused,
-            AnswerMode::Sinkhole,
-        ] {
+        let why = |t: &mut String| answer::why(t, rule, list, m.entry, None);
+        for mode in AnswerMode::ALL {
             let blocking = Blocking {
-                answer,
+                answer: mode,
                 ..config.blocking
             };
-            let bytes = fast::blocked(&q, &blocking, zone_at, &why);
+            let bytes = answer::blocked(&q, &blocking, m.entry, &why);
             check_answer(&q, &bytes, Some(m.entry));
         }
     }
@@ -145,7 +140,7 @@ pub(crate) fn decide(data: &[u8]) {
 
 /// One synthesised answer to `q`; `zone` is the blocked entry that must own
 /// any SOA in it.
-fn check_answer(q: &Query<'_>, bytes: &[u8], zone: Option<&[u8]>) {
+fn check_answer(q: &Question<'_>, bytes: &[u8], zone: Option<&[u8]>) {
     let max = if q.edns.is_some() {
         usize::from(cutoff::answer::MAX_UDP)
     } else {
@@ -181,7 +176,7 @@ fn check_answer(q: &Query<'_>, bytes: &[u8], zone: Option<&[u8]>) {
     }
 }
 
-fn asked_lower(q: &Query<'_>) -> Vec<Vec<u8>> {
+fn asked_lower(q: &Question<'_>) -> Vec<Vec<u8>> {
     q.labels().map(<[u8]>::to_ascii_lowercase).collect()
 }
 

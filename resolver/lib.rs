@@ -14,9 +14,10 @@
 //! | [`policy`] | the immutable [`policy::Snapshot`] and `decide(client, name, now)` with its reason |
 //! | [`server`] | UDP and TCP listeners with their limits; bytes in, bytes out |
 //! | [`ratelimit`] | per-client token buckets at UDP receive: drop or TC=1 slip over the limit, exempt list |
-//! | [`pipeline`] | the order of one query's steps: the only place where the order lives |
-//! | [`wire`] | byte-level views of messages for the hot path (plain queries, TTL offsets, truncation) |
-//! | [`answer`] | answers cutoff makes itself: blocked (with EDE), refused, ANY, errors |
+//! | [`query`] | a leaf: the question view, the protocol, how a query was answered |
+//! | [`pipeline`] | the order of one query's steps: the only place where the order lives, and the only path |
+//! | [`wire`] | byte-level reading and writing of messages: the question view of any query, TTL offsets, truncation |
+//! | [`answer`] | answers cutoff makes itself, as bytes: blocked (with EDE), refused, ANY, errors |
 //! | [`cache`] | the bounded TTL cache of upstream answers and the sharing of identical misses |
 //! | [`upstream`] | forwarding: UDP/TCP/DoT/DoH, per-try timeouts, failover, transparent |
 //! | [`reload`] | the running state and replacing it whole on SIGHUP |
@@ -40,8 +41,10 @@
 //!
 //! ```text
 //! packet ─► server: bytes from a UDP socket or a TCP connection (limits here)
-//!        ─► pipeline::prepare: QR=1 dropped; a plain query is read from its bytes,
-//!           anything else fully parsed (FORMERR/NOTIMP for what cannot be served)
+//!        ─► pipeline::prepare: QR=1 dropped; every query read into one question
+//!           view from its bytes (the rare one the reader declines is parsed in
+//!           full and re-encoded first; FORMERR for what cannot be read, NOTIMP
+//!           for other opcodes)
 //!        ─► policy.decide(client, qname, now): access → network → lists → rules
 //!             refuse ─► REFUSED (EDE 18) or silence
 //!             block  ─► answer: synthesised, EDE 15 with rule and list; never forwarded
@@ -55,6 +58,11 @@
 //! The decision always comes before any upstream I/O, and `cutoff explain`
 //! calls the same `decide` as serving does.
 
+// `unsafe` is confined to the two modules that call libc (server/pktinfo.rs,
+// ADR 0002, and the getrlimit/setrlimit pair in descriptors.rs), which
+// alone allow it, each block with its SAFETY reason.
+#![deny(unsafe_code)]
+
 pub mod activity;
 pub mod answer;
 pub mod blocklist;
@@ -63,6 +71,7 @@ pub mod chain;
 pub mod cli;
 pub mod clients;
 pub mod config;
+#[allow(unsafe_code)]
 pub mod descriptors;
 pub mod explain;
 pub mod export;
@@ -76,6 +85,7 @@ pub mod metrics;
 pub mod networks;
 pub mod pipeline;
 pub mod policy;
+pub mod query;
 pub mod querylog;
 pub mod ratelimit;
 pub mod refresh;

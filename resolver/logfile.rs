@@ -19,9 +19,27 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::querylog::Target;
+/// Where records go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Standard output (`-`): for containers and journald.
+    Stdout,
+    /// A regular file, appended to and reopened on SIGUSR1.
+    File(PathBuf),
+}
+
+impl Target {
+    /// `-` is stdout, anything else a file path.
+    pub fn parse(s: &str) -> Self {
+        if s == "-" {
+            Self::Stdout
+        } else {
+            Self::File(s.into())
+        }
+    }
+}
 
 /// A batch is written once it holds this much.
 pub const BATCH_BYTES: usize = 64 * 1024;

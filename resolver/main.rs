@@ -1,6 +1,8 @@
 //! The `cutoff` binary: parse the command line, run, map the outcome to an
 //! exit code. Everything else lives in the library.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -26,8 +26,8 @@ use metrics_exporter_prometheus::{
 
 use crate::blocklist::Category;
 use crate::config::{Action, Config};
-use crate::pipeline::{Path, Protocol};
 use crate::policy::{Verdict, rule_at};
+use crate::query::{Answered, Protocol};
 
 static META: Metadata<'static> = Metadata::new("cutoff", Level::INFO, Some("cutoff"));
 
@@ -421,11 +421,11 @@ impl Metrics {
     }
 
     /// Records how long an answer took, by path.
-    pub fn duration(&self, path: &Path, seconds: f64) {
-        let i = match path {
-            Path::Blocked => 0,
-            Path::Cached => 1,
-            Path::Forwarded => 2,
+    pub fn duration(&self, answered: Answered, seconds: f64) {
+        let i = match answered {
+            Answered::Blocked => 0,
+            Answered::Cached => 1,
+            Answered::Forwarded => 2,
             _ => 3,
         };
         self.durations[i].record(seconds);

@@ -10,7 +10,6 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,8 +23,8 @@ use crate::blocklist::Category;
 use crate::config::{ClientMode, QueryLogConfig};
 use crate::logfile::{LogFile, Tally};
 use crate::metrics::Metrics;
-use crate::pipeline::Protocol;
 use crate::policy::{Phase, Verdict};
+use crate::query::Protocol;
 use crate::reload::Runtime;
 
 /// One query, as the log records it. Names are resolved from `runtime` by the
@@ -62,25 +61,8 @@ pub struct Record {
     pub unclassified: bool,
 }
 
-/// Where records go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// Standard output (`-`): for containers and journald.
-    Stdout,
-    /// A regular file, appended to and reopened on SIGUSR1.
-    File(PathBuf),
-}
-
-impl Target {
-    /// `-` is stdout, anything else a file path.
-    pub fn parse(s: &str) -> Self {
-        if s == "-" {
-            Self::Stdout
-        } else {
-            Self::File(s.into())
-        }
-    }
-}
+/// Where records go (defined beside the file it opens).
+pub use crate::logfile::Target;
 
 enum Msg {
     Record(Box<Record>),

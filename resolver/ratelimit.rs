@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 
-use crate::reload::State;
 use crate::wire;
 
 /// Prefixes tracked at once.
@@ -155,27 +154,8 @@ pub(crate) fn prefix_key(ip: IpAddr, v4: u8, v6: u8) -> (bool, u128) {
     }
 }
 
-/// The hook at UDP receive, before anything else looks at the packet:
-/// `None` serves it; `Some(reply)` means it is over the limit, with the
-/// TC=1 slip to send, if any. Counted in `cutoff_rate_limited_total`.
-pub fn at_receive(state: &State, packet: &[u8], ip: IpAddr) -> Option<Option<Vec<u8>>> {
-    let runtime = state.current.load();
-    let settings = runtime.policy.config.rate_limit.as_ref()?;
-    match state.limiter.check(settings, ip, Instant::now()) {
-        Verdict::Pass => None,
-        Verdict::Drop => {
-            state.metrics.rate_limited[0].increment(1);
-            Some(None)
-        }
-        Verdict::Slip => {
-            state.metrics.rate_limited[1].increment(1);
-            Some(slip(packet))
-        }
-    }
-}
-
 /// An empty reply with TC=1 to a plain query (others get nothing).
-fn slip(packet: &[u8]) -> Option<Vec<u8>> {
+pub fn slip(packet: &[u8]) -> Option<Vec<u8>> {
     let q = wire::parse_query(packet)?;
     let mut reply = wire::truncate(packet, q.question_end, q.edns.map(|e| e.dnssec_ok));
     if let Some(flags) = reply.get_mut(2) {

@@ -13,19 +13,23 @@
 //! which has none of these caps: see docs/adr/0001-own-listeners.md.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::metrics::Dropped;
-use crate::pipeline::{self, Protocol, Step};
+use crate::pipeline::{self, Step};
+use crate::query::Protocol;
+use crate::ratelimit;
 use crate::reload::State;
 
 mod conns;
+// The one module with `unsafe` code: the libc calls behind IP_PKTINFO (ADR 0002).
+#[allow(unsafe_code)]
 mod pktinfo;
 mod tcp;
 
@@ -94,6 +98,25 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     s.bind(&addr.into())?;
     s.listen(1024)?;
     TcpListener::from_std(s.into())
+}
+
+/// The rate limit at UDP receive, before anything else looks at the packet:
+/// `None` serves it; `Some(reply)` means it is over the limit, with the
+/// TC=1 slip to send, if any. Counted in `cutoff_rate_limited_total`.
+fn rate_limited(state: &State, packet: &[u8], ip: IpAddr) -> Option<Option<Vec<u8>>> {
+    let runtime = state.current.load();
+    let settings = runtime.policy.config.rate_limit.as_ref()?;
+    match state.limiter.check(settings, ip, Instant::now()) {
+        ratelimit::Verdict::Pass => None,
+        ratelimit::Verdict::Drop => {
+            state.metrics.rate_limited[0].increment(1);
+            Some(None)
+        }
+        ratelimit::Verdict::Slip => {
+            state.metrics.rate_limited[1].increment(1);
+            Some(ratelimit::slip(packet))
+        }
+    }
 }
 
 /// Limits on what clients can hold.
@@ -189,7 +212,7 @@ async fn udp_loop(
             },
             () = &mut stop => break,
         };
-        if let Some(slip) = crate::ratelimit::at_receive(&state, &buf[..n], src.ip()) {
+        if let Some(slip) = rate_limited(&state, &buf[..n], src.ip()) {
             if let Some(b) = slip {
                 let _ = socket.send_to(&b, src).await;
             }

@@ -22,6 +22,9 @@ mod coverage;
 mod deploy;
 /// The built binary under dig, SIGHUP and SIGTERM.
 mod e2e;
+/// One question spelled four ways (plain, compressed, ECS, TCP): one reply,
+/// one count, one query-log line (#14).
+mod equivalence;
 /// The query log's hash chain and `cutoff report --verify` (issue 11).
 mod evidence;
 /// `cutoff export` under named-checkzone, unbound-checkconf, dnsmasq, and

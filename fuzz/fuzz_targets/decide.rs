@@ -1,4 +1,4 @@
-//! F-2: the policy engine and the fast answer builders, CoreDNS `fuzz.Do` style.
+//! F-2: the policy engine and the answer builders, CoreDNS `fuzz.Do` style.
 //! The property lives in `fuzz/checks.rs`, shared with `tests/fuzz_corpus.rs`.
 
 #![no_main]

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
+use super::check::Checker;
 use super::raw::{At, RawConfig};
-use super::validate::Checker;
 use super::{Action, AnswerMode, Network, Rule};
 use crate::blocklist::{self, List};
 use crate::matcher::Coverage;

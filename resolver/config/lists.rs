@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use super::check::{Checker, bad_name, cidr, valid_name};
 use super::raw::RawList;
 use super::rules::category;
-use super::validate::{Checker, bad_name, cidr, valid_name};
 use crate::blocklist::{self, ListSpec, Source};
 use crate::matcher::Coverage;
 

@@ -7,7 +7,10 @@
 //! instead of stopping at the first. Lists are read here too, so a config
 //! that validates is one that can serve.
 
+#[macro_use]
+mod words;
 mod bypass;
+mod check;
 mod lists;
 mod raw;
 mod rules;
@@ -18,7 +21,8 @@ mod validate;
 mod yaml;
 mod yaml_error;
 
-use std::fmt;
+pub use check::Problem;
+
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,39 +38,6 @@ use crate::networks::NetworkId;
 
 /// The shipped policy, compiled into the binary: used when no `--config`.
 pub const DEFAULT_YAML: &str = include_str!("default.yaml");
-
-/// One problem in a config file: where, which key, what.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// 1-based line, when known.
-    pub line: Option<u32>,
-    /// Key path such as `rules[1].lists[0]` (empty for the whole file).
-    pub path: String,
-    /// What is wrong, and what would be right.
-    pub message: String,
-}
-
-impl Problem {
-    pub(crate) fn new(line: Option<u32>, path: &str, message: String) -> Self {
-        Self {
-            line,
-            path: path.to_owned(),
-            message,
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
-        }
-        if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
-        }
-        f.write_str(&self.message)
-    }
-}
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -105,25 +76,12 @@ pub enum AnswerMode {
     Sinkhole,
 }
 
-impl AnswerMode {
-    /// Every mode, in the order the docs list them.
-    pub const ALL: [Self; 4] = [Self::NxDomain, Self::NoData, Self::Refused, Self::Sinkhole];
-
-    /// Parses the config word.
-    pub fn parse(word: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == word)
-    }
-
-    /// The config word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NxDomain => "nxdomain",
-            Self::NoData => "nodata",
-            Self::Refused => "refused",
-            Self::Sinkhole => "sinkhole",
-        }
-    }
-}
+words!(AnswerMode {
+    NxDomain => "nxdomain",
+    NoData => "nodata",
+    Refused => "refused",
+    Sinkhole => "sinkhole",
+});
 
 /// How blocked names are answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +139,11 @@ pub enum LogEvents {
     Matched,
 }
 
+words!(LogEvents {
+    All => "all",
+    Matched => "matched",
+});
+
 /// How client addresses are written in the query log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ClientMode {
@@ -192,6 +155,12 @@ pub enum ClientMode {
     /// A salted hash of the address.
     Hash,
 }
+
+words!(ClientMode {
+    Full => "full",
+    Truncate => "truncate",
+    Hash => "hash",
+});
 
 /// The query log's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,6 +201,11 @@ pub enum Denied {
     Drop,
 }
 
+words!(Denied {
+    Refuse => "refuse",
+    Drop => "drop",
+});
+
 /// Who may use the resolver.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Access {
@@ -263,16 +237,11 @@ pub enum Action {
     Allow,
 }
 
-impl Action {
-    /// The config word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Log => "log",
-            Self::Block => "block",
-            Self::Allow => "allow",
-        }
-    }
-}
+words!(Action {
+    Block => "block",
+    Log => "log",
+    Allow => "allow",
+});
 
 /// A validated rule.
 #[derive(Clone, Debug)]

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use super::check::{Checker, bad_name, valid_name};
 use super::raw::{At, RawRule};
-use super::validate::{Checker, bad_name, valid_name};
 use super::{Action, Network, Rule};
 use crate::blocklist::{self, Category};
 
@@ -31,18 +31,13 @@ fn category_words() -> String {
 }
 
 fn action(c: &mut Checker<'_>, a: &At<String>) -> Option<Action> {
-    match a.value.as_str() {
-        "block" => Some(Action::Block),
-        "log" => Some(Action::Log),
-        "allow" => Some(Action::Allow),
-        other => {
-            c.error(
-                a,
-                format!("`{other}` is not an action; actions: block, log, allow"),
-            );
-            None
-        }
+    let action = Action::parse(&a.value);
+    if action.is_none() {
+        let other = &a.value;
+        let words = Action::words();
+        c.error(a, format!("`{other}` is not an action; actions: {words}"));
     }
+    action
 }
 
 fn instant(c: &mut Checker<'_>, a: &At<String>) -> Option<Timestamp> {

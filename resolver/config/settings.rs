@@ -5,19 +5,16 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use super::check::Checker;
 use super::raw::{At, RawConfig};
-use super::validate::Checker;
 use super::{AnswerMode, Blocking};
 
 /// An answer-mode word, or a problem naming the known ones.
 pub(super) fn answer_mode(c: &mut Checker<'_>, a: &At<String>) -> Option<AnswerMode> {
     let mode = AnswerMode::parse(&a.value);
     if mode.is_none() {
-        let words: Vec<&str> = AnswerMode::ALL.iter().map(|m| m.as_str()).collect();
-        c.error(
-            a,
-            format!("`{}` is not one of: {}", a.value, words.join(", ")),
-        );
+        let words = AnswerMode::words();
+        c.error(a, format!("`{}` is not one of: {words}", a.value));
     }
     mode
 }
@@ -227,25 +224,18 @@ pub(super) fn query_log(c: &mut Checker<'_>, raw: &RawConfig) -> super::QueryLog
         ..super::QueryLogConfig::default()
     };
     if let Some(a) = &raw.log_events {
-        q.events = match a.value.as_str() {
-            "all" => super::LogEvents::All,
-            "matched" => super::LogEvents::Matched,
-            other => {
-                c.error(a, format!("`{other}` is not one of: all, matched"));
-                q.events
-            }
-        };
+        q.events = super::LogEvents::parse(&a.value).unwrap_or_else(|| {
+            let words = super::LogEvents::words();
+            c.error(a, format!("`{}` is not one of: {words}", a.value));
+            q.events
+        });
     }
     if let Some(a) = &raw.log_client {
-        q.client = match a.value.as_str() {
-            "full" => super::ClientMode::Full,
-            "truncate" => super::ClientMode::Truncate,
-            "hash" => super::ClientMode::Hash,
-            other => {
-                c.error(a, format!("`{other}` is not one of: full, truncate, hash"));
-                q.client
-            }
-        };
+        q.client = super::ClientMode::parse(&a.value).unwrap_or_else(|| {
+            let words = super::ClientMode::words();
+            c.error(a, format!("`{}` is not one of: {words}", a.value));
+            q.client
+        });
     }
     if let Some(a) = &raw.log_salt {
         q.salt.clone_from(&a.value);
@@ -288,11 +278,7 @@ pub(super) fn rate_limit(
         );
         return None;
     };
-    let exempt: Vec<_> = r
-        .exempt
-        .iter()
-        .map(|a| super::validate::cidr(c, a))
-        .collect();
+    let exempt: Vec<_> = r.exempt.iter().map(|a| super::check::cidr(c, a)).collect();
     let exempt: Option<Vec<_>> = exempt.into_iter().collect();
     Some(Some(crate::ratelimit::Settings {
         qps,

@@ -8,32 +8,10 @@ use std::path::Path;
 
 use ipnet::IpNet;
 
+use super::check::{Checker, bad_name, cidr, valid_name};
 use super::raw::{At, RawConfig};
 use super::{Access, Config, Denied, Network, Problem, Upstream};
 use crate::networks::{self, DEFAULT_NETWORK};
-
-pub(super) struct Checker<'p> {
-    pub(super) problems: &'p mut Vec<Problem>,
-    pub(super) warnings: Vec<Problem>,
-}
-
-impl Checker<'_> {
-    pub(super) fn error<T>(&mut self, at: &At<T>, message: impl Into<String>) {
-        self.problems.push(Problem::new(
-            Some(at.line),
-            at.path.as_str(),
-            message.into(),
-        ));
-    }
-
-    pub(super) fn warn<T>(&mut self, at: &At<T>, message: impl Into<String>) {
-        self.warnings.push(Problem::new(
-            Some(at.line),
-            at.path.as_str(),
-            message.into(),
-        ));
-    }
-}
 
 /// Validates `raw`; `None` when any problem was recorded.
 pub(crate) fn validate(
@@ -207,40 +185,6 @@ fn socket(c: &mut Checker<'_>, a: &At<String>, default_port: u16) -> Option<Sock
     None
 }
 
-pub(super) fn cidr(c: &mut Checker<'_>, a: &At<String>) -> Option<IpNet> {
-    let parsed = a
-        .value
-        .parse::<IpNet>()
-        .ok()
-        .or_else(|| a.value.parse::<IpAddr>().ok().map(IpNet::from));
-    let Some(n) = parsed else {
-        c.error(
-            a,
-            format!("`{}` is not a CIDR like 10.1.0.0/16 or fd00::/64", a.value),
-        );
-        return None;
-    };
-    if n.trunc() != n {
-        c.warn(
-            a,
-            format!("{} has host bits set; it means {}", a.value, n.trunc()),
-        );
-    }
-    Some(canonical(n.trunc()))
-}
-
-/// Clients are looked up by their IPv4 address when they come as
-/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`), so such CIDRs are stored as IPv4 too.
-fn canonical(n: IpNet) -> IpNet {
-    match n {
-        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
-            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(n, IpNet::V4),
-            None => n,
-        },
-        _ => n,
-    }
-}
-
 fn access(c: &mut Checker<'_>, raw: &RawConfig) -> Access {
     let allow = match &raw.access.allow {
         Some(items) => {
@@ -254,14 +198,11 @@ fn access(c: &mut Checker<'_>, raw: &RawConfig) -> Access {
     let deny = raw.access.deny.iter().filter_map(|a| cidr(c, a)).collect();
     let denied = match &raw.access.denied {
         None => Denied::Refuse,
-        Some(a) => match a.value.as_str() {
-            "refuse" => Denied::Refuse,
-            "drop" => Denied::Drop,
-            other => {
-                c.error(a, format!("`{other}` is not one of: refuse, drop"));
-                Denied::Refuse
-            }
-        },
+        Some(a) => Denied::parse(&a.value).unwrap_or_else(|| {
+            let words = Denied::words();
+            c.error(a, format!("`{}` is not one of: {words}", a.value));
+            Denied::Refuse
+        }),
     };
     Access {
         allow,
@@ -319,18 +260,4 @@ fn networks(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<Network> {
         cidrs: Vec::new(),
     });
     out
-}
-
-pub(super) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.')
-}
-
-pub(super) fn bad_name(name: &str) -> String {
-    format!(
-        "`{name}` is not a usable name: use 1 to 64 letters, digits, `-`, `_` or `.` (it becomes a metric label)"
-    )
 }

@@ -6,12 +6,12 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::DNSClass;
+use hickory_proto::op::ResponseCode;
 
-use super::{Outcome, Path, Pending, dnssec_ok, limit, respond};
+use super::{Answered, Outcome, Pending, fit, respond};
 use crate::answer;
 use crate::cache::Entry;
+use crate::query::Question;
 use crate::reload::State;
 use crate::wire;
 
@@ -20,15 +20,15 @@ use crate::wire;
 pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
     let Pending {
         runtime,
-        query,
         packet,
         key,
         mut outcome,
     } = p;
-    let max = limit(&query, outcome.protocol);
-    let Some(upstream_query) = upstream_query(&query) else {
+    // `prepare` read these bytes already: they read the same way again.
+    let Some(query) = wire::parse_query(&packet) else {
         return (None, outcome);
     };
+    let upstream_query = upstream_query(&query);
     let max_ttl = runtime.policy.config.serve.cache_max_ttl;
     let upstreams = &runtime.upstreams;
     let handles = &runtime.counters.upstream;
@@ -57,36 +57,30 @@ pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
     // Every upstream failed: an answer that expired less than
     // `cache.stale_for` ago is served stale (RFC 8767) rather than SERVFAIL.
     let entry = match entry {
-        Some(e) => Some((e, Path::Forwarded)),
+        Some(e) => Some((e, Answered::Forwarded)),
         None => state
             .cache
             .stale(&key, Instant::now())
-            .map(|e| (e, Path::Cached)),
+            .map(|e| (e, Answered::Cached)),
     };
     let bytes = match entry {
-        Some((entry, path)) => {
-            outcome.path = path;
+        Some((entry, answered)) => {
+            outcome.answered = answered;
             outcome.upstream = Some(entry.upstream);
-            let client = outcome.client.ip().to_canonical();
-            let protocol = outcome.protocol;
-            respond(
-                &runtime,
-                &query,
-                &packet,
-                client,
-                &entry,
-                protocol,
-                &mut outcome,
-            )
+            respond(&runtime, &query, &entry, &mut outcome)
         }
         None => {
-            outcome.path = Path::Failed;
+            outcome.answered = Answered::Failed;
             let (ede, text) = failure
                 .into_inner()
                 .ok()
                 .flatten()
                 .unwrap_or((answer::Ede::NoReachableAuthority, SHARED_FAILURE.into()));
-            answer::encode(&answer::unreachable(&query, ede, &text), max)
+            fit(
+                answer::unreachable(&query, ede, &text),
+                &query,
+                outcome.protocol,
+            )
         }
     };
     (Some(bytes), outcome)
@@ -143,35 +137,53 @@ fn opaque_entry(bytes: Vec<u8>, upstream: usize) -> Option<Entry> {
     })
 }
 
-/// The query sent upstream: the client's question lowercased (so identical
-/// questions share one upstream query and one cache entry), RD set, CD and
-/// AD as the client sent them (RFC 6840 §5.7: AD=1 asks a validating
-/// upstream for the AD bit), EDNS with our UDP size and the client's DO
-/// bit (left out for upstreams that reject EDNS, see `upstream`).
-fn upstream_query(q: &Message) -> Option<Vec<u8>> {
-    let question = q.queries.first()?;
-    let mut m = Message::query();
-    m.metadata.recursion_desired = true;
-    m.metadata.checking_disabled = q.metadata.checking_disabled;
-    m.metadata.authentic_data = q.metadata.authentic_data;
-    let mut uq =
-        hickory_proto::op::Query::query(question.name().to_lowercase(), question.query_type());
-    uq.set_query_class(if question.query_class() == DNSClass::IN {
-        DNSClass::IN
-    } else {
-        question.query_class()
-    });
-    m.add_query(uq);
-    let mut edns = hickory_proto::op::Edns::new();
-    edns.set_max_payload(answer::MAX_UDP);
-    edns.set_dnssec_ok(dnssec_ok(q));
-    m.set_edns(edns);
-    m.to_vec().ok()
+/// The query sent upstream, written from the client's bytes: the question
+/// name lowercased (so identical questions share one upstream query and one
+/// cache entry), RD set, CD and AD as the client sent them (RFC 6840 §5.7:
+/// AD=1 asks a validating upstream for the AD bit), EDNS with our UDP size
+/// and the client's DO bit (left out for upstreams that reject EDNS, see
+/// `upstream`). The ID is 0: `upstream` gives every try a random one.
+fn upstream_query(q: &Question<'_>) -> Vec<u8> {
+    let (_, b3) = q.flag_bytes();
+    let mut out = Vec::with_capacity(q.question_end + 11);
+    out.extend_from_slice(&[0, 0, 0x01, b3 & 0x30, 0, 1, 0, 0, 0, 0, 0, 1]);
+    // Label lengths are at most 63, below b'A': only letters change.
+    let name = q.packet.get(12..q.name_end).unwrap_or_default();
+    out.extend(name.iter().map(u8::to_ascii_lowercase));
+    out.extend_from_slice(q.packet.get(q.name_end..q.question_end).unwrap_or_default());
+    out.extend_from_slice(&[0, 0, 41]);
+    out.extend_from_slice(&answer::MAX_UDP.to_be_bytes());
+    out.extend_from_slice(&[0, 0, if q.dnssec_ok() { 0x80 } else { 0 }, 0, 0, 0]);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upstream_query_is_the_clients_question_lowercased_with_our_edns() {
+        let mut q = vec![0xab, 0xcd, 0x00, 0x30, 0, 1, 0, 0, 0, 0, 0, 1];
+        q.extend_from_slice(b"\x03WwW\x07ExAmple\x00\x00\x41\x00\x01");
+        q.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0x80, 0, 0, 4, 0, 10, 0, 0]);
+        let view = wire::parse_query(&q).unwrap();
+        let up = upstream_query(&view);
+        let m = hickory_proto::op::Message::from_vec(&up).unwrap();
+        assert!(
+            m.metadata.recursion_desired,
+            "RD=1 whatever the client sent"
+        );
+        assert!(m.metadata.checking_disabled && m.metadata.authentic_data);
+        assert_eq!(m.queries[0].name().to_ascii(), "www.example.");
+        assert_eq!(u16::from(m.queries[0].query_type()), 0x41, "QTYPE kept");
+        let edns = m.edns.unwrap();
+        assert_eq!(edns.max_payload(), answer::MAX_UDP);
+        assert!(edns.flags().dnssec_ok);
+        assert!(
+            edns.options().as_ref().is_empty(),
+            "no client option goes upstream"
+        );
+    }
 
     #[test]
     fn an_opaque_answer_still_shows_its_cname_target_and_addresses() {

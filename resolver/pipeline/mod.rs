@@ -1,5 +1,11 @@
 //! The steps of one query, in order. This is the only place where the order
-//! lives; each step says why it sits where it does.
+//! lives, and every query walks it once; each step says why it sits where
+//! it does:
+//!
+//! ```text
+//! view → access → network → decide → blocked answer | ANY | cache | forward
+//!      → recheck → fit → reply → observe
+//! ```
 //!
 //! [`prepare`] runs without awaiting and answers everything that needs no
 //! upstream (refusals, blocks, ANY, cache hits) right in the listener's
@@ -9,70 +15,31 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::RecordType;
 use jiff::Timestamp;
 
-use crate::answer;
+use crate::answer::{self, rcode};
 use crate::blocklist::Category;
 use crate::cache::{BoxedKey, Entry, Key, Lookup};
 use crate::config::Denied;
 use crate::matcher::NameBuf;
 use crate::policy::{Decision, Phase, Verdict};
+use crate::query::Question;
+pub use crate::query::{Answered, Protocol};
 use crate::reload::{Runtime, State};
 use crate::wire;
 
-mod fast;
 mod forward;
 mod observe;
 
 pub use forward::finish;
 pub use observe::observe;
 
-/// The transport a query came over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// UDP: answers are limited to the client's EDNS size.
-    Udp,
-    /// TCP.
-    Tcp,
-}
-
-impl Protocol {
-    /// `udp` or `tcp`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Udp => "udp",
-            Self::Tcp => "tcp",
-        }
-    }
-}
-
-/// How a query was answered (for logs and metrics).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Path {
-    /// No answer at all (QR=1 packets, dropped clients).
-    Dropped,
-    /// Answered locally without a policy decision (malformed, ANY, errors).
-    Local,
-    /// Refused by `access`.
-    Refused,
-    /// Blocked by a rule.
-    Blocked,
-    /// Served from the cache.
-    Cached,
-    /// Forwarded to an upstream.
-    Forwarded,
-    /// No upstream answered.
-    Failed,
-}
-
 /// What happened to one query, for metrics, the client table and the query
 /// log (see [`observe`]).
 #[derive(Debug)]
 pub struct Outcome {
     /// How it was answered.
-    pub path: Path,
+    pub answered: Answered,
     /// udp or tcp.
     pub protocol: Protocol,
     /// The client.
@@ -104,7 +71,7 @@ pub struct Outcome {
 impl Outcome {
     fn new(protocol: Protocol, client: SocketAddr, start: Instant) -> Self {
         Self {
-            path: Path::Dropped,
+            answered: Answered::Dropped,
             protocol,
             client,
             start,
@@ -129,11 +96,11 @@ impl Outcome {
     }
 }
 
-/// A query waiting for its upstream answer.
+/// A query waiting for its upstream answer: its bytes (as the question
+/// view reads them), the runtime that decided it and the cache key.
 #[derive(Debug)]
 pub struct Pending {
     runtime: Arc<Runtime>,
-    query: Message,
     packet: Vec<u8>,
     key: BoxedKey,
     outcome: Outcome,
@@ -148,133 +115,142 @@ pub enum Step {
     Forward(Pending),
 }
 
-/// The largest answer the client can take over `protocol` (RFC 6891; never
-/// more than 1232 bytes over UDP, DNS Flag Day 2020).
-fn limit(query: &Message, protocol: Protocol) -> usize {
-    match (protocol, &query.edns) {
-        (Protocol::Tcp, _) => usize::from(u16::MAX),
-        (Protocol::Udp, None) => 512,
-        (Protocol::Udp, Some(e)) => usize::from(e.max_payload().clamp(512, answer::MAX_UDP)),
-    }
-}
-
-/// Copies the question's bytes once: for the query log (every query), or
-/// for the status page's recent lookups (only names a list matched).
-fn keep_question(packet: &[u8], out: &mut Outcome, every: bool) {
-    if out.question.is_none() && (every || out.matched.is_some()) {
-        out.question = wire::walk(packet)
-            .and_then(|l| packet.get(12..l.question_end))
-            .map(Into::into);
-    }
-}
-
-/// Everything up to the upstream: decode, refuse, decide, block, cache.
+/// Everything up to the upstream: view, refuse, decide, block, cache.
 pub fn prepare(state: &State, packet: &[u8], src: SocketAddr, protocol: Protocol) -> Step {
     let mut out = Outcome::new(protocol, src, Instant::now());
     // QR=1 is an answer, never a question: replying could start a packet
     // loop between two servers (RUSTSEC-2023-0041). Too short: not DNS.
-    if packet.len() < 12 || packet[2] & 0x80 != 0 {
-        return Step::Reply(None, out);
+    let header = match *packet {
+        [a, b, c, d, ..] if packet.len() >= 12 && c & 0x80 == 0 => [a, b, c, d],
+        _ => return Step::Reply(None, out),
+    };
+    // Nearly every query is read as it came; the rare one the byte reader
+    // declines (compression, several records, options it does not check)
+    // is parsed in full and re-encoded into bytes it reads.
+    let canonical;
+    let q = match wire::parse_query(packet) {
+        Some(q) => q,
+        None => match wire::canonical(packet) {
+            Ok(bytes) => {
+                canonical = bytes;
+                match wire::parse_query(&canonical) {
+                    Some(q) => q,
+                    None => return formerr(header, out),
+                }
+            }
+            Err(wire::Declined::Response) => return Step::Reply(None, out),
+            Err(wire::Declined::Malformed | wire::Declined::Questions) => {
+                return formerr(header, out);
+            }
+        },
+    };
+    if state.query_log.is_some() {
+        out.question = Some(q.question().into());
     }
-    keep_question(packet, &mut out, state.query_log.is_some());
-    // Plain queries (nearly all) are decided and answered from their bytes;
-    // anything unusual, and every cache miss, takes the full parse below.
-    if let Some(q) = wire::parse_query(packet)
-        && let Some(reply) = fast::answer(state, &q, src, protocol, &mut out)
-    {
-        keep_question(packet, &mut out, false);
-        return Step::Reply(reply, out);
-    }
-    let id = wire::id(packet);
-    let op = OpCode::from_u8((packet[2] >> 3) & 0x0f);
-    let query = match Message::from_vec(packet) {
-        Ok(q) if q.metadata.message_type == MessageType::Query => q,
-        Ok(_) => return Step::Reply(None, out),
-        Err(_) => {
-            out.path = Path::Local;
-            return Step::Reply(
-                Some(answer::header_only(id, op, ResponseCode::FormErr)),
-                out,
-            );
+    match decide(state, &q, &mut out) {
+        Decided::Answer(reply, runtime) => {
+            out.runtime = runtime;
+            Step::Reply(reply.map(|r| fit(r, &q, protocol)), out)
         }
-    };
-    let max = limit(&query, protocol);
-    out.path = Path::Local;
-    if query.metadata.op_code != OpCode::Query {
-        let bytes = answer::encode(&answer::error(&query, ResponseCode::NotImp), max);
-        return Step::Reply(Some(bytes), out);
+        Decided::Onward(runtime) => forward_or_cached(state, &q, runtime, out),
     }
-    let [question] = query.queries.as_slice() else {
-        let bytes = answer::encode(&answer::error(&query, ResponseCode::FormErr), max);
-        return Step::Reply(Some(bytes), out);
-    };
-    let client = src.ip().to_canonical();
+}
+
+/// What [`decide`] made of a query.
+enum Decided {
+    /// Answered here (`None`: send nothing), with the runtime that decided
+    /// (none for an opcode that is not served, which no policy sees).
+    Answer(Option<Vec<u8>>, Option<Arc<Runtime>>),
+    /// On to the cache, and upstream on a miss.
+    Onward(Arc<Runtime>),
+}
+
+fn formerr(header: [u8; 4], mut out: Outcome) -> Step {
+    out.answered = Answered::Local;
+    Step::Reply(Some(answer::header_only(header, rcode::FORMERR)), out)
+}
+
+/// access → network → decide → blocked | ANY, or on to the cache.
+fn decide(state: &State, q: &Question<'_>, out: &mut Outcome) -> Decided {
+    if q.opcode != 0 {
+        out.answered = Answered::Local;
+        return Decided::Answer(Some(answer::error(q, rcode::NOTIMP)), None);
+    }
+    let client = out.client.ip().to_canonical();
     // One lock-free load: this query uses this runtime to the end, even if a
     // reload swaps in another meanwhile.
     let runtime = state.current.load_full();
     // The root has no labels (and no list can hold it): it is decided as the
     // empty name, which only `access` can refuse.
-    let name = NameBuf::from_labels(question.name().iter());
+    let name = NameBuf::from_labels(q.labels());
     let name = name.as_ref().map_or(&b""[..], NameBuf::as_bytes);
     // The decision comes before any upstream I/O: a blocked name never leaves the box.
     let decision = runtime.policy.decide(client, name, out.time);
     out.decided(&decision);
-    keep_question(packet, &mut out, false);
+    // The status page's recent lookups keep the question of every name a
+    // list matched, also without a query log.
+    if out.question.is_none() && out.matched.is_some() {
+        out.question = Some(q.question().into());
+    }
+    let c = &runtime.policy.config;
     let reply = match decision.verdict {
         Verdict::Refuse => {
-            out.path = Path::Refused;
-            match runtime.policy.config.access.denied {
+            out.answered = Answered::Refused;
+            match c.access.denied {
                 Denied::Drop => None,
-                Denied::Refuse => Some(answer::encode(&answer::refused(&query), max)),
+                Denied::Refuse => Some(answer::refused(q)),
             }
         }
         // RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS,
         // whatever the name (after `access`: a refused client learns nothing).
-        _ if query.edns.as_ref().is_some_and(|e| e.version() > 0) => Some(answer::badvers(&query)),
+        _ if q.edns.is_some_and(|e| e.version > 0) => {
+            out.answered = Answered::Local;
+            Some(answer::badvers(q))
+        }
         Verdict::Block => {
-            out.path = Path::Blocked;
-            Some(answer::encode(
-                &blocked(&runtime, &query, &decision, None),
-                max,
-            ))
+            out.answered = Answered::Blocked;
+            Some(blocked(&runtime, q, &decision, None))
         }
         // ANY is answered here and never forwarded (RFC 8482; amplification).
-        Verdict::Allow | Verdict::Log if question.query_type() == RecordType::ANY => {
-            Some(answer::encode(
-                &answer::any(&query, runtime.policy.config.blocking.ttl),
-                max,
-            ))
+        Verdict::Allow | Verdict::Log if q.qtype == 255 => {
+            out.answered = Answered::Local;
+            Some(answer::any(q, c.blocking.ttl))
         }
-        Verdict::Allow | Verdict::Log => {
-            // Wire-format labels, not the dotted text: `a\.b.example` is
-            // not `a.b.example`.
-            let qtype = u16::from(question.query_type());
-            let qclass = u16::from(question.query_class());
-            let flags = flags(packet, dnssec_ok(&query));
-            let Some(key) = Key::new(question.name().iter(), qtype, qclass, flags) else {
-                let bytes = answer::encode(&answer::error(&query, ResponseCode::FormErr), max);
-                out.runtime = Some(runtime);
-                return Step::Reply(Some(bytes), out);
-            };
-            if let Lookup::Hit(entry) = state.cache.get(&key, Instant::now()) {
-                out.path = Path::Cached;
-                out.upstream = Some(entry.upstream);
-                let bytes = respond(&runtime, &query, packet, client, &entry, protocol, &mut out);
-                out.runtime = Some(runtime);
-                return Step::Reply(Some(bytes), out);
-            }
-            out.runtime = Some(runtime.clone());
-            return Step::Forward(Pending {
-                runtime,
-                query,
-                packet: packet.to_vec(),
-                key: key.boxed(),
-                outcome: out,
-            });
-        }
+        Verdict::Allow | Verdict::Log => return Decided::Onward(runtime),
     };
-    out.runtime = Some(runtime);
-    Step::Reply(reply, out)
+    Decided::Answer(reply, Some(runtime))
+}
+
+/// cache → (hit) recheck → fit, or (miss) the query to forward.
+fn forward_or_cached(
+    state: &State,
+    q: &Question<'_>,
+    runtime: Arc<Runtime>,
+    mut out: Outcome,
+) -> Step {
+    // Wire-format labels, not the dotted text: `a\.b.example` is not
+    // `a.b.example`.
+    let flags = flags(q.packet, q.dnssec_ok());
+    let Some(key) = Key::new(q.labels(), q.qtype, q.qclass, flags) else {
+        out.answered = Answered::Local;
+        out.runtime = Some(runtime);
+        let bytes = fit(answer::error(q, rcode::FORMERR), q, out.protocol);
+        return Step::Reply(Some(bytes), out);
+    };
+    if let Lookup::Hit(entry) = state.cache.get(&key, Instant::now()) {
+        out.answered = Answered::Cached;
+        out.upstream = Some(entry.upstream);
+        let bytes = respond(&runtime, q, &entry, &mut out);
+        out.runtime = Some(runtime);
+        return Step::Reply(Some(bytes), out);
+    }
+    out.runtime = Some(runtime.clone());
+    Step::Forward(Pending {
+        runtime,
+        packet: q.packet.to_vec(),
+        key: key.boxed(),
+        outcome: out,
+    })
 }
 
 /// DO, CD and AD change what an upstream returns, so they are part of the
@@ -285,10 +261,6 @@ pub(crate) fn flags(packet: &[u8], dnssec_ok: bool) -> u8 {
     let cd = byte3 & 0x10 != 0;
     let ad = byte3 & 0x20 != 0 && !dnssec_ok;
     u8::from(dnssec_ok) | (u8::from(cd) << 1) | (u8::from(ad) << 2)
-}
-
-fn dnssec_ok(query: &Message) -> bool {
-    query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok)
 }
 
 /// What an upstream answer's CNAME targets and addresses mean for this
@@ -314,9 +286,9 @@ fn recheck<'a>(
         return Recheck::Clear;
     }
     let mut logged = None;
-    let mut note = |d: Decision<'a>, via: String| -> Option<Recheck<'a>> {
+    let mut note = |d: Decision<'a>, via: &dyn Fn() -> String| -> Option<Recheck<'a>> {
         match d.verdict {
-            Verdict::Block => Some(Recheck::Block(d, via)),
+            Verdict::Block => Some(Recheck::Block(d, via())),
             Verdict::Log if verdict == Some(Verdict::Allow) && logged.is_none() => {
                 logged = Some(d);
                 None
@@ -326,7 +298,8 @@ fn recheck<'a>(
     };
     for target in &entry.targets {
         let d = runtime.policy.decide(client, target, now);
-        if let Some(block) = note(d, format!("via CNAME {}", String::from_utf8_lossy(target))) {
+        let via = || format!("via CNAME {}", String::from_utf8_lossy(target));
+        if let Some(block) = note(d, &via) {
             return block;
         }
     }
@@ -335,7 +308,7 @@ fn recheck<'a>(
     if runtime.policy.has_address_lists() {
         for addr in &entry.addresses {
             let d = runtime.policy.decide_address(client, *addr, now);
-            if let Some(block) = note(d, format!("answer address {addr}")) {
+            if let Some(block) = note(d, &|| format!("answer address {addr}")) {
                 return block;
             }
         }
@@ -343,29 +316,21 @@ fn recheck<'a>(
     logged.map_or(Recheck::Clear, Recheck::Log)
 }
 
-/// Cuts an answer to the transport's size: a UDP client gets TC=1 and
-/// retries over TCP. `edns` is the client's DO bit when it sent an OPT.
-fn fit(bytes: Vec<u8>, max: usize, edns: Option<bool>) -> Vec<u8> {
-    if bytes.len() <= max {
+/// Cuts an answer to the transport's size: a UDP client gets TC=1 (its DO
+/// echoed in the OPT) and retries over TCP.
+fn fit(bytes: Vec<u8>, q: &Question<'_>, protocol: Protocol) -> Vec<u8> {
+    if bytes.len() <= q.limit(protocol, answer::MAX_UDP) {
         return bytes;
     }
     let end = wire::walk(&bytes).map_or(12, |l| l.question_end);
-    wire::truncate(&bytes, end, edns)
+    wire::truncate(&bytes, end, q.edns.map(|e| e.dnssec_ok))
 }
 
 /// The answer from an upstream entry for this client: CNAME targets and
 /// addresses are checked against the policy first (a CNAME into a blocked
 /// zone is the blocked name), then the bytes are rendered and fitted.
-fn respond(
-    runtime: &Runtime,
-    query: &Message,
-    packet: &[u8],
-    client: IpAddr,
-    entry: &Entry,
-    protocol: Protocol,
-    out: &mut Outcome,
-) -> Vec<u8> {
-    let max = limit(query, protocol);
+fn respond(runtime: &Runtime, q: &Question<'_>, entry: &Entry, out: &mut Outcome) -> Vec<u8> {
+    let client = out.client.ip().to_canonical();
     let allowed_by_rule = out.verdict == Some(Verdict::Allow) && out.rule.is_some();
     match recheck(
         runtime,
@@ -377,18 +342,14 @@ fn respond(
     ) {
         Recheck::Block(d, via) => {
             out.decided(&d);
-            out.path = Path::Blocked;
-            return answer::encode(&blocked(runtime, query, &d, Some(&via)), max);
+            out.answered = Answered::Blocked;
+            return fit(blocked(runtime, q, &d, Some(&via)), q, out.protocol);
         }
         Recheck::Log(d) => out.decided(&d),
         Recheck::Clear => {}
     }
-    let question = wire::walk(packet)
-        .and_then(|l| packet.get(12..l.question_end))
-        .unwrap_or(&[]);
-    let edns = query.edns.as_ref().map(|e| e.flags().dnssec_ok);
-    let bytes = entry.render(wire::id(packet), question, edns.is_some(), Instant::now());
-    finish_forwarded(bytes, packet, entry, edns, max)
+    let bytes = entry.render(q.id, q.question(), q.edns.is_some(), Instant::now());
+    finish_forwarded(bytes, q, entry, out.protocol)
 }
 
 /// The last touches on a forwarded or cached answer: header bits from the
@@ -397,37 +358,36 @@ fn respond(
 /// is added or the answer is truncated.
 fn finish_forwarded(
     mut bytes: Vec<u8>,
-    packet: &[u8],
+    q: &Question<'_>,
     entry: &Entry,
-    edns: Option<bool>,
-    max: usize,
+    protocol: Protocol,
 ) -> Vec<u8> {
-    if let [_, _, b2, b3, ..] = *packet {
-        wire::set_forwarded_flags(&mut bytes, b2, b3, edns == Some(true));
-    }
-    if let Some(dnssec_ok) = edns {
+    let (b2, b3) = q.flag_bytes();
+    wire::set_forwarded_flags(&mut bytes, b2, b3, q.dnssec_ok());
+    if let Some(e) = q.edns {
         // An answer relayed with odd OPTs (two, or one outside the
         // additional section) has no usable `layout.opt` but must not get a
         // third: the records themselves say whether one is there.
         let had_opt = entry.layout.opt.is_some() || wire::any_opt(&bytes);
-        wire::ensure_opt(&mut bytes, had_opt, dnssec_ok);
+        wire::ensure_opt(&mut bytes, had_opt, e.dnssec_ok);
     }
-    fit(bytes, max, edns)
+    fit(bytes, q, protocol)
 }
 
 /// The blocked answer, its EDE naming the rule and list (and the CNAME
-/// target, when the block came from one).
-fn blocked(runtime: &Runtime, query: &Message, d: &Decision<'_>, via: Option<&str>) -> Message {
+/// target or address, when the block came from a re-check).
+fn blocked(runtime: &Runtime, q: &Question<'_>, d: &Decision<'_>, via: Option<&str>) -> Vec<u8> {
     let c = &runtime.policy.config;
-    let rule = d.rule.map_or("?", |(r, _)| c.rules[r].name.as_str());
+    let rule = d
+        .rule
+        .and_then(|(r, _)| c.rules.get(r))
+        .map_or("?", |r| r.name.as_str());
     let (list, entry) = d.matched.map_or(("?", &b""[..]), |m| {
-        (c.lists[m.list].name.as_str(), m.entry)
+        (
+            c.lists.get(m.list).map_or("?", |l| l.name.as_str()),
+            m.entry,
+        )
     });
-    let entry_text = String::from_utf8_lossy(entry);
-    let why = match via {
-        Some(via) => format!("blocked by rule {rule} (list {list}, entry {entry_text}) {via}"),
-        None => format!("blocked by rule {rule} (list {list}, entry {entry_text})"),
-    };
-    let blocking = runtime.policy.blocking_for(d);
-    answer::blocked(query, &blocking, &answer::zone_name(entry), &why)
+    let why = |t: &mut String| answer::why(t, rule, list, entry, via);
+    answer::blocked(q, &runtime.policy.blocking_for(d), entry, &why)
 }

@@ -1,7 +1,7 @@
 //! The last step of a query, after the reply has gone: metrics, then the
 //! client table, then the query log. Nothing here can delay an answer.
 
-use super::{Outcome, Path};
+use super::{Answered, Outcome};
 use crate::config::{Action, LogEvents};
 use crate::metrics::Dropped;
 use crate::policy::Verdict;
@@ -16,15 +16,15 @@ pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
     if let Some(bytes) = reply {
         m.rcode(wire::rcode(bytes));
     }
-    match (&out.path, reply) {
-        (Path::Dropped, _) => m.dropped(Dropped::QrSet),
-        (Path::Refused, None) => m.dropped(Dropped::Access),
-        (Path::Cached, _) => m.cache_hits.increment(1),
-        (Path::Forwarded | Path::Failed, _) => m.cache_misses.increment(1),
+    match (out.answered, reply) {
+        (Answered::Dropped, _) => m.dropped(Dropped::QrSet),
+        (Answered::Refused, None) => m.dropped(Dropped::Access),
+        (Answered::Cached, _) => m.cache_hits.increment(1),
+        (Answered::Forwarded | Answered::Failed, _) => m.cache_misses.increment(1),
         _ => {}
     }
     let elapsed = out.start.elapsed();
-    m.duration(&out.path, elapsed.as_secs_f64());
+    m.duration(out.answered, elapsed.as_secs_f64());
     let (Some(runtime), Some(verdict)) = (&out.runtime, out.verdict) else {
         return;
     };
@@ -89,7 +89,7 @@ pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
         rcode: reply.map(wire::rcode),
         duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         upstream: out.upstream,
-        cached: out.path == Path::Cached,
+        cached: out.answered == Answered::Cached,
         unclassified: out.unclassified,
     });
 }

@@ -61,18 +61,18 @@ pub fn records(msg: &[u8]) -> Option<Vec<Record>> {
             Section::Additional
         };
         at = skip_name(msg, at)?;
-        let fixed = msg.get(at..at.checked_add(10)?)?;
-        let be16 = |i: usize| u16::from_be_bytes([fixed[i], fixed[i + 1]]);
+        let fixed: [u8; 10] = msg.get(at..at.checked_add(10)?)?.try_into().ok()?;
+        let [t0, t1, c0, c1, l0, l1, l2, l3, r0, r1] = fixed;
         let start = at + 10;
-        let end = start + usize::from(be16(8));
+        let end = start + usize::from(u16::from_be_bytes([r0, r1]));
         if end > msg.len() {
             return None;
         }
         out.push(Record {
             section,
-            rtype: be16(0),
-            class: be16(2),
-            ttl: u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]),
+            rtype: u16::from_be_bytes([t0, t1]),
+            class: u16::from_be_bytes([c0, c1]),
+            ttl: u32::from_be_bytes([l0, l1, l2, l3]),
             rdata: start..end,
         });
         at = end;
@@ -130,6 +130,7 @@ pub fn name_text(msg: &[u8], mut at: usize, limit: usize) -> Option<Box<[u8]>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
