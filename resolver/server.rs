@@ -246,8 +246,18 @@ async fn tcp_loop(
         };
         let (state, inflight, shutdown) = (state.clone(), inflight.clone(), shutdown.clone());
         state.metrics.tcp_connections.increment(1.0);
+        let _ = stream.set_nodelay(true);
         open.spawn(async move {
-            let _ = tcp::connection(stream, src, state.clone(), limits, inflight, shutdown).await;
+            let _ = tcp::connection(
+                stream,
+                src,
+                Protocol::Tcp,
+                state.clone(),
+                limits,
+                inflight,
+                shutdown,
+            )
+            .await;
             state.metrics.tcp_connections.decrement(1.0);
             drop(permit);
         });

@@ -14,9 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -27,17 +25,21 @@ use crate::pipeline::{self, Outcome, Protocol, Step};
 use crate::reload::State;
 
 /// Serves one connection until the client closes it, it idles out, it
-/// reaches `tcp.max_queries`, or shutdown is asked for.
-pub(super) async fn connection(
-    stream: TcpStream,
+/// reaches `tcp.max_queries`, or shutdown is asked for. `stream` is a TCP
+/// socket or a TLS session over one (DoT): the framing is the same.
+pub(super) async fn connection<S>(
+    stream: S,
     src: SocketAddr,
+    protocol: Protocol,
     state: Arc<State>,
     limits: Limits,
     inflight: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
-) -> io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(512);
     let mut pending: JoinSet<(Option<Vec<u8>>, Outcome)> = JoinSet::new();
     let mut read = 0usize;
@@ -59,7 +61,7 @@ pub(super) async fn connection(
                 linger = true;
             }
             idle.as_mut().reset(Instant::now() + limits.tcp_idle);
-            match pipeline::prepare(&state, &msg, src, Protocol::Tcp) {
+            match pipeline::prepare(&state, &msg, src, protocol) {
                 Step::Reply(bytes, outcome) => {
                     write(&mut wr, &state, bytes, outcome, limits).await?
                 }
@@ -116,7 +118,7 @@ fn frame(buf: &mut BytesMut) -> Option<Vec<u8>> {
 }
 
 /// Reads until the client closes its side.
-async fn discard(rd: &mut OwnedReadHalf) {
+async fn discard(rd: &mut (impl AsyncRead + Unpin)) {
     let mut sink = [0u8; 1024];
     while let Ok(n) = rd.read(&mut sink).await {
         if n == 0 {
@@ -128,7 +130,7 @@ async fn discard(rd: &mut OwnedReadHalf) {
 /// Writes one framed answer (a client that stops reading gets
 /// `tcp.idle_timeout`), then observes it.
 async fn write(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut (impl AsyncWrite + Unpin),
     state: &State,
     bytes: Option<Vec<u8>>,
     outcome: Outcome,
