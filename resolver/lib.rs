@@ -54,6 +54,7 @@
 pub mod answer;
 pub mod blocklist;
 pub mod cache;
+pub mod certs;
 pub mod cli;
 pub mod clients;
 pub mod config;

@@ -203,7 +203,7 @@ const ACTIONS: [Verdict; 4] = [
     Verdict::Block,
     Verdict::Refuse,
 ];
-const PROTOCOLS: [Protocol; 2] = [Protocol::Udp, Protocol::Tcp];
+const PROTOCOLS: [Protocol; 3] = [Protocol::Udp, Protocol::Tcp, Protocol::Dot];
 const PATHS: [&str; 4] = ["blocked", "cached", "forwarded", "local"];
 
 /// The process's metrics: the recorder and the handles that do not depend
@@ -372,11 +372,13 @@ impl Metrics {
         let mut queries = Vec::with_capacity(nets.len() * ACTIONS.len() * PROTOCOLS.len());
         for (i, net) in nets.iter().enumerate() {
             // Only combinations that can occur get a series: a client in no
-            // network is refused, and a refused client is in no network.
+            // network is refused, and a refused client is in no network;
+            // `dot` only with a DoT listener.
             let none = i + 1 == nets.len();
             for a in ACTIONS {
                 for p in PROTOCOLS {
-                    queries.push(if none == (a == Verdict::Refuse) {
+                    let listened = p != Protocol::Dot || c.tls.is_some();
+                    queries.push(if listened && none == (a == Verdict::Refuse) {
                         counter(
                             r,
                             "cutoff_queries_total",
@@ -571,7 +573,7 @@ impl Counters {
         let nets = self.queries.len() / (ACTIONS.len() * PROTOCOLS.len());
         let n = network.unwrap_or(nets - 1);
         let a = ACTIONS.iter().position(|x| *x == verdict).unwrap_or(0);
-        let p = usize::from(protocol == Protocol::Tcp);
+        let p = PROTOCOLS.iter().position(|x| *x == protocol).unwrap_or(0);
         if let Some(c) = self
             .queries
             .get((n * ACTIONS.len() + a) * PROTOCOLS.len() + p)

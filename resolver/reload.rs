@@ -244,6 +244,11 @@ impl State {
                 "`listen` changed: listeners change only on restart; the new addresses are ignored until then"
             );
         }
+        if config.tls != old.policy.config.tls {
+            tracing::warn!(
+                "`listen_tls` or `tls` changed: DoT listeners and their certificate change only on restart"
+            );
+        }
         if config.query_log.path != old.policy.config.query_log.path {
             tracing::warn!(
                 "`query_log.path` changed: it applies from the next restart; `events` and `client` apply now"

@@ -26,6 +26,9 @@ use crate::reload::State;
 
 mod pktinfo;
 mod tcp;
+mod tls;
+
+pub use tls::Settings as TlsSettings;
 
 /// Bound sockets, before serving starts.
 #[derive(Debug)]
@@ -34,6 +37,10 @@ pub struct Listeners {
     pub udp: Vec<UdpSocket>,
     /// One TCP listener per listen address.
     pub tcp: Vec<TcpListener>,
+    /// DoT listeners (`listen_tls`) and their certificate pair.
+    pub tls: Vec<TcpListener>,
+    /// The certificate pair and handshake timeout, when `tls` is not empty.
+    pub tls_settings: Option<TlsSettings>,
 }
 
 impl Listeners {
@@ -54,7 +61,32 @@ impl Listeners {
             udp.push(u);
             tcp.push(t);
         }
-        Ok(Self { udp, tcp })
+        Ok(Self {
+            udp,
+            tcp,
+            tls: Vec::new(),
+            tls_settings: None,
+        })
+    }
+
+    /// Binds a DoT listener on every address in `addrs`.
+    pub fn bind_tls(&mut self, addrs: &[SocketAddr], settings: TlsSettings) -> io::Result<()> {
+        for addr in addrs {
+            let t = bind_tcp(*addr).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on tls {addr}: {e}"))
+            })?;
+            self.tls.push(t);
+        }
+        self.tls_settings = Some(settings);
+        Ok(())
+    }
+
+    /// The bound DoT addresses.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     /// The bound UDP addresses (the TCP ones are the same).
@@ -136,6 +168,21 @@ pub async fn run(
             connections.clone(),
             shutdown.clone(),
         ));
+    }
+    if let Some(settings) = listeners.tls_settings {
+        // Its own cap: a DoT flood cannot take plain TCP's slots.
+        let tls_connections = Arc::new(Semaphore::new(limits.tcp_connections));
+        for listener in listeners.tls {
+            tasks.spawn(tls::accept_loop(
+                listener,
+                settings.clone(),
+                state.clone(),
+                limits,
+                inflight.clone(),
+                tls_connections.clone(),
+                shutdown.clone(),
+            ));
+        }
     }
     stopped(&mut shutdown).await;
     // Loops exit on the signal; give them (and their queries) the grace period.

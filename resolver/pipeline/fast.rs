@@ -35,7 +35,7 @@ pub(super) fn answer(
     let decision = runtime.policy.decide(client, name.as_bytes(), out.time);
     let c = &runtime.policy.config;
     let max = match (protocol, q.edns) {
-        (Protocol::Tcp, _) => usize::from(u16::MAX),
+        (Protocol::Tcp | Protocol::Dot, _) => usize::from(u16::MAX),
         (Protocol::Udp, None) => 512,
         (Protocol::Udp, Some(e)) => usize::from(e.size.clamp(512, answer::MAX_UDP)),
     };

@@ -36,14 +36,17 @@ pub enum Protocol {
     Udp,
     /// TCP.
     Tcp,
+    /// DNS over TLS (RFC 7858): TCP framing inside a TLS session.
+    Dot,
 }
 
 impl Protocol {
-    /// `udp` or `tcp`.
+    /// `udp`, `tcp` or `dot`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
+            Self::Dot => "dot",
         }
     }
 }
@@ -151,7 +154,7 @@ pub enum Step {
 /// more than 1232 bytes over UDP, DNS Flag Day 2020).
 fn limit(query: &Message, protocol: Protocol) -> usize {
     match (protocol, &query.edns) {
-        (Protocol::Tcp, _) => usize::from(u16::MAX),
+        (Protocol::Tcp | Protocol::Dot, _) => usize::from(u16::MAX),
         (Protocol::Udp, None) => 512,
         (Protocol::Udp, Some(e)) => usize::from(e.max_payload().clamp(512, answer::MAX_UDP)),
     }

@@ -1,0 +1,97 @@
+//! `listen_tls` and `tls:` validated: the DoT listen addresses and the
+//! certificate pair, loaded here so that `cutoff check` and a reload report
+//! a bad pair with its line and change nothing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::raw::{At, RawConfig};
+use super::validate::{Checker, socket};
+
+/// The encrypted listeners and their certificate pair.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// `listen_tls`: DoT addresses (port 853 unless written).
+    pub listen: Vec<SocketAddr>,
+    /// `tls.certificate`, resolved against the config's folder.
+    pub certificate: PathBuf,
+    /// `tls.key`, resolved against the config's folder.
+    pub key: PathBuf,
+    /// `tls.handshake_timeout` (default 5 s).
+    pub handshake_timeout: Duration,
+    /// The pair as loaded when the config was validated.
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+impl PartialEq for Tls {
+    fn eq(&self, other: &Self) -> bool {
+        self.listen == other.listen
+            && self.certificate == other.certificate
+            && self.key == other.key
+            && self.handshake_timeout == other.handshake_timeout
+    }
+}
+
+/// `None` without `listen_tls`; a listener without a pair is an error.
+pub(super) fn tls(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Tls> {
+    let items = raw.listen_tls.as_ref()?;
+    let listen: Vec<SocketAddr> = items
+        .value
+        .iter()
+        .filter_map(|a| socket(c, a, 853))
+        .collect();
+    let file = |c: &mut Checker<'_>, a: &Option<At<String>>, key: &str| match a {
+        None => {
+            c.error(
+                items,
+                format!("`listen_tls` needs `tls.{key}` (a PEM file)"),
+            );
+            None
+        }
+        Some(a) => Some(base.join(&a.value)),
+    };
+    let certificate = file(c, &raw.tls_certificate, "certificate");
+    let key = file(c, &raw.tls_key, "key");
+    let handshake_timeout = match &raw.tls_handshake_timeout {
+        None => Duration::from_secs(5),
+        Some(a) => match super::settings::duration(&a.value) {
+            Some(d) if !d.is_zero() => d,
+            _ => {
+                c.error(
+                    a,
+                    format!(
+                        "`{}` is not a duration like 1500ms, 5s or 1m (above 0)",
+                        a.value
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    let (certificate, key) = (certificate?, key?);
+    let server = match crate::certs::load(&certificate, &key, &[crate::certs::ALPN_DOT]) {
+        Ok(s) => s,
+        Err(e) => {
+            let at = match e {
+                crate::certs::CertError::Key { .. } => raw.tls_key.as_ref(),
+                _ => raw.tls_certificate.as_ref(),
+            };
+            if let Some(at) = at {
+                c.error(at, e.to_string());
+            }
+            return None;
+        }
+    };
+    if items.value.is_empty() {
+        return None;
+    }
+    Some(Tls {
+        listen,
+        certificate,
+        key,
+        handshake_timeout,
+        server,
+    })
+}
