@@ -14,6 +14,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// ALPN for DNS over TLS (RFC 7858 §3.2, registered as `dot`).
 pub const ALPN_DOT: &[u8] = b"dot";
 
+/// The largest certificate or key file read (a long chain is a few KiB).
+const MAX_PEM: u64 = 1 << 20;
+
 /// Why a certificate pair cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
@@ -58,17 +61,21 @@ pub fn load(
         path: certificate.to_path_buf(),
         reason,
     };
-    let chain = CertificateDer::pem_file_iter(certificate)
-        .map_err(|e| cert_err(e.to_string()))?
+    let text =
+        crate::files::read_capped(certificate, MAX_PEM).map_err(|e| cert_err(e.to_string()))?;
+    let chain = CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| cert_err(e.to_string()))?;
     if chain.is_empty() {
         return Err(cert_err("no PEM certificate in the file".into()));
     }
-    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| CertError::Key {
+    let key_err = |reason: String| CertError::Key {
         path: key.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let text = crate::files::read_capped(key, MAX_PEM).map_err(|e| key_err(e.to_string()))?;
+    let private =
+        PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| key_err(e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

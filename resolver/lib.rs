@@ -12,7 +12,8 @@
 //! | [`matcher`] | "is this name, or a parent of it, in the set?": label-aware, no allocation per lookup |
 //! | [`networks`] | client address → allowed? → the most specific named network, in one longest-prefix lookup |
 //! | [`policy`] | the immutable [`policy::Snapshot`] and `decide(client, name, now)` with its reason |
-//! | [`server`] | UDP and TCP listeners with their limits; bytes in, bytes out |
+//! | [`server`] | UDP, TCP and DoT listeners with their limits; bytes in, bytes out |
+//! | [`certs`] | the DoT certificate pair: PEM files → a rustls server config, key checked |
 //! | [`ratelimit`] | per-client token buckets at UDP receive: drop or TC=1 slip over the limit, exempt list |
 //! | [`pipeline`] | the order of one query's steps: the only place where the order lives |
 //! | [`wire`] | byte-level views of messages for the hot path (plain queries, TTL offsets, truncation) |

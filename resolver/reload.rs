@@ -244,9 +244,10 @@ impl State {
                 "`listen` changed: listeners change only on restart; the new addresses are ignored until then"
             );
         }
-        if config.tls != old.policy.config.tls {
+        let tls_listen = |c: &crate::config::Config| c.tls.as_ref().map(|t| t.listen.clone());
+        if tls_listen(&config) != tls_listen(&old.policy.config) {
             tracing::warn!(
-                "`listen_tls` or `tls` changed: DoT listeners and their certificate change only on restart"
+                "`listen_tls` changed: DoT listeners change only on restart (the certificate is re-read now)"
             );
         }
         if config.query_log.path != old.policy.config.query_log.path {

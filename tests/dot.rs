@@ -220,6 +220,71 @@ async fn a_client_that_never_finishes_its_handshake_is_closed_and_tcp_still_answ
     s.stop().await;
 }
 
+/// The certificate `openssl s_client` is shown on `port`, as PEM.
+fn s_client(port: u16) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-alpn",
+            "dot",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a certificate's PEM says between its armour lines.
+fn body(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_serves_a_rotated_certificate_and_a_bad_pair_keeps_the_old_one() {
+    if !needs_tool("openssl", "apt-get install openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let (yaml, first) = config(dir.path());
+    let up = Fakeup::start().await;
+    let s = serve(&yaml, up.addr()).await;
+    let port = s.tls[0].port();
+    let seen = || tokio::task::spawn_blocking(move || body(&s_client(port)));
+    assert!(seen().await.expect("openssl").contains(&body(&first)));
+    // Rotation, as certbot does it: new files, then SIGHUP (the reload).
+    let second = write_pair(dir.path());
+    s.state.reload().expect("reload with a good pair");
+    let shown = seen().await.expect("openssl");
+    assert!(shown.contains(&body(&second)), "{shown}");
+    assert!(!shown.contains(&body(&first)));
+    // A key that is not the certificate's: the reload fails, counted, and
+    // the running pair stays.
+    let failures = |text: &str| {
+        value(
+            &parse_metrics(text),
+            "cutoff_config_reloads_total",
+            &[("result", "failure")],
+        )
+    };
+    let (_, before) = crate::harness::http(s.http, "GET", "/metrics").await;
+    write_pair(dir.path());
+    let other = KeyPair::generate().expect("key");
+    std::fs::write(dir.path().join("key.pem"), other.serialize_pem()).expect("key");
+    let err = s.state.reload().expect_err("a bad pair is refused");
+    assert!(format!("{err:?}").contains("do not form a pair"), "{err:?}");
+    let (_, after) = crate::harness::http(s.http, "GET", "/metrics").await;
+    assert_eq!(
+        failures(&after),
+        failures(&before).map(|v| v + 1.0),
+        "{after}"
+    );
+    let shown = seen().await.expect("openssl");
+    assert!(shown.contains(&body(&second)), "{shown}");
+    s.stop().await;
+}
+
 fn check(yaml: &str) -> (i32, String) {
     let (dir, path) = temp_file("cutoff.yaml", yaml);
     let (code, _, err) = run(&["check", "--config", path.to_str().expect("utf8")]);

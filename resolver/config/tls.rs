@@ -25,15 +25,6 @@ pub struct Tls {
     pub server: Arc<rustls::ServerConfig>,
 }
 
-impl PartialEq for Tls {
-    fn eq(&self, other: &Self) -> bool {
-        self.listen == other.listen
-            && self.certificate == other.certificate
-            && self.key == other.key
-            && self.handshake_timeout == other.handshake_timeout
-    }
-}
-
 /// `None` without `listen_tls`; a listener without a pair is an error.
 pub(super) fn tls(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Tls> {
     let items = raw.listen_tls.as_ref()?;

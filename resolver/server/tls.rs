@@ -23,7 +23,8 @@ use crate::reload::State;
 /// What a DoT listener needs besides its socket.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The certificate pair and ALPN `dot`.
+    /// The certificate pair and ALPN `dot` at start-up (used while the
+    /// running config has none, i.e. after a reload removed `listen_tls`).
     pub server: Arc<rustls::ServerConfig>,
     /// A handshake not done by then is dropped.
     pub handshake_timeout: Duration,
@@ -38,7 +39,6 @@ pub(super) async fn accept_loop(
     connections: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(settings.server);
     let mut open = JoinSet::new();
     loop {
         let (stream, src) = tokio::select! {
@@ -60,7 +60,18 @@ pub(super) async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let (state, inflight, shutdown) = (state.clone(), inflight.clone(), shutdown.clone());
-        let (acceptor, handshake) = (acceptor.clone(), settings.handshake_timeout);
+        // The pair of the running config: a reload (SIGHUP) that read a
+        // new certificate serves it from the next handshake on, and one
+        // that failed (a bad pair) left the old config, so the old pair.
+        let server = state
+            .current
+            .load()
+            .policy
+            .config
+            .tls
+            .as_ref()
+            .map_or_else(|| settings.server.clone(), |t| t.server.clone());
+        let (acceptor, handshake) = (TlsAcceptor::from(server), settings.handshake_timeout);
         open.spawn(async move {
             // A client that never finishes its handshake holds a slot only
             // this long; a failed one is just closed (nothing to answer).
