@@ -88,3 +88,106 @@ pub fn load(
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
+
+/// When the leaf of `certificate` (PEM) stops being valid, in Unix
+/// seconds; `None` when it cannot be read.
+pub fn expiry(certificate: &Path) -> Option<i64> {
+    let text = crate::files::read_capped(certificate, MAX_PEM).ok()?;
+    let leaf = CertificateDer::pem_slice_iter(text.as_bytes())
+        .next()?
+        .ok()?;
+    not_after(&leaf)
+}
+
+/// The `notAfter` of an X.509 certificate (RFC 5280 §4.1.2.5), read with
+/// a minimal DER walk: Certificate → TBSCertificate → Validity.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    let (0x30, cert, _) = tlv(der)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = tlv(cert)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = tlv(rest)?.2; // version
+    }
+    for _ in 0..3 {
+        rest = tlv(rest)?.2; // serial, signature algorithm, issuer
+    }
+    let (0x30, validity, _) = tlv(rest)? else {
+        return None;
+    };
+    let (tag, time, _) = tlv(tlv(validity)?.2)?;
+    let text = std::str::from_utf8(time).ok()?.strip_suffix('Z')?;
+    let digits = |s: &str| -> Option<i16> {
+        s.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (year, rest) = match tag {
+        // UTCTime: two-digit years, 1950 to 2049 (RFC 5280 §4.1.2.5.1).
+        0x17 => {
+            let yy = digits(text.get(..2)?)?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, text.get(2..)?)
+        }
+        0x18 => (digits(text.get(..4)?)?, text.get(4..)?),
+        _ => return None,
+    };
+    let field = |i: usize| digits(rest.get(i..i + 2)?).and_then(|v| i8::try_from(v).ok());
+    let at = jiff::civil::DateTime::new(
+        year,
+        field(0)?,
+        field(2)?,
+        field(4)?,
+        field(6)?,
+        field(8)?,
+        0,
+    )
+    .ok()?;
+    Some(jiff::tz::TimeZone::UTC.to_timestamp(at).ok()?.as_second())
+}
+
+/// One DER element: its tag, its contents and what follows it.
+fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *b.first()?;
+    let first = *b.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let len = b
+            .get(2..2 + n)?
+            .iter()
+            .fold(0usize, |acc, x| (acc << 8) | usize::from(*x));
+        (len, 2 + n)
+    };
+    let end = header.checked_add(len)?;
+    Some((tag, b.get(header..end)?, b.get(end..)?))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn not_after_is_read_from_a_generated_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["dns.test".into()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 7, 4);
+        let cert = params.self_signed(&key).unwrap();
+        // 2031-07-04T00:00:00Z
+        assert_eq!(not_after(cert.der()), Some(1_940_889_600));
+    }
+
+    #[test]
+    fn truncated_or_foreign_bytes_have_no_expiry() {
+        assert_eq!(not_after(&[]), None);
+        assert_eq!(not_after(&[0x30, 0x82, 0xff]), None);
+        assert_eq!(not_after(b"not a certificate"), None);
+    }
+}

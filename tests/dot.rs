@@ -305,6 +305,38 @@ fn check_refuses_a_key_that_is_not_the_certificates_with_its_line() {
 }
 
 #[test]
+fn check_warns_about_a_certificate_that_expires_within_14_days() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (yaml, _) = config(dir.path());
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(vec!["dns.test".to_owned()]).expect("params");
+    // Midnight UTC three or four days from now.
+    let soon = jiff::tz::TimeZone::UTC
+        .to_datetime(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(4 * 24))
+        .date();
+    params.not_after = rcgen::date_time_ymd(
+        i32::from(soon.year()),
+        u8::try_from(soon.month()).expect("month"),
+        u8::try_from(soon.day()).expect("day"),
+    );
+    let cert = params.self_signed(&key).expect("cert");
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).expect("cert.pem");
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).expect("key.pem");
+    let (_d, path) = temp_file("cutoff.yaml", &yaml.replace("{upstream}", "127.0.0.1:53"));
+    let (code, out, err) = run(&["check", "--config", path.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(all.contains("line 5: tls.certificate"), "{all}");
+    assert!(all.contains("within 14 days: renew it"), "{all}");
+    // A fresh certificate (rcgen's default runs to 4096) gets no warning.
+    let (yaml, _) = config(dir.path());
+    let (_d, path) = temp_file("cutoff.yaml", &yaml.replace("{upstream}", "127.0.0.1:53"));
+    let (code, out, err) = run(&["check", "--config", path.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!format!("{out}{err}").contains("renew it"), "{out}{err}");
+}
+
+#[test]
 fn check_names_a_missing_key_file_and_a_listener_without_a_pair() {
     let dir = tempfile::tempdir().expect("dir");
     let (yaml, _) = config(dir.path());

@@ -23,7 +23,12 @@ pub struct Tls {
     pub handshake_timeout: Duration,
     /// The pair as loaded when the config was validated.
     pub server: Arc<rustls::ServerConfig>,
+    /// When the certificate expires (Unix seconds), if it could be read.
+    pub not_after: Option<i64>,
 }
+
+/// A certificate expiring sooner than this is warned about.
+const WARN_BEFORE_SECS: i64 = 14 * 86_400;
 
 /// `None` without `listen_tls`; a listener without a pair is an error.
 pub(super) fn tls(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Tls> {
@@ -75,6 +80,23 @@ pub(super) fn tls(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<T
             return None;
         }
     };
+    let not_after = crate::certs::expiry(&certificate);
+    if let (Some(at), Some(end)) = (raw.tls_certificate.as_ref(), not_after) {
+        let now = jiff::Timestamp::now().as_second();
+        let when =
+            jiff::Timestamp::from_second(end).map_or_else(|_| end.to_string(), |t| t.to_string());
+        if end <= now {
+            c.warn(
+                at,
+                format!("the certificate expired at {when}: clients refuse it"),
+            );
+        } else if end - now < WARN_BEFORE_SECS {
+            c.warn(
+                at,
+                format!("the certificate expires at {when}, within 14 days: renew it"),
+            );
+        }
+    }
     if items.value.is_empty() {
         return None;
     }
@@ -84,5 +106,6 @@ pub(super) fn tls(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<T
         key,
         handshake_timeout,
         server,
+        not_after,
     })
 }
