@@ -43,6 +43,11 @@ pub const UPSTREAM_BUCKETS: &[f64] = &[
 /// Every family: (name, kind, help). docs/metrics.md has the long form.
 pub const FAMILIES: &[(&str, &str, &str)] = &[
     (
+        "cutoff_tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "Unix time at which the DoT certificate in force expires (only with listen_tls).",
+    ),
+    (
         "cutoff_build_info",
         "gauge",
         "Build of the running binary (value 1).",
@@ -513,6 +518,10 @@ impl Metrics {
             .collect();
         gauge(r, "cutoff_config_info", &[("version", &c.version)]).set(1.0);
         gauge(r, "cutoff_rules_active", &[]).set(c.written_rules() as f64);
+        // Only with a DoT certificate: a 0 would read as long expired.
+        if let Some(end) = c.tls.as_ref().and_then(|t| t.not_after) {
+            gauge(r, "cutoff_tls_certificate_expiry_timestamp_seconds", &[]).set(end as f64);
+        }
         Counters {
             queries,
             matches,

@@ -179,6 +179,20 @@ async fn dot_negotiates_alpn_dot_and_answers_pipelined_queries_counted_and_logge
     };
     assert_eq!(dot("block"), Some(1.0), "{text}");
     assert_eq!(dot("allow"), Some(1.0), "{text}");
+    assert!(
+        text.contains("# HELP cutoff_tls_certificate_expiry_timestamp_seconds "),
+        "{text}"
+    );
+    // rcgen's default notAfter: 4096-01-01T00:00:00Z.
+    assert_eq!(
+        value(
+            &samples,
+            "cutoff_tls_certificate_expiry_timestamp_seconds",
+            &[]
+        ),
+        Some(67_090_118_400.0),
+        "{text}"
+    );
     s.state
         .query_log
         .as_ref()
