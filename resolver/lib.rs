@@ -12,7 +12,8 @@
 //! | [`matcher`] | "is this name, or a parent of it, in the set?": label-aware, no allocation per lookup |
 //! | [`networks`] | client address → allowed? → the most specific named network, in one longest-prefix lookup |
 //! | [`policy`] | the immutable [`policy::Snapshot`] and `decide(client, name, now)` with its reason |
-//! | [`server`] | UDP and TCP listeners with their limits; bytes in, bytes out |
+//! | [`server`] | UDP, TCP and DoT listeners with their limits; bytes in, bytes out |
+//! | [`certs`] | the DoT certificate pair: PEM files → a rustls server config, key checked |
 //! | [`ratelimit`] | per-client token buckets at UDP receive: drop or TC=1 slip over the limit, exempt list |
 //! | [`query`] | a leaf: the question view, the protocol, how a query was answered |
 //! | [`pipeline`] | the order of one query's steps: the only place where the order lives, and the only path |
@@ -67,6 +68,7 @@ pub mod activity;
 pub mod answer;
 pub mod blocklist;
 pub mod cache;
+pub mod certs;
 pub mod chain;
 pub mod cli;
 pub mod clients;

@@ -43,6 +43,11 @@ pub const UPSTREAM_BUCKETS: &[f64] = &[
 /// Every family: (name, kind, help). docs/metrics.md has the long form.
 pub const FAMILIES: &[(&str, &str, &str)] = &[
     (
+        "cutoff_tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "Unix time at which the DoT certificate in force expires (only with listen_tls).",
+    ),
+    (
         "cutoff_build_info",
         "gauge",
         "Build of the running binary (value 1).",
@@ -224,7 +229,7 @@ const ACTIONS: [Verdict; 4] = [
     Verdict::Block,
     Verdict::Refuse,
 ];
-const PROTOCOLS: [Protocol; 2] = [Protocol::Udp, Protocol::Tcp];
+const PROTOCOLS: [Protocol; 3] = Protocol::ALL;
 const PATHS: [&str; 4] = ["blocked", "cached", "forwarded", "local"];
 
 /// The process's metrics: the recorder and the handles that do not depend
@@ -443,11 +448,13 @@ impl Metrics {
         let mut queries = Vec::with_capacity(nets.len() * ACTIONS.len() * PROTOCOLS.len());
         for (i, net) in nets.iter().enumerate() {
             // Only combinations that can occur get a series: a client in no
-            // network is refused, and a refused client is in no network.
+            // network is refused, and a refused client is in no network;
+            // `dot` only with a DoT listener.
             let none = i + 1 == nets.len();
             for a in ACTIONS {
                 for p in PROTOCOLS {
-                    queries.push(if none == (a == Verdict::Refuse) {
+                    let listened = p != Protocol::Dot || c.tls.is_some();
+                    queries.push(if listened && none == (a == Verdict::Refuse) {
                         counter(
                             r,
                             "cutoff_queries_total",
@@ -582,6 +589,10 @@ impl Metrics {
             .collect();
         gauge(r, "cutoff_config_info", &[("version", &c.version)]).set(1.0);
         gauge(r, "cutoff_rules_active", &[]).set(c.written_rules() as f64);
+        // Only with a DoT certificate: a 0 would read as long expired.
+        if let Some(end) = c.tls.as_ref().and_then(|t| t.not_after) {
+            gauge(r, "cutoff_tls_certificate_expiry_timestamp_seconds", &[]).set(end as f64);
+        }
         Counters {
             queries,
             matches,
@@ -642,7 +653,7 @@ impl Counters {
         let nets = self.queries.len() / (ACTIONS.len() * PROTOCOLS.len());
         let n = network.unwrap_or(nets - 1);
         let a = ACTIONS.iter().position(|x| *x == verdict).unwrap_or(0);
-        let p = usize::from(protocol == Protocol::Tcp);
+        let p = PROTOCOLS.iter().position(|x| *x == protocol).unwrap_or(0);
         if let Some(c) = self
             .queries
             .get((n * ACTIONS.len() + a) * PROTOCOLS.len() + p)

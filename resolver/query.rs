@@ -11,17 +11,20 @@ pub enum Protocol {
     Udp,
     /// TCP.
     Tcp,
+    /// DNS over TLS (RFC 7858): TCP framing inside a TLS session.
+    Dot,
 }
 
 impl Protocol {
     /// Every protocol, in label order (metrics pre-create one series each).
-    pub const ALL: [Self; 2] = [Self::Udp, Self::Tcp];
+    pub const ALL: [Self; 3] = [Self::Udp, Self::Tcp, Self::Dot];
 
-    /// `udp` or `tcp`.
+    /// `udp`, `tcp` or `dot`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
+            Self::Dot => "dot",
         }
     }
 
@@ -167,7 +170,7 @@ impl<'p> Question<'p> {
     /// never more than `max_udp` bytes over UDP, DNS Flag Day 2020).
     pub fn limit(&self, protocol: Protocol, max_udp: u16) -> usize {
         match (protocol, self.edns) {
-            (Protocol::Tcp, _) => usize::from(u16::MAX),
+            (Protocol::Tcp | Protocol::Dot, _) => usize::from(u16::MAX),
             (Protocol::Udp, None) => 512,
             (Protocol::Udp, Some(e)) => usize::from(e.size.clamp(512, max_udp.max(512))),
         }

@@ -248,6 +248,12 @@ impl State {
                 "`listen` changed: listeners change only on restart; the new addresses are ignored until then"
             );
         }
+        let tls_listen = |c: &crate::config::Config| c.tls.as_ref().map(|t| t.listen.clone());
+        if tls_listen(&config) != tls_listen(&old.policy.config) {
+            tracing::warn!(
+                "`listen_tls` changed: DoT listeners change only on restart (the certificate is re-read now)"
+            );
+        }
         if config.query_log.path != old.policy.config.query_log.path {
             tracing::warn!(
                 "`query_log.path` changed: it applies from the next restart; `events` and `client` apply now"

@@ -32,6 +32,9 @@ mod conns;
 #[allow(unsafe_code)]
 mod pktinfo;
 mod tcp;
+mod tls;
+
+pub use tls::Settings as TlsSettings;
 
 /// Bound sockets, before serving starts.
 #[derive(Debug)]
@@ -40,6 +43,10 @@ pub struct Listeners {
     pub udp: Vec<UdpSocket>,
     /// One TCP listener per listen address.
     pub tcp: Vec<TcpListener>,
+    /// DoT listeners (`listen_tls`) and their certificate pair.
+    pub tls: Vec<TcpListener>,
+    /// The certificate pair and handshake timeout, when `tls` is not empty.
+    pub tls_settings: Option<TlsSettings>,
 }
 
 impl Listeners {
@@ -60,7 +67,32 @@ impl Listeners {
             udp.push(u);
             tcp.push(t);
         }
-        Ok(Self { udp, tcp })
+        Ok(Self {
+            udp,
+            tcp,
+            tls: Vec::new(),
+            tls_settings: None,
+        })
+    }
+
+    /// Binds a DoT listener on every address in `addrs`.
+    pub fn bind_tls(&mut self, addrs: &[SocketAddr], settings: TlsSettings) -> io::Result<()> {
+        for addr in addrs {
+            let t = bind_tcp(*addr).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on tls {addr}: {e}"))
+            })?;
+            self.tls.push(t);
+        }
+        self.tls_settings = Some(settings);
+        Ok(())
+    }
+
+    /// The bound DoT addresses.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     /// The bound UDP addresses (the TCP ones are the same).
@@ -172,6 +204,21 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    if let Some(settings) = listeners.tls_settings {
+        // Its own cap: a DoT flood cannot take plain TCP's slots.
+        let tls_connections = conns::Table::new(limits.tcp_connections, limits.tcp_per_client);
+        for listener in listeners.tls {
+            tasks.spawn(tls::accept_loop(
+                listener,
+                settings.clone(),
+                state.clone(),
+                limits,
+                inflight.clone(),
+                tls_connections.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
     stopped(&mut shutdown).await;
     // Loops exit on the signal; give them (and their queries) the grace period.
     let _ = tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
@@ -274,28 +321,19 @@ async fn tcp_loop(
         };
         // A refused connection is closed at once: it costs nothing and the
         // client can fall back to UDP or retry later.
-        let lease = match connections.admit(client_key(&state, src)) {
-            conns::Admit::Open { lease, evicted } => {
-                if evicted {
-                    state.metrics.dropped(Dropped::TcpEvicted);
-                }
-                lease
-            }
-            conns::Admit::OverClient => {
-                state.metrics.dropped(Dropped::TcpPerClient);
-                continue;
-            }
-            conns::Admit::Full => {
-                state.metrics.dropped(Dropped::TcpConnections);
-                continue;
-            }
+        let Some(lease) = admit(&state, &connections, src) else {
+            continue;
         };
         let (state, inflight, shutdown) = (state.clone(), inflight.clone(), shutdown.clone());
         state.metrics.tcp_connections.increment(1.0);
+        let _ = stream.set_nodelay(true);
         open.spawn(async move {
             let _ = tcp::connection(
                 stream,
-                src,
+                tcp::Peer {
+                    addr: src,
+                    protocol: Protocol::Tcp,
+                },
                 state.clone(),
                 limits,
                 inflight,
@@ -309,6 +347,27 @@ async fn tcp_loop(
         while open.try_join_next().is_some() {}
     }
     while open.join_next().await.is_some() {}
+}
+
+/// A slot in `table` for a new connection from `src` (the idle connection
+/// evicted to make room, or the refusal, counted), or `None`: close it.
+fn admit(state: &State, table: &Arc<conns::Table>, src: SocketAddr) -> Option<conns::Lease> {
+    match table.admit(client_key(state, src)) {
+        conns::Admit::Open { lease, evicted } => {
+            if evicted {
+                state.metrics.dropped(Dropped::TcpEvicted);
+            }
+            Some(lease)
+        }
+        conns::Admit::OverClient => {
+            state.metrics.dropped(Dropped::TcpPerClient);
+            None
+        }
+        conns::Admit::Full => {
+            state.metrics.dropped(Dropped::TcpConnections);
+            None
+        }
+    }
 }
 
 /// The prefix a TCP client is counted under: the rate limiter's when it is

@@ -24,6 +24,8 @@ pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
     /// Every address it listens on (see [`serve_on`]).
     pub(crate) addrs: Vec<SocketAddr>,
+    /// Its DoT addresses (`listen_tls`).
+    pub(crate) tls: Vec<SocketAddr>,
     /// Its shared state (for reloads).
     pub(crate) state: Arc<State>,
     /// The admin endpoint.
@@ -57,8 +59,16 @@ pub(crate) async fn serve_on(yaml: &str, upstream: SocketAddr, listen: &[SocketA
             cutoff::config::ConfigError::Invalid { problems, .. } => panic!("{problems:#?}"),
             other => panic!("{other}"),
         });
-    let listeners = Listeners::bind(listen).await.expect("bind");
+    let mut listeners = Listeners::bind(listen).await.expect("bind");
+    if let Some(t) = &config.tls {
+        let settings = server::TlsSettings {
+            server: t.server.clone(),
+            handshake_timeout: t.handshake_timeout,
+        };
+        listeners.bind_tls(&t.listen, settings).expect("bind tls");
+    }
     let addrs = listeners.addrs();
+    let tls = listeners.tls_addrs();
     let addr = addrs[0];
     let s = &config.serve;
     let limits = Limits {
@@ -102,6 +112,7 @@ pub(crate) async fn serve_on(yaml: &str, upstream: SocketAddr, listen: &[SocketA
     Running {
         addr,
         addrs,
+        tls,
         state,
         http,
         stop,

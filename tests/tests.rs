@@ -20,6 +20,8 @@ mod container;
 mod coverage;
 /// Deployment files under the tools that check them.
 mod deploy;
+/// DNS over TLS listeners: kdig and rustls clients, limits, bad pairs.
+mod dot;
 /// The built binary under dig, SIGHUP and SIGTERM.
 mod e2e;
 /// One question spelled four ways (plain, compressed, ECS, TCP): one reply,

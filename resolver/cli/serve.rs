@@ -132,10 +132,19 @@ async fn serve(
     for w in &skipped {
         tracing::warn!("{w}");
     }
-    let listeners = match Listeners::bind(&listen).await {
+    let mut listeners = match Listeners::bind(&listen).await {
         Ok(l) => l,
         Err(e) => return fail(&bind::explain_listen(&listen, &e)),
     };
+    if let Some(t) = &config.tls {
+        let settings = server::TlsSettings {
+            server: t.server.clone(),
+            handshake_timeout: t.handshake_timeout,
+        };
+        if let Err(e) = listeners.bind_tls(&t.listen, settings) {
+            return fail(&e);
+        }
+    }
     let http = match crate::http::bind(config.http).await {
         Ok(l) => l,
         Err(e) => return fail(&bind::explain_http(config.http, &e)),
@@ -150,11 +159,12 @@ async fn serve(
         },
     };
     let bound = listeners.addrs();
+    let bound_tls = listeners.tls_addrs();
     let runtime = match Runtime::build(config, &args.resolv_conf, &metrics) {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    for addr in &bound {
+    for addr in bound.iter().chain(&bound_tls) {
         if !networks::is_private(addr.ip()) {
             tracing::warn!(%addr, "listening on an address that is not loopback or private: only `access.allow` stands between this resolver and the internet");
         }
@@ -175,6 +185,7 @@ async fn serve(
         .collect();
     tracing::info!(
         listen = ?bound,
+        listen_tls = ?bound_tls,
         upstreams = ?upstreams,
         http = %http.local_addr().unwrap_or(c.http),
         query_log = c.query_log.path.as_deref().unwrap_or("off"),

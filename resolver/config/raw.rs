@@ -20,6 +20,14 @@ pub(crate) struct At<T> {
 pub(crate) struct RawConfig {
     /// `listen`: addresses to answer DNS on, UDP and TCP each.
     pub(crate) listen: Option<At<Vec<At<String>>>>,
+    /// `listen_tls`: addresses to answer DNS over TLS on (RFC 7858).
+    pub(crate) listen_tls: Option<At<Vec<At<String>>>>,
+    /// `tls.certificate`: PEM certificate chain of the encrypted listeners.
+    pub(crate) tls_certificate: Option<At<String>>,
+    /// `tls.key`: PEM private key of `tls.certificate`.
+    pub(crate) tls_key: Option<At<String>>,
+    /// `tls.handshake_timeout`: how long a TLS handshake may take (`5s`).
+    pub(crate) tls_handshake_timeout: Option<At<String>>,
     /// `upstreams`: resolvers to forward allowed queries to, in order.
     pub(crate) upstreams: Option<At<Vec<At<String>>>>,
     /// `http`: the admin endpoint (metrics, health).
@@ -224,6 +232,8 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "bypass",
     "rate_limit",
     "state_dir",
+    "listen_tls",
+    "tls",
 ];
 const RATE_KEYS: &[&str] = &[
     "qps",
@@ -243,6 +253,7 @@ const TCP_KEYS: &[&str] = &[
     "max_queries",
     "max_per_client",
 ];
+const TLS_KEYS: &[&str] = &["certificate", "key", "handshake_timeout"];
 const ACCESS_KEYS: &[&str] = &["allow", "deny", "denied"];
 const LIST_KEYS: &[&str] = &[
     "builtin",
@@ -286,6 +297,7 @@ pub(crate) fn all_keys() -> Vec<String> {
     out.extend(LOG_KEYS.iter().map(|k| format!("query_log.{k}")));
     out.extend(BYPASS_KEYS.iter().map(|k| format!("bypass.{k}")));
     out.extend(RATE_KEYS.iter().map(|k| format!("rate_limit.{k}")));
+    out.extend(TLS_KEYS.iter().map(|k| format!("tls.{k}")));
     out
 }
 
@@ -306,6 +318,18 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
         line: n.line,
         path: p,
     });
+    raw.listen_tls = f.get("listen_tls").map(|(n, p)| At {
+        value: strings(r, n, &p),
+        line: n.line,
+        path: p,
+    });
+    if let Some((n, p)) = f.get("tls")
+        && let Some(t) = r.fields(n, &p, TLS_KEYS)
+    {
+        raw.tls_certificate = string(r, &t, "certificate");
+        raw.tls_key = string(r, &t, "key");
+        raw.tls_handshake_timeout = string(r, &t, "handshake_timeout");
+    }
     raw.http = string(r, &f, "http");
     raw.forward_only = string(r, &f, "forward_only");
     raw.upstream_timeout = string(r, &f, "upstream_timeout");

@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
+use super::check::Checker;
 use super::raw::{At, RawList};
 use super::settings::{duration, long_duration, parsed, size};
-use super::check::Checker;
 use crate::blocklist::{self, MAX_LIST_BYTES, MAX_LIST_ENTRIES, UrlSource};
 
 /// The shortest `refresh`: list hosts ask for no more than this.

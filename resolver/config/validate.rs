@@ -140,6 +140,7 @@ pub(crate) fn validate(
     let serve = super::settings::serve(&mut c, &raw, base);
     let query_log = super::settings::query_log(&mut c, &raw);
     let rate_limit = super::settings::rate_limit(&mut c, &raw);
+    let tls = super::tls::tls(&mut c, &raw, base);
 
     let mut warnings = c.warnings;
     warnings.sort_by_key(|p| p.line.unwrap_or(u32::MAX));
@@ -163,11 +164,12 @@ pub(crate) fn validate(
         serve: serve?,
         query_log,
         rate_limit: rate_limit?,
+        tls,
         warnings,
     })
 }
 
-fn socket(c: &mut Checker<'_>, a: &At<String>, default_port: u16) -> Option<SocketAddr> {
+pub(super) fn socket(c: &mut Checker<'_>, a: &At<String>, default_port: u16) -> Option<SocketAddr> {
     if let Ok(s) = a.value.parse::<SocketAddr>() {
         return Some(s);
     }

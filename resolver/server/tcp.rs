@@ -14,9 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -27,20 +25,36 @@ use crate::metrics::Dropped;
 use crate::pipeline::{self, Outcome, Protocol, Step};
 use crate::reload::State;
 
+/// Who is on the other end of a connection, and over what.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Peer {
+    /// The client's address (the TCP peer), for policy, logs and metrics.
+    pub(super) addr: SocketAddr,
+    /// `Tcp`, or `Dot` for a TLS session.
+    pub(super) protocol: Protocol,
+}
+
 /// Serves one connection until the client closes it, it idles out, it
-/// reaches `tcp.max_queries`, the table evicts it to make room, or
-/// shutdown is asked for.
-pub(super) async fn connection(
-    stream: TcpStream,
-    src: SocketAddr,
+/// reaches `tcp.max_queries`, the table evicts it to make room, or shutdown
+/// is asked for. `stream` is a TCP socket or a TLS session over one (DoT):
+/// the framing is the same.
+pub(super) async fn connection<S>(
+    stream: S,
+    peer: Peer,
     state: Arc<State>,
     limits: Limits,
     inflight: Arc<Semaphore>,
     lease: &Lease,
     mut shutdown: watch::Receiver<bool>,
-) -> io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let Peer {
+        addr: src,
+        protocol,
+    } = peer;
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(512);
     let mut pending: JoinSet<(Option<Vec<u8>>, Outcome)> = JoinSet::new();
     let mut read = 0usize;
@@ -65,7 +79,7 @@ pub(super) async fn connection(
             }
             idle.as_mut().reset(Instant::now() + limits.tcp_idle);
             lease.slot.touch();
-            match pipeline::prepare(&state, &msg, src, Protocol::Tcp) {
+            match pipeline::prepare(&state, &msg, src, protocol) {
                 Step::Reply(bytes, outcome) => {
                     write(&mut wr, &state, bytes, outcome, limits).await?
                 }
@@ -132,7 +146,7 @@ fn frame(buf: &mut BytesMut) -> Option<Vec<u8>> {
 }
 
 /// Reads until the client closes its side.
-async fn discard(rd: &mut OwnedReadHalf) {
+async fn discard(rd: &mut (impl AsyncRead + Unpin)) {
     let mut sink = [0u8; 1024];
     while let Ok(n) = rd.read(&mut sink).await {
         if n == 0 {
@@ -144,7 +158,7 @@ async fn discard(rd: &mut OwnedReadHalf) {
 /// Writes one framed answer (a client that stops reading gets
 /// `tcp.idle_timeout`), then observes it.
 async fn write(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut (impl AsyncWrite + Unpin),
     state: &State,
     bytes: Option<Vec<u8>>,
     outcome: Outcome,
