@@ -189,7 +189,7 @@ mod tests {
         for a in Answered::ALL {
             assert_eq!(Answered::parse(a.as_str()), Some(a));
         }
-        assert_eq!(Protocol::parse("dot"), None);
+        assert_eq!(Protocol::parse("doh"), None);
     }
 
     #[test]

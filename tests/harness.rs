@@ -43,6 +43,22 @@ impl Running {
     }
 }
 
+/// Binds `listen`. Port 0 takes a free UDP port and then TCP on the same
+/// one, which another test may hold already: then it tries another port.
+async fn bind(listen: &[SocketAddr]) -> Listeners {
+    let mut tries = 0;
+    loop {
+        match Listeners::bind(listen).await {
+            Ok(l) => return l,
+            Err(e) if tries < 20 && listen.iter().any(|a| a.port() == 0) => {
+                tries += 1;
+                eprintln!("bind {listen:?}: {e}; trying another port");
+            }
+            Err(e) => panic!("bind: {e:?}"),
+        }
+    }
+}
+
 /// Writes `yaml` (with `{upstream}` replaced) as the config and serves it.
 pub(crate) async fn serve(yaml: &str, upstream: SocketAddr) -> Running {
     serve_on(yaml, upstream, &["127.0.0.1:0".parse().expect("addr")]).await
@@ -59,7 +75,7 @@ pub(crate) async fn serve_on(yaml: &str, upstream: SocketAddr, listen: &[SocketA
             cutoff::config::ConfigError::Invalid { problems, .. } => panic!("{problems:#?}"),
             other => panic!("{other}"),
         });
-    let mut listeners = Listeners::bind(listen).await.expect("bind");
+    let mut listeners = bind(listen).await;
     if let Some(t) = &config.tls {
         let settings = server::TlsSettings {
             server: t.server.clone(),

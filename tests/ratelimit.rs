@@ -9,7 +9,7 @@ use hickory_proto::rr::RecordType;
 use tokio::net::UdpSocket;
 
 use crate::fakeup::Fakeup;
-use crate::harness::{http, parse_metrics, query, serve, udp, value};
+use crate::harness::{http, parse_metrics, query, serve, udp, udp_raw, value};
 
 const LIMITED: &str = "
 upstreams: [\"{upstream}\"]
@@ -34,13 +34,21 @@ async fn one_flooding_client_cannot_starve_another() {
         flood.send_to(&bytes, s.addr).await.expect("send");
     }
     // Client B, meanwhile: ten queries, within its own burst, all answered.
+    // B retries as a stub resolver does (three tries): on loopback the
+    // kernel may drop B's packet with A's before cutoff reads it, and that
+    // is not the limiter's doing (docs/performance.md, "Under attack").
+    let ask = query("s05.upd.kaspersky.com.", RecordType::A, None)
+        .to_vec()
+        .expect("encode");
     for _ in 0..10 {
-        let (m, _) = udp(
-            s.addr,
-            "127.0.0.6",
-            &query("s05.upd.kaspersky.com.", RecordType::A, None),
-        )
-        .await;
+        let mut reply = None;
+        for _ in 0..3 {
+            reply = udp_raw(s.addr, "127.0.0.6", &ask, Duration::from_secs(2)).await;
+            if reply.is_some() {
+                break;
+            }
+        }
+        let m = Message::from_vec(&reply.expect("B answered within three tries")).expect("parse");
         assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     }
     // What A got back: full answers up to its bucket, empty TC=1 replies
