@@ -307,17 +307,8 @@ async fn tcp_loop(
 ) {
     let mut open = JoinSet::new();
     loop {
-        let (stream, src) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "tcp accept error");
-                    // EMFILE and friends: back off instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped(&mut shutdown) => break,
+        let Some((stream, src)) = accept(&listener, &mut shutdown, "tcp").await else {
+            break;
         };
         // A refused connection is closed at once: it costs nothing and the
         // client can fall back to UDP or retry later.
@@ -347,6 +338,28 @@ async fn tcp_loop(
         while open.try_join_next().is_some() {}
     }
     while open.join_next().await.is_some() {}
+}
+
+/// The next connection on `listener`, or `None` once shutdown is asked
+/// for. An accept error (EMFILE and friends) is logged and followed by a
+/// short back-off instead of a spin.
+async fn accept(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+    what: &'static str,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => return Some(x),
+                Err(e) => {
+                    tracing::warn!(error = %e, "{what} accept error");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = stopped(shutdown) => return None,
+        }
+    }
 }
 
 /// A slot in `table` for a new connection from `src` (the idle connection

@@ -16,7 +16,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use super::{Limits, admit, conns, stopped, tcp};
+use super::{Limits, accept, admit, conns, tcp};
 use crate::pipeline::Protocol;
 use crate::reload::State;
 
@@ -41,17 +41,8 @@ pub(super) async fn accept_loop(
 ) {
     let mut open = JoinSet::new();
     loop {
-        let (stream, src) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "tls accept error");
-                    // EMFILE and friends: back off instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stopped(&mut shutdown) => break,
+        let Some((stream, src)) = accept(&listener, &mut shutdown, "tls").await else {
+            break;
         };
         let Some(lease) = admit(&state, &connections, src) else {
             continue;
