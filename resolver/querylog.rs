@@ -25,7 +25,7 @@ use crate::logfile::{LogFile, Tally};
 use crate::metrics::Metrics;
 use crate::policy::{Phase, Verdict};
 use crate::query::Protocol;
-use crate::reload::Runtime;
+use crate::runtime::Runtime;
 
 /// One query, as the log records it. Names are resolved from `runtime` by the
 /// writer, off the query path.

@@ -25,7 +25,7 @@ use crate::metrics::Dropped;
 use crate::pipeline::{self, Step};
 use crate::query::Protocol;
 use crate::ratelimit;
-use crate::reload::State;
+use crate::runtime::State;
 
 mod conns;
 // The one module with `unsafe` code: the libc calls behind IP_PKTINFO (ADR 0002).

@@ -6,9 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cutoff::config::Overrides;
 use cutoff::metrics::Metrics;
 use cutoff::querylog::{QueryLog, Target};
-use cutoff::reload::{Overrides, Runtime, State};
+use cutoff::runtime::{Runtime, State};
 use cutoff::server::{self, Limits, Listeners};
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::{BoxedKey, Entry};
-use crate::reload::State;
+use crate::runtime::State;
 
 /// Names waiting for a refresh.
 pub const QUEUE: usize = 256;

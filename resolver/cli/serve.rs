@@ -8,11 +8,13 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::{ConfigArg, bind, print_config_error};
+use crate::config::Overrides;
 use crate::config::Upstream;
 use crate::metrics::Metrics;
 use crate::networks;
 use crate::querylog::{QueryLog, Target};
-use crate::reload::{DRAIN, Overrides, RELOAD_TIMEOUT, Runtime, State};
+use crate::reload::{DRAIN, RELOAD_TIMEOUT};
+use crate::runtime::{Runtime, State};
 use crate::server::{self, Limits, Listeners};
 
 /// Arguments of `cutoff serve`.

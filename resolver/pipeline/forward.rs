@@ -12,7 +12,7 @@ use super::{Answered, Outcome, Pending, fit, respond};
 use crate::answer;
 use crate::cache::Entry;
 use crate::query::Question;
-use crate::reload::State;
+use crate::runtime::State;
 use crate::wire;
 
 /// Forwards a cache miss (shared with identical misses in flight) and

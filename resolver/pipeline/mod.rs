@@ -25,7 +25,7 @@ use crate::matcher::NameBuf;
 use crate::policy::{Decision, Phase, Verdict};
 use crate::query::Question;
 pub use crate::query::{Answered, Protocol};
-use crate::reload::{Runtime, State};
+use crate::runtime::{Runtime, State};
 use crate::wire;
 
 mod forward;
