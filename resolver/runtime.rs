@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
 
-use crate::cache::{Cache, Limits};
+use crate::cache::{BoxedKey, Cache, Entry, Limits};
 use crate::clients::ClientTable;
 use crate::config::Overrides;
 use crate::metrics::{Counters, Metrics};
@@ -32,6 +32,16 @@ pub struct Runtime {
     pub counters: Counters,
     /// Network names, shared with the client table.
     pub network_names: Vec<Arc<str>>,
+}
+
+impl crate::querylog::Names for Runtime {
+    fn config(&self) -> &crate::config::Config {
+        &self.policy.config
+    }
+
+    fn upstream(&self, index: usize) -> Option<String> {
+        self.upstreams.endpoints.get(index).map(ToString::to_string)
+    }
 }
 
 /// The process-wide state shared by every listener.
@@ -111,6 +121,29 @@ impl State {
         self.metrics.cache_entries.set(self.cache.len() as f64);
         self.metrics.cache_bytes.set(self.cache.bytes() as f64);
         self.metrics.upkeep();
+    }
+
+    /// Asks the upstreams of the running config for `key` once; a cacheable
+    /// answer replaces the stale one (RFC 8767 §5, queued by
+    /// [`crate::cache::refresh`]). Counted in `cutoff_cache_refreshes_total`.
+    pub async fn refresh_stale(&self, key: &BoxedKey) {
+        let Some(query) = key.query() else {
+            return;
+        };
+        let runtime = self.current.load_full();
+        let max_ttl = runtime.policy.config.serve.cache_max_ttl;
+        let upstreams = &runtime.upstreams;
+        let handles = &runtime.counters.upstream;
+        let entry = self
+            .cache
+            .fetch(key, || async {
+                let answer = upstreams.forward(&query, handles).await.ok()?;
+                Entry::new(answer.bytes, answer.endpoint, max_ttl)
+            })
+            .await;
+        // SERVFAIL and zero-TTL answers are not stored: the name stays stale.
+        let fresh = entry.is_some_and(|e| !e.ttl.is_zero());
+        self.metrics.cache_refresh(fresh);
     }
 }
 
