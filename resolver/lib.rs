@@ -6,6 +6,7 @@
 //!
 //! | module | responsibility |
 //! | --- | --- |
+//! | [`service`] | the whole server started as `cutoff serve` starts it: config in, listeners bound, a handle with the addresses and a shutdown |
 //! | [`cli`] | the commands (`serve`, `check`, `explain`, `report`, `status`, `firewall`, `export`), their arguments and output |
 //! | [`config`] | YAML → raw structs → a validated [`config::Config`]; every problem with its line; the embedded default |
 //! | [`blocklist`] | list sources (the shipped catalogue and prefixes, plain/hosts/adblock/wildcard files, URL lists and their last-good copies) with file:line errors |
@@ -95,6 +96,7 @@ pub mod refresh;
 pub mod reload;
 pub mod runtime;
 pub mod server;
+pub mod service;
 pub mod since;
 pub mod upstream;
 pub mod wire;

@@ -174,6 +174,34 @@ pub async fn bounded<T: Send + 'static>(
     tokio::time::timeout(limit, rx).await.ok()?.ok()
 }
 
+/// One reload as SIGHUP and a list refresh run it: built off the query
+/// path, bounded by [`RELOAD_TIMEOUT`], and logged; a failure or a timeout
+/// keeps the running policy.
+pub async fn run(state: Arc<State>) {
+    let work = {
+        let state = state.clone();
+        move || state.reload()
+    };
+    match bounded(RELOAD_TIMEOUT, work).await {
+        Some(Ok(version)) => tracing::info!(%version, "reloaded"),
+        Some(Err(e)) => {
+            tracing::error!("reload failed, keeping the running config: {e}");
+            if let BuildError::Config(crate::config::ConfigError::Invalid { problems, .. }) = &e {
+                for p in problems {
+                    tracing::error!("  {p}");
+                }
+            }
+        }
+        None => {
+            state.metrics.reload_failure.increment(1);
+            tracing::error!(
+                "reload did not finish within {}s (a config or list file that never ends, or a hung mount?); keeping the running config",
+                RELOAD_TIMEOUT.as_secs()
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

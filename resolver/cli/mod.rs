@@ -5,7 +5,6 @@
 //! serve. Every command returns its exit code here; `main` only maps errors.
 
 mod admin_url;
-mod bind;
 mod check;
 mod evidence;
 mod evidence_doc;
