@@ -47,6 +47,16 @@ pub(crate) async fn serve(yaml: &str, upstream: SocketAddr) -> Running {
 /// As [`serve`], listening on `listen` (port 0: one port for all); `addr`
 /// is the first. The admin endpoint takes a free port of 127.0.0.1.
 pub(crate) async fn serve_on(yaml: &str, upstream: SocketAddr, listen: &[SocketAddr]) -> Running {
+    serve_draining(yaml, upstream, listen, Duration::from_secs(2)).await
+}
+
+/// As [`serve_on`], giving queries in flight `drain` when it stops.
+pub(crate) async fn serve_draining(
+    yaml: &str,
+    upstream: SocketAddr,
+    listen: &[SocketAddr],
+    drain: Duration,
+) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("cutoff.yaml");
     std::fs::write(&path, yaml.replace("{upstream}", &upstream.to_string())).expect("write config");
@@ -65,7 +75,7 @@ pub(crate) async fn serve_on(yaml: &str, upstream: SocketAddr, listen: &[SocketA
     let options = Options {
         config_path: Some(path.clone()),
         overrides: overrides.clone(),
-        drain: Duration::from_secs(2),
+        drain,
         // Tests that use URL lists drive a refresher of their own.
         refresh_lists: false,
         ..Options::default()
