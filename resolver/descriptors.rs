@@ -13,6 +13,8 @@
 
 #![deny(clippy::arithmetic_side_effects)]
 
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+
 use crate::config::Config;
 
 /// Descriptors for everything that does not grow with the limits.
@@ -140,33 +142,20 @@ fn decide(
     }
 }
 
-/// The soft and hard `RLIMIT_NOFILE`.
+/// The soft and hard `RLIMIT_NOFILE` (`u64::MAX`: unlimited).
 pub fn limits() -> std::io::Result<(u64, u64)> {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `rlimit` through a valid pointer.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // `rlim_t` is 32 bits on 32-bit glibc targets (armv7) and 64 elsewhere.
-    #[allow(clippy::useless_conversion)]
-    Ok((u64::from(l.rlim_cur), u64::from(l.rlim_max)))
+    let l = getrlimit(Resource::Nofile);
+    Ok((l.current.unwrap_or(u64::MAX), l.maximum.unwrap_or(u64::MAX)))
 }
 
 fn raise(to: u64) -> std::io::Result<()> {
     let (_, hard) = limits()?;
-    let to_rlim = |v: u64| libc::rlim_t::try_from(v).unwrap_or(libc::rlim_t::MAX);
-    let l = libc::rlimit {
-        rlim_cur: to_rlim(to),
-        rlim_max: to_rlim(hard),
+    let limit = |v: u64| (v != u64::MAX).then_some(v);
+    let l = Rlimit {
+        current: limit(to),
+        maximum: limit(hard),
     };
-    // SAFETY: setrlimit reads one `rlimit` through a valid pointer.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    setrlimit(Resource::Nofile, l).map_err(std::io::Error::from)
 }
 
 #[cfg(test)]
