@@ -107,7 +107,7 @@ impl Catalogue {
             let domain = match entry_domain(&e.domain.value) {
                 Ok(d) => d,
                 Err(reason) => {
-                    problems.push(line, reason);
+                    problems.push(line, reason.to_string());
                     continue;
                 }
             };
@@ -168,17 +168,34 @@ impl Catalogue {
     }
 }
 
+/// Why a catalogue entry's domain was not read.
+#[derive(Debug, thiserror::Error)]
+enum EntryError {
+    /// A plain name that is not a domain.
+    #[error(transparent)]
+    Domain(#[from] super::DomainError),
+    /// A `*` pattern of the wrong shape.
+    #[error(
+        "`{0}` is not a valid pattern: a pattern is an ASCII domain name with one `*` in its first label"
+    )]
+    Shape(String),
+    /// A pattern the matcher refuses.
+    #[error("`{text}`: {reason}")]
+    Pattern {
+        /// The pattern as written.
+        text: String,
+        /// Why the matcher refused it.
+        reason: crate::matcher::PatternError,
+    },
+}
+
 /// A catalogue domain: a name, or a single-label pattern such as
 /// `downloads*.kaspersky-labs.com` (one `*`, in the first label).
-fn entry_domain(text: &str) -> Result<String, String> {
+fn entry_domain(text: &str) -> Result<String, EntryError> {
     if !text.contains('*') {
-        return super::lines::domain(text);
+        return Ok(super::lines::domain(text)?);
     }
-    let bad = || {
-        format!(
-            "`{text}` is not a valid pattern: a pattern is an ASCII domain name with one `*` in its first label"
-        )
-    };
+    let bad = || EntryError::Shape(text.to_owned());
     if !text.is_ascii() {
         return Err(bad());
     }
@@ -189,7 +206,10 @@ fn entry_domain(text: &str) -> Result<String, String> {
     pattern.replace_range(at..=at, "*");
     SuffixSet::new()
         .insert_pattern(&pattern, Coverage::Suffix, 0)
-        .map_err(|e| format!("`{text}`: {e}"))?;
+        .map_err(|reason| EntryError::Pattern {
+            text: text.to_owned(),
+            reason,
+        })?;
     Ok(pattern)
 }
 

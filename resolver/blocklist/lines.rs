@@ -80,7 +80,7 @@ pub fn read_lines<R: BufRead>(
                     add(name.as_bytes(), coverage);
                 }
             }
-            Err(reason) => report.push(number, reason),
+            Err(reason) => report.push(number, reason.to_string()),
         }
     }
     Ok(report)
@@ -121,8 +121,64 @@ const HOSTS_NOISE: &[&str] = &[
     "0.0.0.0",
 ];
 
+/// Why a list line was not read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// `@@…`: adblock exceptions.
+    #[error("adblock exception `@@{0}` is not supported: use a rule with `action: allow`")]
+    Exception(String),
+    /// `||name^$modifier` with a modifier other than `important`.
+    #[error("adblock modifier `${0}` is not supported")]
+    Modifier(String),
+    /// `||name` without the closing `^`.
+    #[error("adblock rule must end with `^` (e.g. `||example.com^`)")]
+    NoCaret,
+    /// A hosts line that maps names to a real address.
+    #[error("hosts line maps to {0}; only 0.0.0.0, 127.0.0.1, :: and ::1 are read as blocks")]
+    NotASink(IpAddr),
+    /// Several words that are not a hosts line.
+    #[error(
+        "more than one word on a line (expected a domain, a hosts line, `||name^` or `*.name`)"
+    )]
+    Words,
+    /// The name itself is not a domain.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+}
+
+/// Why a text is not a domain name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// Nothing (or only a dot).
+    #[error("empty domain")]
+    Empty,
+    /// A Unicode name that IDNA refuses.
+    #[error("`{0}` is not a valid internationalised name")]
+    Idna(String),
+    /// More than 253 bytes.
+    #[error("`{0}` is longer than 253 bytes")]
+    TooLong(String),
+    /// Two dots in a row.
+    #[error("`{0}` has an empty label")]
+    EmptyLabel(String),
+    /// A label of more than 63 bytes.
+    #[error("`{0}` has a label longer than 63 bytes")]
+    LongLabel(String),
+    /// A character outside letters, digits, `-` and `_`.
+    #[error("`{text}` contains `{found}`, which a domain name cannot")]
+    Character {
+        /// The name as written.
+        text: String,
+        /// The character, escaped.
+        found: String,
+    },
+}
+
 /// Parses one line into zero or more entries.
-pub(crate) fn parse_line(line: &str, default: Coverage) -> Result<Vec<(String, Coverage)>, String> {
+pub(crate) fn parse_line(
+    line: &str,
+    default: Coverage,
+) -> Result<Vec<(String, Coverage)>, LineError> {
     let line = line.trim_end_matches(['\n', '\r']).trim();
     if line.is_empty() || line.starts_with('#') || line.starts_with('!') || line.starts_with('[') {
         return Ok(Vec::new());
@@ -132,17 +188,15 @@ pub(crate) fn parse_line(line: &str, default: Coverage) -> Result<Vec<(String, C
     let line = line.split("\t#").next().unwrap_or(line).trim();
 
     if let Some(rest) = line.strip_prefix("@@") {
-        return Err(format!(
-            "adblock exception `@@{rest}` is not supported: use a rule with `action: allow`"
-        ));
+        return Err(LineError::Exception(rest.to_owned()));
     }
     if let Some(rest) = line.strip_prefix("||") {
         let (body, modifiers) = rest.split_once('$').unwrap_or((rest, ""));
         if !modifiers.is_empty() && modifiers != "important" {
-            return Err(format!("adblock modifier `${modifiers}` is not supported"));
+            return Err(LineError::Modifier(modifiers.to_owned()));
         }
         let Some(name) = body.strip_suffix('^') else {
-            return Err("adblock rule must end with `^` (e.g. `||example.com^`)".into());
+            return Err(LineError::NoCaret);
         };
         return Ok(vec![(domain(name)?, Coverage::Suffix)]);
     }
@@ -155,9 +209,7 @@ pub(crate) fn parse_line(line: &str, default: Coverage) -> Result<Vec<(String, C
     if let Ok(ip) = first.parse::<IpAddr>() {
         // hosts-file line: ADDRESS NAME [NAME...]
         if !is_sink_address(ip) {
-            return Err(format!(
-                "hosts line maps to {ip}; only 0.0.0.0, 127.0.0.1, :: and ::1 are read as blocks"
-            ));
+            return Err(LineError::NotASink(ip));
         }
         let mut out = Vec::new();
         for name in fields {
@@ -169,10 +221,7 @@ pub(crate) fn parse_line(line: &str, default: Coverage) -> Result<Vec<(String, C
         return Ok(out);
     }
     if fields.next().is_some() {
-        return Err(
-            "more than one word on a line (expected a domain, a hosts line, `||name^` or `*.name`)"
-                .into(),
-        );
+        return Err(LineError::Words);
     }
     Ok(vec![(domain(first)?, default)])
 }
@@ -184,36 +233,35 @@ fn is_sink_address(ip: IpAddr) -> bool {
 /// Normalises and checks a domain name: lowercase ASCII (Unicode names are
 /// turned into punycode), no trailing dot, labels of 1 to 63 letters, digits,
 /// hyphens or underscores, at most 253 bytes in all.
-pub fn domain(text: &str) -> Result<String, String> {
+pub fn domain(text: &str) -> Result<String, DomainError> {
     let text = text.trim();
     let text = text.strip_suffix('.').unwrap_or(text);
     if text.is_empty() {
-        return Err("empty domain".into());
+        return Err(DomainError::Empty);
     }
     let ascii = if text.is_ascii() {
         text.to_ascii_lowercase()
     } else {
-        idna::domain_to_ascii(text)
-            .map_err(|_| format!("`{text}` is not a valid internationalised name"))?
+        idna::domain_to_ascii(text).map_err(|_| DomainError::Idna(text.to_owned()))?
     };
     if ascii.len() > MAX_NAME_LEN {
-        return Err(format!("`{text}` is longer than 253 bytes"));
+        return Err(DomainError::TooLong(text.to_owned()));
     }
     for label in ascii.split('.') {
         if label.is_empty() {
-            return Err(format!("`{text}` has an empty label"));
+            return Err(DomainError::EmptyLabel(text.to_owned()));
         }
         if label.len() > 63 {
-            return Err(format!("`{text}` has a label longer than 63 bytes"));
+            return Err(DomainError::LongLabel(text.to_owned()));
         }
         if let Some(c) = label
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
         {
-            return Err(format!(
-                "`{text}` contains `{}`, which a domain name cannot",
-                c.escape_default()
-            ));
+            return Err(DomainError::Character {
+                text: text.to_owned(),
+                found: c.escape_default().to_string(),
+            });
         }
     }
     Ok(ascii)

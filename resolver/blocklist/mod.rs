@@ -17,7 +17,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use catalogue::{Catalogue, CatalogueEntry, Confidence};
-pub use lines::{LineProblem, LineReport, domain, read_lines};
+pub use lines::{DomainError, LineError, LineProblem, LineReport, domain, read_lines};
 
 use ipnet::IpNet;
 

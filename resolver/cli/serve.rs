@@ -22,7 +22,7 @@ pub struct ServeArgs {
     /// IP[:port] (UDP, TCP on truncation), udp://IP[:port], tcp://IP[:port],
     /// tls://IP[:port]#servername (DNS over TLS), https://IP[:port]/path#servername
     /// (DNS over HTTPS), or `system` (/etc/resolv.conf).
-    #[arg(long, value_name = "URL", value_parser = parse_upstream)]
+    #[arg(long, value_name = "URL", value_parser = Upstream::parse)]
     upstream: Vec<Upstream>,
     /// Serve /metrics, /healthz, /readyz and /api/v1/clients here (replaces `http`).
     #[arg(long, value_name = "ADDR")]
@@ -46,10 +46,6 @@ pub struct ServeArgs {
         hide = true
     )]
     resolv_conf: PathBuf,
-}
-
-fn parse_upstream(s: &str) -> Result<Upstream, String> {
-    Upstream::parse(s).map_err(|e| e.to_string())
 }
 
 fn init_logging(level: &str) {

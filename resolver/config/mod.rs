@@ -35,7 +35,7 @@ use jiff::Timestamp;
 pub use bypass::{BYPASS, BypassName, Switch};
 pub use overrides::Overrides;
 pub use tls::Tls;
-pub use upstream::{Upstream, UpstreamError};
+pub use upstream::{Upstream, UpstreamError, UpstreamReason};
 
 use crate::blocklist::{Category, List};
 use crate::networks::NetworkId;

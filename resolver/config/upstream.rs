@@ -41,15 +41,35 @@ pub enum Upstream {
 )]
 pub struct UpstreamError {
     text: String,
-    reason: String,
+    reason: UpstreamReason,
+}
+
+/// What is wrong with an upstream address.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UpstreamReason {
+    /// Not `IP`, `IP:port`, `[IPv6]` or `[IPv6]:port`.
+    #[error("`{0}` is not an IP address with an optional port (host names are not accepted)")]
+    Address(String),
+    /// `tls://` without `#name`.
+    #[error("DNS over TLS needs the server name after `#`")]
+    TlsName,
+    /// `https://` without `#name`.
+    #[error("DNS over HTTPS needs the server name after `#`")]
+    HttpsName,
+    /// The name after `#` is not a domain.
+    #[error("bad TLS server name: {0}")]
+    ServerName(crate::blocklist::DomainError),
+    /// A scheme other than udp, tcp, tls and https.
+    #[error("unknown scheme `{0}`")]
+    Scheme(String),
 }
 
 impl Upstream {
     /// Parses one upstream address.
     pub fn parse(text: &str) -> Result<Self, UpstreamError> {
-        let err = |reason: &str| UpstreamError {
+        let err = |reason: UpstreamReason| UpstreamError {
             text: text.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         };
         let t = text.trim();
         if t == "system" {
@@ -60,35 +80,35 @@ impl Upstream {
             None => (None, t),
         };
         match scheme {
-            None => addr(rest, 53).map(Self::Plain).map_err(|r| err(&r)),
-            Some("udp") => addr(rest, 53).map(Self::Plain).map_err(|r| err(&r)),
-            Some("tcp") => addr(rest, 53).map(Self::Tcp).map_err(|r| err(&r)),
+            None => addr(rest, 53).map(Self::Plain).map_err(err),
+            Some("udp") => addr(rest, 53).map(Self::Plain).map_err(err),
+            Some("tcp") => addr(rest, 53).map(Self::Tcp).map_err(err),
             Some("tls") => {
                 let (a, name) = rest
                     .split_once('#')
-                    .ok_or_else(|| err("DNS over TLS needs the server name after `#`"))?;
-                let addr = addr(a, 853).map_err(|r| err(&r))?;
+                    .ok_or_else(|| err(UpstreamReason::TlsName))?;
+                let addr = addr(a, 853).map_err(err)?;
                 Ok(Self::Tls {
                     addr,
-                    name: server_name(name).map_err(|r| err(&r))?,
+                    name: server_name(name).map_err(err)?,
                 })
             }
             Some("https") => {
                 let (rest, name) = rest
                     .split_once('#')
-                    .ok_or_else(|| err("DNS over HTTPS needs the server name after `#`"))?;
+                    .ok_or_else(|| err(UpstreamReason::HttpsName))?;
                 let (a, path) = match rest.find('/') {
                     Some(i) => (&rest[..i], &rest[i..]),
                     None => (rest, "/dns-query"),
                 };
-                let addr = addr(a, 443).map_err(|r| err(&r))?;
+                let addr = addr(a, 443).map_err(err)?;
                 Ok(Self::Https {
                     addr,
                     path: path.to_owned(),
-                    name: server_name(name).map_err(|r| err(&r))?,
+                    name: server_name(name).map_err(err)?,
                 })
             }
-            Some(other) => Err(err(&format!("unknown scheme `{other}`"))),
+            Some(other) => Err(err(UpstreamReason::Scheme(other.to_owned()))),
         }
     }
 
@@ -116,7 +136,7 @@ impl fmt::Display for Upstream {
 
 /// `IP`, `IP:port`, `[IPv6]` or `[IPv6]:port`. Names are refused: resolving
 /// the resolver's upstream would need a resolver.
-fn addr(text: &str, default_port: u16) -> Result<SocketAddr, String> {
+fn addr(text: &str, default_port: u16) -> Result<SocketAddr, UpstreamReason> {
     if let Ok(a) = text.parse::<SocketAddr>() {
         return Ok(a);
     }
@@ -124,13 +144,11 @@ fn addr(text: &str, default_port: u16) -> Result<SocketAddr, String> {
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, default_port));
     }
-    Err(format!(
-        "`{text}` is not an IP address with an optional port (host names are not accepted)"
-    ))
+    Err(UpstreamReason::Address(text.to_owned()))
 }
 
-fn server_name(name: &str) -> Result<String, String> {
-    crate::blocklist::domain(name).map_err(|e| format!("bad TLS server name: {e}"))
+fn server_name(name: &str) -> Result<String, UpstreamReason> {
+    crate::blocklist::domain(name).map_err(UpstreamReason::ServerName)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use axum::http::{Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use jiff::Timestamp;
 
-use super::api::{ExplainQuery, RecentRow, explain_query, recent_rows};
+use super::api::{ExplainQuery, ExplainQueryError, RecentRow, explain_query, recent_rows};
 use super::html::{STYLE, escape, sparkline};
 use super::status::{Activity, Status};
 use crate::runtime::State;
@@ -24,6 +24,9 @@ pub(super) async fn style() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
 }
 
+/// What the explain form shows: the explanation's text, or why there is none.
+type Explained = Result<String, ExplainQueryError>;
+
 pub(super) async fn page(AxState(state): AxState<Arc<State>>, uri: Uri) -> Response {
     let now = Timestamp::now();
     let q = Query::<ExplainQuery>::try_from_uri(&uri)
@@ -31,7 +34,7 @@ pub(super) async fn page(AxState(state): AxState<Arc<State>>, uri: Uri) -> Respo
         .unwrap_or_default();
     let asked = q.client.is_some() || q.name.is_some();
     let explained = asked.then(|| explain_query(&state, &q, now));
-    let explained = explained.map(|r| r.map(|(_, text)| text).map_err(|e| e.to_string()));
+    let explained = explained.map(|r| r.map(|(_, text)| text));
     let status = super::status(&state, now);
     let recent = recent_rows(&state);
     Html(render(&status, &recent, &q, explained.as_ref())).into_response()
@@ -42,7 +45,7 @@ pub(super) fn render(
     s: &Status,
     recent: &[RecentRow],
     q: &ExplainQuery,
-    explained: Option<&Result<String, String>>,
+    explained: Option<&Explained>,
 ) -> String {
     let mut o = String::with_capacity(16 * 1024);
     let refresh = if explained.is_none() {
@@ -265,7 +268,7 @@ fn upstreams(o: &mut String, s: &Status) {
     o.push_str("</table></div>");
 }
 
-fn explain_form(o: &mut String, q: &ExplainQuery, explained: Option<&Result<String, String>>) {
+fn explain_form(o: &mut String, q: &ExplainQuery, explained: Option<&Explained>) {
     let value = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
     let _ = write!(
         o,
@@ -283,7 +286,11 @@ fn explain_form(o: &mut String, q: &ExplainQuery, explained: Option<&Result<Stri
             let _ = write!(o, "<pre id=\"explained\">{}</pre>", escape(text));
         }
         Some(Err(e)) => {
-            let _ = write!(o, "<p class=\"open\" id=\"explained\">{}</p>", escape(e));
+            let _ = write!(
+                o,
+                "<p class=\"open\" id=\"explained\">{}</p>",
+                escape(&e.to_string())
+            );
         }
         None => {}
     }
