@@ -320,3 +320,35 @@ fn a_zero_budget_or_cap_keeps_nothing() {
         ));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_refresher_runs_the_given_refresh_once_per_queued_name_until_shutdown() {
+    let (tx, rx) = tokio::sync::mpsc::channel(refresh::QUEUE);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(refresh::run(
+        move |k: BoxedKey| {
+            let done = done_tx.clone();
+            async move {
+                let _ = done.send(k);
+            }
+        },
+        rx,
+        stopped,
+    ));
+    let names = ["a.example", "b.example", "c.example"];
+    for name in names {
+        tx.send(key(name).boxed()).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    for _ in names {
+        seen.push(done.recv().await.unwrap());
+    }
+    // Refreshes run concurrently: each name once, in any order.
+    for name in names {
+        let k = key(name).boxed();
+        assert_eq!(seen.iter().filter(|s| **s == k).count(), 1, "{name}");
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
