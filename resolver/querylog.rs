@@ -59,6 +59,8 @@ pub struct Record {
     pub cached: bool,
     /// Only a zone-wide entry covered the name (a name no entry classifies).
     pub unclassified: bool,
+    /// A temporary allow let it through (rule `temporary-allow`).
+    pub temporary_allow: bool,
 }
 
 /// Where records go (defined beside the file it opens).
@@ -219,7 +221,11 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> serde_json::Result<()> {
         qname: escape_labels(&question_labels(&r.question)),
         qtype: qtype_text(question_type(&r.question)),
         action: r.verdict.as_str(),
-        rule: r.rule.map(|(i, _)| c.rules[i].name.as_str()),
+        rule: if r.temporary_allow {
+            Some(crate::allows::RULE)
+        } else {
+            r.rule.map(|(i, _)| c.rules[i].name.as_str())
+        },
         list: r
             .matched
             .as_ref()

@@ -101,14 +101,16 @@ pub(crate) async fn serve_on(yaml: &str, upstream: SocketAddr, listen: &[SocketA
     });
     let runtime = Runtime::build(config, std::path::Path::new("/etc/resolv.conf"), &metrics)
         .expect("runtime");
-    let state = Arc::new(State::new(
+    let state = State::new(
         runtime,
         Some(path),
         Overrides::default(),
         "/etc/resolv.conf".into(),
         metrics,
         query_log,
-    ));
+    );
+    // Tokens and the temporary allows under `state_dir`, as `serve` starts.
+    let state = Arc::new(state.with_admin().expect("admin tokens and allows"));
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -249,7 +251,18 @@ pub(crate) fn ede(m: &Message) -> Option<(u16, String)> {
 
 /// A plain HTTP/1.1 request to the admin endpoint: (status, body).
 pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let (head, body) = http_response(addr, method, path).await;
+    http_status(addr, method, path, "", "").await
+}
+
+/// As [`http`], with extra header lines (each ending in `\r\n`) and a body.
+pub(crate) async fn http_status(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
+    let (head, body) = http_with(addr, method, path, headers, body).await;
     let status = head
         .split_whitespace()
         .nth(1)
@@ -260,9 +273,22 @@ pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, St
 
 /// A plain HTTP/1.1 request to the admin endpoint: (head, body).
 pub(crate) async fn http_response(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
+    http_with(addr, method, path, "", "").await
+}
+
+/// As [`http_response`], with extra header lines (each ending in `\r\n`)
+/// and a body.
+pub(crate) async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (String, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect http");
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();

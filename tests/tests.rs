@@ -3,6 +3,8 @@
 
 /// The admin endpoint under idle, slowloris and over-the-cap connections.
 mod admin;
+/// The write API: bearer tokens, temporary allows over real sockets, reload.
+mod allow;
 /// `serve` at start-up: bind errors that name the cause, a host without `::1`.
 mod bind;
 /// The answer cache over real sockets: serve-stale, key boundaries.

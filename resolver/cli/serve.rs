@@ -193,14 +193,22 @@ async fn serve(
         version = %c.version,
         "serving"
     );
-    let state = Arc::new(State::new(
+    // Temporary allows outlive a restart; a corrupt file stops the start
+    // (naming its line) rather than dropping them silently, and so does an
+    // unusable token file.
+    let state = State::new(
         runtime,
         args.config.config.clone(),
         overrides,
         args.resolv_conf.clone(),
         metrics,
         query_log,
-    ));
+    )
+    .with_admin();
+    let state = match state {
+        Ok(s) => Arc::new(s),
+        Err(e) => return fail(&e),
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let admin = Admin::start(http, state.clone());
     let signals = tokio::spawn(signals(state.clone(), stop_tx, admin));

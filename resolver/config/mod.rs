@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod words;
+mod admin;
 mod bypass;
 mod check;
 mod lists;
@@ -22,7 +23,9 @@ mod validate;
 mod yaml;
 mod yaml_error;
 
+pub use admin::{Admin, DEFAULT_MAX_ALLOW, Token, TokenFileError, Tokens, read_token};
 pub use check::Problem;
+pub(crate) use settings::long_duration as parse_long_duration;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -226,6 +229,9 @@ pub struct Network {
     pub name: String,
     /// Its CIDRs (empty for `default`).
     pub cidrs: Vec<IpNet>,
+    /// Whether temporary allows may open names here (`overrides`; by
+    /// default not where a rule blocks).
+    pub overrides: bool,
 }
 
 /// What a rule does to a matching query.
@@ -303,6 +309,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// Admin HTTP endpoint.
     pub http: SocketAddr,
+    /// Its tokens and the longest temporary allow.
+    pub admin: Admin,
     /// Who may use the resolver.
     pub access: Access,
     /// Named networks in file order, then `default`.
