@@ -19,7 +19,7 @@ const READ_TOKEN: &str = "read-token-0123456789abcdef";
 
 /// `staff` blocks and so forbids overrides; `home` blocks too but permits
 /// them. `{dir}` holds the token files, the state and the query log.
-const CONFIG: &str = "listen: [\"127.0.0.1:0\"]
+pub(crate) const CONFIG: &str = "listen: [\"127.0.0.1:0\"]
 upstreams: [\"{upstream}\"]
 state_dir: {dir}/state
 http:
@@ -44,7 +44,7 @@ const HOME: &str = "127.0.0.4";
 const STAFF: &str = "127.0.0.2";
 
 /// A directory with the token files (mode 600) for `CONFIG`.
-fn dir() -> tempfile::TempDir {
+pub(crate) fn dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().expect("tempdir");
     for (name, token) in [("token", TOKEN), ("read-token", READ_TOKEN)] {
@@ -55,7 +55,7 @@ fn dir() -> tempfile::TempDir {
     d
 }
 
-fn config(dir: &Path, extra: &str) -> String {
+pub(crate) fn config(dir: &Path, extra: &str) -> String {
     format!("{CONFIG}{extra}").replace("{dir}", &dir.display().to_string())
 }
 
@@ -269,6 +269,18 @@ async fn a_restart_keeps_an_unexpired_allow_and_delete_ends_it() {
     let (_, list) = request(s.http, "GET", "/api/v1/allow", None, "").await;
     assert_eq!(json(&list)[0]["name"], "upd.kaspersky.com", "{list}");
     assert!(forwarded(&s, &up, HOME).await, "in force after the restart");
+    // The status page and its JSON list it.
+    let (_, page) = request(s.http, "GET", "/", None, "").await;
+    assert!(
+        page.contains("<h2 id=\"allows\">Temporary allows</h2>")
+            && page.contains("<td>upd.kaspersky.com</td><td>every network that permits it</td>"),
+        "{page}"
+    );
+    let (_, status) = request(s.http, "GET", "/api/v1/status", None, "").await;
+    assert_eq!(
+        json(&status)["temporary_allows"][0]["name"],
+        "upd.kaspersky.com"
+    );
     let (code, text) = request(
         s.http,
         "DELETE",

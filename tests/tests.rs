@@ -5,6 +5,8 @@
 mod admin;
 /// The write API: bearer tokens, temporary allows over real sockets, reload.
 mod allow;
+/// `cutoff allow`, `cutoff reload`, `cutoff explain` and `cutoff check` with the write API.
+mod allow_cli;
 /// `serve` at start-up: bind errors that name the cause, a host without `::1`.
 mod bind;
 /// The answer cache over real sockets: serve-stale, key boundaries.
