@@ -34,6 +34,12 @@ pub const FILE: &str = "temporary-allows.jsonl";
 /// Most allows held at once (each is checked on a blocked or logged query).
 pub const MAX_ALLOWS: usize = 256;
 
+/// The most memory the allows in force take, in bytes (docs/api.md):
+/// each [`Allow`] plus its name (at most 253 bytes) and network name (at
+/// most 64).
+pub const MAX_BYTES: usize =
+    MAX_ALLOWS * (std::mem::size_of::<Allow>() + crate::matcher::MAX_NAME_LEN + 64);
+
 /// The rule name the query log, `explain` and the evidence report give an
 /// answer a temporary allow let through.
 pub const RULE: &str = "temporary-allow";
@@ -355,6 +361,12 @@ pub fn read(path: &Path) -> Result<Vec<Allow>, AllowError> {
         let a: Allow = serde_json::from_str(line).map_err(|e| corrupt(e.to_string()))?;
         if NameBuf::new(a.name.as_bytes()).is_none() {
             return Err(corrupt(format!("`{}` is not a DNS name", a.name)));
+        }
+        if a.network.as_ref().is_some_and(|n| n.len() > 64) {
+            return Err(corrupt("a network name longer than 64 bytes".to_owned()));
+        }
+        if out.len() >= MAX_ALLOWS {
+            return Err(corrupt(format!("more than {MAX_ALLOWS} allows")));
         }
         out.push(a);
     }

@@ -160,3 +160,8 @@ fn a_corrupt_allows_file_names_its_line_and_nothing_of_it_is_kept() {
     let e = Allows::open(d.path(), at(NOW)).unwrap_err().to_string();
     assert!(e.contains("temporary-allows.jsonl line 3: "), "{e}");
 }
+
+#[test]
+fn the_allows_in_force_take_at_most_the_documented_memory() {
+    assert_eq!(MAX_BYTES, 101_632, "docs/api.md");
+}
