@@ -61,9 +61,11 @@ pub struct Allow {
 }
 
 impl Allow {
-    /// Whether it opens `name` on `network` at `now`.
+    /// Whether it opens `name` on `network` at `now` (from when it was made
+    /// until it ends, so `explain --at` an earlier instant is not opened).
     pub fn covers(&self, network: &str, name: &[u8], now: Timestamp) -> bool {
-        now < self.until
+        self.since <= now
+            && now < self.until
             && self.network.as_deref().is_none_or(|n| n == network)
             && covers_name(self.name.as_bytes(), name)
     }
@@ -189,6 +191,10 @@ impl Allows {
     /// looked at, only on networks that permit overrides; an empty set costs
     /// one atomic load.
     pub fn opens(&self, s: &Snapshot, d: &Decision<'_>, name: &[u8], now: Timestamp) -> bool {
+        // Most queries are plainly allowed: they never touch the set.
+        if !matches!(d.verdict, Verdict::Block | Verdict::Log) {
+            return false;
+        }
         let current = self.current.load();
         !current.is_empty() && opening(&current, s, d, name, now).is_some()
     }

@@ -345,6 +345,8 @@ async fn with_a_read_token_reads_need_it_and_health_checks_stay_open() {
     }
     let (code, _) = request(s.http, "GET", "/healthz", None, "").await;
     assert_eq!(code, 200);
+    let (code, _) = request(s.http, "HEAD", "/api/v1/allow", None, "").await;
+    assert_eq!(code, 401, "HEAD is a read");
     let (code, _) = request(
         s.http,
         "POST",

@@ -88,9 +88,13 @@ pub(super) async fn read_gate(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    let open = matches!(path, "/healthz" | "/readyz")
-        || (path == "/api/v1/reload")
-        || (path == "/api/v1/allow" && request.method() != axum::http::Method::GET);
+    // The writes check the write token themselves (and only they may pass
+    // here without the read token: a HEAD of a read route may not).
+    let write = matches!(
+        *request.method(),
+        axum::http::Method::POST | axum::http::Method::DELETE
+    ) && matches!(path, "/api/v1/reload" | "/api/v1/allow");
+    let open = matches!(path, "/healthz" | "/readyz") || write;
     if !open {
         let tokens = state.tokens.load();
         if let Some(read) = &tokens.read
