@@ -6,7 +6,6 @@
 
 mod admin_url;
 mod allow;
-mod bind;
 mod check;
 mod evidence;
 mod evidence_doc;
@@ -14,6 +13,7 @@ mod explain;
 mod export;
 mod firewall;
 mod lists;
+mod records;
 mod report;
 mod serve;
 mod source;
@@ -33,7 +33,8 @@ pub use explain::ExplainArgs;
 pub use export::ExportArgs;
 pub use firewall::FirewallArgs;
 pub use lists::ListsArgs;
-pub use report::{Format, ReportArgs, aggregate, render};
+pub use records::Format;
+pub use report::{ReportArgs, aggregate, render};
 pub use serve::ServeArgs;
 pub use status::StatusArgs;
 

@@ -13,6 +13,7 @@ mod admin;
 mod bypass;
 mod check;
 mod lists;
+mod overrides;
 mod raw;
 mod rules;
 mod settings;
@@ -35,6 +36,7 @@ use ipnet::IpNet;
 use jiff::Timestamp;
 
 pub use bypass::{BYPASS, BypassName, Switch};
+pub use overrides::Overrides;
 pub use tls::Tls;
 pub use upstream::{Upstream, UpstreamError};
 

@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::Token;
-use crate::reload::State;
+use crate::runtime::State;
 
 /// What a request's `Authorization` header proves.
 #[derive(Debug, PartialEq, Eq)]

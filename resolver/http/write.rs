@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::may_write;
 use crate::allows::{Allow, AllowError};
-use crate::reload::State;
+use crate::runtime::State;
 
 /// The body of `POST /api/v1/allow`.
 #[derive(Debug, Deserialize)]
