@@ -509,6 +509,25 @@ mod tests {
             "config_version": version,
         });
         assert_eq!(line, expected);
+        // A temporary allow names itself as the rule, whatever rule index
+        // the record carries.
+        let record = Record {
+            verdict: Verdict::Allow,
+            rule: None,
+            temporary_allow: true,
+            ..record
+        };
+        let mut out = Vec::new();
+        encode(&record, &mut out).unwrap();
+        let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (&line["action"], &line["rule"], &line["phase"]),
+            (
+                &serde_json::json!("allow"),
+                &serde_json::json!("temporary-allow"),
+                &serde_json::Value::Null
+            )
+        );
     }
 
     #[test]
