@@ -165,3 +165,17 @@ fn a_corrupt_allows_file_names_its_line_and_nothing_of_it_is_kept() {
 fn the_allows_in_force_take_at_most_the_documented_memory() {
     assert_eq!(MAX_BYTES, 101_632, "docs/api.md");
 }
+
+#[test]
+fn writing_overrides_changes_the_config_version_only_when_it_differs_from_the_default() {
+    let (dir, c) = config();
+    let version = |yaml: &str| {
+        crate::config::from_str(yaml, "test", dir.path())
+            .unwrap()
+            .version
+    };
+    let plain = CONFIG.replace("    overrides: true\n", "");
+    let same = CONFIG.replace("overrides: true", "overrides: false");
+    assert_ne!(c.version, version(&plain));
+    assert_eq!(version(&same), version(&plain));
+}

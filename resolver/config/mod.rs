@@ -400,11 +400,29 @@ fn fingerprint(c: &Config) -> String {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     };
-    eat(format!(
-        "{:?}{:?}{:?}{:?}",
-        c.access, c.networks, c.rules, c.blocking
-    )
-    .as_bytes());
+    // Networks as they were hashed before `overrides` existed, and an
+    // `overrides` only where it differs from its default (which the rules
+    // decide): a config that does not write it keeps its version.
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    struct Network<'a> {
+        name: &'a String,
+        cidrs: &'a Vec<IpNet>,
+    }
+    let networks: Vec<Network<'_>> = c
+        .networks
+        .iter()
+        .map(|n| Network {
+            name: &n.name,
+            cidrs: &n.cidrs,
+        })
+        .collect();
+    eat(format!("{:?}{:?}{:?}{:?}", c.access, networks, c.rules, c.blocking).as_bytes());
+    for (id, n) in c.networks.iter().enumerate() {
+        if n.overrides == validate::blocks_on(&c.rules, id) {
+            eat(format!("overrides {} {}", n.name, n.overrides).as_bytes());
+        }
+    }
     for l in &c.lists {
         eat(l.name.as_bytes());
         eat(l.version.as_deref().unwrap_or("").as_bytes());

@@ -244,6 +244,17 @@ fn networks(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<Network> {
     out
 }
 
+/// Whether a written rule (not a `bypass:` switch) can block on network
+/// `id`, at any instant: then `overrides` is off unless written.
+pub(super) fn blocks_on<'r>(rules: impl IntoIterator<Item = &'r super::Rule>, id: usize) -> bool {
+    use super::Action;
+    rules.into_iter().any(|r| {
+        !r.is_bypass()
+            && r.networks.as_ref().is_none_or(|ns| ns.contains(&id))
+            && [Some(r.action), r.before, r.after].contains(&Some(Action::Block))
+    })
+}
+
 /// `true` or `false`; anything else is an error (and reads as `false`).
 fn boolean(c: &mut Checker<'_>, a: &At<String>) -> bool {
     match a.value.as_str() {
@@ -265,13 +276,9 @@ fn overrides(
     mut networks: Vec<Network>,
     rules: &[Option<super::Rule>],
 ) -> Vec<Network> {
-    use super::Action;
+    let rules: Vec<&super::Rule> = rules.iter().flatten().collect();
     for (id, n) in networks.iter_mut().enumerate() {
-        let blocks = rules.iter().flatten().any(|r| {
-            !r.is_bypass()
-                && r.networks.as_ref().is_none_or(|ns| ns.contains(&id))
-                && [Some(r.action), r.before, r.after].contains(&Some(Action::Block))
-        });
+        let blocks = blocks_on(rules.iter().copied(), id);
         let written = raw
             .networks
             .iter()
