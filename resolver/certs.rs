@@ -1,4 +1,4 @@
-//! The certificate pair of the encrypted listeners (DoT): PEM files read
+//! The certificate pair of the encrypted listeners (DoT, DoH): PEM files read
 //! into a rustls server configuration.
 //!
 //! Outside the query flow: `config` loads the pair when it validates a
@@ -13,6 +13,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// ALPN for DNS over TLS (RFC 7858 §3.2, registered as `dot`).
 pub const ALPN_DOT: &[u8] = b"dot";
+
+/// ALPN for DNS over HTTPS (RFC 8484 §5.2: HTTP/2 preferred, HTTP/1.1 too).
+pub const ALPN_HTTPS: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// The largest certificate or key file read (a long chain is a few KiB).
 const MAX_PEM: u64 = 1 << 20;
@@ -87,6 +90,14 @@ pub fn load(
         })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// The same pair as `server`, offering `alpn` instead (one read of the
+/// files for DoT and DoH, so both always serve the same certificate).
+pub fn with_alpn(server: &rustls::ServerConfig, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+    let mut config = server.clone();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
 }
 
 /// When the leaf of `certificate` (PEM) stops being valid, in Unix

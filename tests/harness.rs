@@ -26,6 +26,8 @@ pub(crate) struct Running {
     pub(crate) addrs: Vec<SocketAddr>,
     /// Its DoT addresses (`listen_tls`).
     pub(crate) tls: Vec<SocketAddr>,
+    /// Its DoH addresses (`listen_https`).
+    pub(crate) https: Vec<SocketAddr>,
     /// Its shared state (for reloads).
     pub(crate) state: Arc<State>,
     /// The admin endpoint.
@@ -82,9 +84,20 @@ pub(crate) async fn serve_on(yaml: &str, upstream: SocketAddr, listen: &[SocketA
             handshake_timeout: t.handshake_timeout,
         };
         listeners.bind_tls(&t.listen, settings).expect("bind tls");
+        let tls = server::TlsSettings {
+            server: t.https_server.clone(),
+            handshake_timeout: t.handshake_timeout,
+        };
+        let https = server::HttpsSettings {
+            https: t.https.clone(),
+        };
+        listeners
+            .bind_https(&t.listen_https, tls, https)
+            .expect("bind https");
     }
     let addrs = listeners.addrs();
     let tls = listeners.tls_addrs();
+    let https = listeners.https_addrs();
     let addr = addrs[0];
     let s = &config.serve;
     let limits = Limits {
@@ -129,6 +142,7 @@ pub(crate) async fn serve_on(yaml: &str, upstream: SocketAddr, listen: &[SocketA
         addr,
         addrs,
         tls,
+        https,
         state,
         http,
         stop,

@@ -20,6 +20,8 @@ mod container;
 mod coverage;
 /// Deployment files under the tools that check them.
 mod deploy;
+/// DNS over HTTPS listeners: kdig, dig and hyper clients, HTTP errors, floods.
+mod doh;
 /// DNS over TLS listeners: kdig and rustls clients, limits, bad pairs.
 mod dot;
 /// The built binary under dig, SIGHUP and SIGTERM.

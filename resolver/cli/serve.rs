@@ -144,6 +144,18 @@ async fn serve(
         if let Err(e) = listeners.bind_tls(&t.listen, settings) {
             return fail(&e);
         }
+        if !t.listen_https.is_empty() {
+            let tls = server::TlsSettings {
+                server: t.https_server.clone(),
+                handshake_timeout: t.handshake_timeout,
+            };
+            let https = server::HttpsSettings {
+                https: t.https.clone(),
+            };
+            if let Err(e) = listeners.bind_https(&t.listen_https, tls, https) {
+                return fail(&e);
+            }
+        }
     }
     let http = match crate::http::bind(config.http).await {
         Ok(l) => l,
@@ -160,11 +172,12 @@ async fn serve(
     };
     let bound = listeners.addrs();
     let bound_tls = listeners.tls_addrs();
+    let bound_https = listeners.https_addrs();
     let runtime = match Runtime::build(config, &args.resolv_conf, &metrics) {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    for addr in bound.iter().chain(&bound_tls) {
+    for addr in bound.iter().chain(&bound_tls).chain(&bound_https) {
         if !networks::is_private(addr.ip()) {
             tracing::warn!(%addr, "listening on an address that is not loopback or private: only `access.allow` stands between this resolver and the internet");
         }
@@ -186,6 +199,7 @@ async fn serve(
     tracing::info!(
         listen = ?bound,
         listen_tls = ?bound_tls,
+        listen_https = ?bound_https,
         upstreams = ?upstreams,
         http = %http.local_addr().unwrap_or(c.http),
         query_log = c.query_log.path.as_deref().unwrap_or("off"),

@@ -32,7 +32,7 @@ use ipnet::IpNet;
 use jiff::Timestamp;
 
 pub use bypass::{BYPASS, BypassName, Switch};
-pub use tls::Tls;
+pub use tls::{Https, Tls};
 pub use upstream::{Upstream, UpstreamError};
 
 use crate::blocklist::{Category, List};
@@ -324,7 +324,8 @@ pub struct Config {
     pub query_log: QueryLogConfig,
     /// Per-client UDP query limits (`None`: off).
     pub rate_limit: Option<crate::ratelimit::Settings>,
-    /// `listen_tls` and its certificate pair (no DoT listener when `None`).
+    /// `listen_tls`, `listen_https` and their certificate pair (no
+    /// encrypted listener when `None`).
     pub tls: Option<Tls>,
     /// Things that load but look wrong.
     pub warnings: Vec<Problem>,
