@@ -18,6 +18,8 @@ mod conformance;
 mod container;
 /// Zone coverage, exemptions, the strict profile, bypass names, discovery.
 mod coverage;
+/// Discovery of Designated Resolvers: SVCB with cutoff's own endpoints, NODATA without.
+mod ddr;
 /// Deployment files under the tools that check them.
 mod deploy;
 /// DNS over HTTPS listeners: kdig, dig and hyper clients, HTTP errors, floods.

@@ -36,6 +36,8 @@ pub struct Tls {
     pub https_server: Arc<rustls::ServerConfig>,
     /// When the certificate expires (Unix seconds), if it could be read.
     pub not_after: Option<i64>,
+    /// The SVCB RDATAs that DDR answers `_dns.resolver.arpa` with.
+    pub designations: Vec<Vec<u8>>,
 }
 
 /// What a DoH listener serves (`https:`).
@@ -132,11 +134,15 @@ pub(super) fn tls(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<T
         return None;
     }
     let https_server = crate::certs::with_alpn(&server, crate::certs::ALPN_HTTPS);
+    let name = name?;
+    let designations =
+        super::bypass::designations(&listen, &listen_https, name.as_deref(), &https.path);
     Some(Tls {
+        designations,
         listen,
         listen_https,
         https,
-        name: name?,
+        name,
         certificate,
         key,
         handshake_timeout,
