@@ -373,3 +373,35 @@ fn check_names_a_missing_key_file_and_a_listener_without_a_pair() {
     );
     assert!(err.contains("needs `tls.key`"), "{err}");
 }
+
+#[test]
+fn check_refuses_a_chain_with_the_ca_before_the_server_certificate() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (yaml, _) = config(dir.path());
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Home CA");
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["dns.test".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("leaf");
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).expect("key.pem");
+    let cert = dir.path().join("cert.pem");
+    let checked = |pem: String| {
+        std::fs::write(&cert, pem).expect("cert.pem");
+        check(&yaml.replace("{upstream}", "127.0.0.1:53"))
+    };
+    let (code, err) = checked(format!("{}{}", leaf.pem(), ca.as_ref().pem()));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = checked(format!("{}{}", ca.as_ref().pem(), leaf.pem()));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("line 5: tls.certificate"), "{err}");
+    assert!(
+        err.contains("certificate 2 in the file did not issue certificate 1"),
+        "{err}"
+    );
+}
