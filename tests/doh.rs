@@ -397,3 +397,29 @@ async fn a_flood_of_idle_doh_connections_and_stalled_handshakes_does_not_stop_pl
     drop((idle, stalled));
     s.stop().await;
 }
+
+#[test]
+fn the_config_in_docs_encrypted_dns_loads_without_warnings() {
+    let doc = std::fs::read_to_string(crate::util::root().join("docs/encrypted-dns.md"))
+        .expect("docs/encrypted-dns.md");
+    let block = doc
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a yaml block");
+    let dir = tempfile::tempdir().expect("dir");
+    write_pair(dir.path());
+    let d = dir.path().display().to_string();
+    let yaml = block
+        .replace("/etc/cutoff/tls/fullchain.pem", &format!("{d}/cert.pem"))
+        .replace("/etc/cutoff/tls/privkey.pem", &format!("{d}/key.pem"))
+        // The block shows the encrypted part of a config; no rules of its own.
+        + "forward_only: true\n";
+    let path = dir.path().join("cutoff.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    let c = cutoff::config::load(&path).unwrap_or_else(|e| panic!("{e}: {e:?}"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let t = c.tls.expect("tls");
+    assert_eq!(t.listen_https.len(), 2);
+    assert_eq!(t.name.as_deref(), Some("dns.home.example"));
+}
