@@ -423,3 +423,30 @@ fn the_config_in_docs_encrypted_dns_loads_without_warnings() {
     assert_eq!(t.listen_https.len(), 2);
     assert_eq!(t.name.as_deref(), Some("dns.home.example"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_are_told_the_configured_stream_cap() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (yaml, pem) = config(dir.path(), "https: {max_streams: 7}\n");
+    let up = Fakeup::start().await;
+    let s = serve(&yaml, up.addr()).await;
+    let tls = session(s.https[0], &pem, &[b"h2"]).await;
+    let (send, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut send = send.ready().await.expect("ready");
+    // One exchange, so the server's SETTINGS have arrived and been applied.
+    let q = wire(&query("s05.upd.kaspersky.com.", RecordType::A, None));
+    let req = hyper::Request::post("https://dns.test/dns-query")
+        .header("content-type", "application/dns-message")
+        .body(())
+        .expect("request");
+    let (response, mut body) = send.send_request(req, false).expect("send");
+    body.send_data(Bytes::from(q), true).expect("body");
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("a response within 10 s")
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(send.current_max_send_streams(), 7);
+    s.stop().await;
+}
