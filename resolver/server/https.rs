@@ -33,7 +33,7 @@ use super::conns::{Lease, Slot};
 use super::{Limits, sent, stopped};
 use crate::metrics::Dropped;
 use crate::pipeline::{self, Protocol, Step};
-use crate::reload::State;
+use crate::runtime::State;
 
 /// The media type of a DNS message (RFC 8484 §6).
 const DNS_MESSAGE: &str = "application/dns-message";
