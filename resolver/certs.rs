@@ -1,4 +1,4 @@
-//! The certificate pair of the encrypted listeners (DoT): PEM files read
+//! The certificate pair of the encrypted listeners (DoT, DoH): PEM files read
 //! into a rustls server configuration; and the roots that cutoff trusts as
 //! a TLS client (DoT/DoH upstreams, list downloads).
 //!
@@ -15,6 +15,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// ALPN for DNS over TLS (RFC 7858 §3.2, registered as `dot`).
 pub const ALPN_DOT: &[u8] = b"dot";
+
+/// ALPN for DNS over HTTPS (RFC 8484 §5.2: HTTP/2 preferred, HTTP/1.1 too).
+pub const ALPN_HTTPS: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// The largest certificate or key file read (a long chain is a few KiB).
 const MAX_PEM: u64 = 1 << 20;
@@ -37,6 +40,19 @@ pub enum CertError {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A certificate in the file is not issued by the one after it: the
+    /// chain must run from the server certificate to its CA.
+    #[error(
+        "certificate `{path}`: certificate {next} in the file did not issue certificate {at} (the server certificate comes first, then each issuer in turn)"
+    )]
+    Chain {
+        /// The file.
+        path: PathBuf,
+        /// The certificate (1-based) whose issuer is not next.
+        at: usize,
+        /// The one after it.
+        next: usize,
     },
     /// Both read, but rustls refuses them together (the key is not the
     /// certificate's, or its kind is not supported).
@@ -71,6 +87,13 @@ pub fn load(
     if chain.is_empty() {
         return Err(cert_err("no PEM certificate in the file".into()));
     }
+    if let Some(at) = out_of_order(&chain) {
+        return Err(CertError::Chain {
+            path: certificate.to_path_buf(),
+            at: at.saturating_add(1),
+            next: at.saturating_add(2),
+        });
+    }
     let key_err = |reason: String| CertError::Key {
         path: key.to_path_buf(),
         reason,
@@ -91,6 +114,14 @@ pub fn load(
     Ok(Arc::new(config))
 }
 
+/// The same pair as `server`, offering `alpn` instead (one read of the
+/// files for DoT and DoH, so both always serve the same certificate).
+pub fn with_alpn(server: &rustls::ServerConfig, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+    let mut config = server.clone();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
 /// When the leaf of `certificate` (PEM) stops being valid, in Unix
 /// seconds; `None` when it cannot be read.
 pub fn expiry(certificate: &Path) -> Option<i64> {
@@ -104,19 +135,8 @@ pub fn expiry(certificate: &Path) -> Option<i64> {
 /// The `notAfter` of an X.509 certificate (RFC 5280 §4.1.2.5), read with
 /// a minimal DER walk: Certificate → TBSCertificate → Validity.
 pub fn not_after(der: &[u8]) -> Option<i64> {
-    let (0x30, cert, _) = tlv(der)? else {
-        return None;
-    };
-    let (0x30, tbs, _) = tlv(cert)? else {
-        return None;
-    };
-    let mut rest = tbs;
-    if rest.first() == Some(&0xa0) {
-        rest = tlv(rest)?.2; // version
-    }
-    for _ in 0..3 {
-        rest = tlv(rest)?.2; // serial, signature algorithm, issuer
-    }
+    let mut rest = issuer_on(der)?;
+    rest = tlv(rest)?.2; // issuer
     let (0x30, validity, _) = tlv(rest)? else {
         return None;
     };
@@ -148,6 +168,50 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
     )
     .ok()?;
     Some(jiff::tz::TimeZone::UTC.to_timestamp(at).ok()?.as_second())
+}
+
+/// The first certificate (0-based) whose issuer name is not the subject
+/// name of the one after it, if any: a chain in the wrong order (the CA
+/// first) or with a stranger in it. Names are compared as DER bytes, as
+/// RFC 5280 §7.1 allows for names encoded alike, which a CA's own
+/// certificates are. Certificates that cannot be walked are left to rustls.
+fn out_of_order(chain: &[CertificateDer<'_>]) -> Option<usize> {
+    chain.windows(2).position(|pair| {
+        let (Some((issuer, _)), Some((_, subject))) = (names(&pair[0]), names(&pair[1])) else {
+            return false;
+        };
+        issuer != subject
+    })
+}
+
+/// The issuer and subject names of an X.509 certificate (RFC 5280 §4.1),
+/// as DER: TBSCertificate → (version), serial, signature, issuer,
+/// validity, subject.
+fn names(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut rest = issuer_on(der)?;
+    let issuer_len = rest.len().checked_sub(tlv(rest)?.2.len())?;
+    let issuer = rest.get(..issuer_len)?;
+    rest = tlv(rest)?.2; // issuer
+    rest = tlv(rest)?.2; // validity
+    let subject_len = rest.len().checked_sub(tlv(rest)?.2.len())?;
+    Some((issuer, rest.get(..subject_len)?))
+}
+
+/// The TBSCertificate of an X.509 certificate from its issuer name on:
+/// Certificate → TBSCertificate → past (version), serial, signature.
+fn issuer_on(der: &[u8]) -> Option<&[u8]> {
+    let (0x30, cert, _) = tlv(der)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = tlv(cert)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = tlv(rest)?.2; // version
+    }
+    rest = tlv(rest)?.2; // serial
+    tlv(rest).map(|t| t.2) // signature algorithm
 }
 
 /// One DER element: its tag, its contents and what follows it.
@@ -219,6 +283,35 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         // 2031-07-04T00:00:00Z
         assert_eq!(not_after(cert.der()), Some(1_940_889_600));
+    }
+
+    #[test]
+    fn a_chain_is_in_order_only_with_the_server_certificate_first() {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "Home CA");
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["dns.test".into()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let ca_der = ca.as_ref().der().clone();
+        let in_order = [leaf.der().clone(), ca_der.clone()];
+        assert_eq!(out_of_order(&in_order), None);
+        let reversed = [ca_der.clone(), leaf.der().clone()];
+        assert_eq!(out_of_order(&reversed), Some(0));
+        // A stranger after the leaf: its own self-signed certificate.
+        let other = rcgen::CertificateParams::new(vec!["x.test".into()])
+            .unwrap()
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let stranger = [leaf.der().clone(), other.der().clone(), ca_der];
+        assert_eq!(out_of_order(&stranger), Some(0));
+        // One certificate is always in order.
+        assert_eq!(out_of_order(&in_order[..1]), None);
     }
 
     #[test]

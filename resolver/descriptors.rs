@@ -25,7 +25,8 @@ pub const FIXED: u64 = 32;
 pub struct Need {
     /// `max_inflight`.
     pub inflight: u64,
-    /// `tcp.max_connections`.
+    /// `tcp.max_connections`, once for plain TCP and once more each for
+    /// DoT and DoH when they listen.
     pub tcp: u64,
     /// Admin connections.
     pub admin: u64,
@@ -37,11 +38,21 @@ impl Need {
     /// What `config` needs.
     pub fn of(config: &Config) -> Self {
         let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        // DoT and DoH listeners each have a connection table of their own.
+        let (dot, doh) = config
+            .tls
+            .as_ref()
+            .map_or((0, 0), |t| (t.listen.len(), t.listen_https.len()));
+        let tables = [true, dot > 0, doh > 0].iter().filter(|on| **on).count();
         Self {
             inflight: n(config.serve.max_inflight),
-            tcp: n(config.serve.tcp_max_connections),
+            tcp: n(config.serve.tcp_max_connections).saturating_mul(n(tables)),
             admin: n(crate::http::MAX_CONNECTIONS),
-            listeners: n(config.listen.len()).saturating_mul(2).saturating_add(1),
+            listeners: n(config.listen.len())
+                .saturating_mul(2)
+                .saturating_add(n(dot))
+                .saturating_add(n(doh))
+                .saturating_add(1),
         }
     }
 
@@ -59,7 +70,7 @@ impl std::fmt::Display for Need {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "about {} file descriptors (max_inflight {} + tcp.max_connections {} + {} admin connections + {} listening sockets + {FIXED} others)",
+            "about {} file descriptors (max_inflight {} + {} TCP, DoT and DoH connections + {} admin connections + {} listening sockets + {FIXED} others)",
             self.total(),
             self.inflight,
             self.tcp,

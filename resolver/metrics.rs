@@ -45,7 +45,7 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "cutoff_tls_certificate_expiry_timestamp_seconds",
         "gauge",
-        "Unix time at which the DoT certificate in force expires (only with listen_tls).",
+        "Unix time at which the DoT/DoH certificate in force expires (only with listen_tls or listen_https).",
     ),
     (
         "cutoff_build_info",
@@ -213,6 +213,7 @@ pub const DROP_REASONS: &[&str] = &[
     "send_failed",
     "tcp_per_client",
     "tcp_evicted",
+    "doh_rejected",
 ];
 /// Why something was dropped without an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,6 +232,9 @@ pub enum Dropped {
     TcpPerClient = 5,
     /// An idle TCP connection closed to make room for a new one.
     TcpEvicted = 6,
+    /// A DoH request answered with an HTTP error (no DNS message, wrong
+    /// method, path or content type, too large), before the pipeline.
+    DohRejected = 7,
 }
 
 const ACTIONS: [Verdict; 4] = [
@@ -239,7 +243,7 @@ const ACTIONS: [Verdict; 4] = [
     Verdict::Block,
     Verdict::Refuse,
 ];
-const PROTOCOLS: [Protocol; 3] = Protocol::ALL;
+const PROTOCOLS: [Protocol; Protocol::ALL.len()] = Protocol::ALL;
 const PATHS: [&str; 4] = ["blocked", "cached", "forwarded", "local"];
 
 /// The process's metrics: the recorder and the handles that do not depend
@@ -465,11 +469,15 @@ impl Metrics {
         for (i, net) in nets.iter().enumerate() {
             // Only combinations that can occur get a series: a client in no
             // network is refused, and a refused client is in no network;
-            // `dot` only with a DoT listener.
+            // `dot` and `doh` only with their listeners.
             let none = i + 1 == nets.len();
             for a in ACTIONS {
                 for p in PROTOCOLS {
-                    let listened = p != Protocol::Dot || c.tls.is_some();
+                    let listened = match p {
+                        Protocol::Udp | Protocol::Tcp => true,
+                        Protocol::Dot => c.tls.as_ref().is_some_and(|t| !t.listen.is_empty()),
+                        Protocol::Doh => c.tls.as_ref().is_some_and(|t| !t.listen_https.is_empty()),
+                    };
                     queries.push(if listened && none == (a == Verdict::Refuse) {
                         counter(
                             r,

@@ -13,18 +13,21 @@ pub enum Protocol {
     Tcp,
     /// DNS over TLS (RFC 7858): TCP framing inside a TLS session.
     Dot,
+    /// DNS over HTTPS (RFC 8484): one message per HTTP request.
+    Doh,
 }
 
 impl Protocol {
     /// Every protocol, in label order (metrics pre-create one series each).
-    pub const ALL: [Self; 3] = [Self::Udp, Self::Tcp, Self::Dot];
+    pub const ALL: [Self; 4] = [Self::Udp, Self::Tcp, Self::Dot, Self::Doh];
 
-    /// `udp`, `tcp` or `dot`.
+    /// `udp`, `tcp`, `dot` or `doh`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
             Self::Dot => "dot",
+            Self::Doh => "doh",
         }
     }
 
@@ -170,7 +173,7 @@ impl<'p> Question<'p> {
     /// never more than `max_udp` bytes over UDP, DNS Flag Day 2020).
     pub fn limit(&self, protocol: Protocol, max_udp: u16) -> usize {
         match (protocol, self.edns) {
-            (Protocol::Tcp | Protocol::Dot, _) => usize::from(u16::MAX),
+            (Protocol::Tcp | Protocol::Dot | Protocol::Doh, _) => usize::from(u16::MAX),
             (Protocol::Udp, None) => 512,
             (Protocol::Udp, Some(e)) => usize::from(e.size.clamp(512, max_udp.max(512))),
         }
@@ -189,7 +192,7 @@ mod tests {
         for a in Answered::ALL {
             assert_eq!(Answered::parse(a.as_str()), Some(a));
         }
-        assert_eq!(Protocol::parse("doh"), None);
+        assert_eq!(Protocol::parse("quic"), None);
     }
 
     #[test]

@@ -126,10 +126,14 @@ impl State {
                 "`listen` changed: listeners change only on restart; the new addresses are ignored until then"
             );
         }
-        let tls_listen = |c: &crate::config::Config| c.tls.as_ref().map(|t| t.listen.clone());
+        let tls_listen = |c: &crate::config::Config| {
+            c.tls
+                .as_ref()
+                .map(|t| (t.listen.clone(), t.listen_https.clone()))
+        };
         if tls_listen(&config) != tls_listen(&old.policy.config) {
             tracing::warn!(
-                "`listen_tls` changed: DoT listeners change only on restart (the certificate is re-read now)"
+                "`listen_tls` or `listen_https` changed: DoT and DoH listeners change only on restart (the certificate is re-read now)"
             );
         }
         if config.query_log.path != old.policy.config.query_log.path {

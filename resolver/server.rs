@@ -28,12 +28,14 @@ use crate::ratelimit;
 use crate::runtime::State;
 
 mod conns;
+mod https;
 // The one module with `unsafe` code: the libc calls behind IP_PKTINFO (ADR 0002).
 #[allow(unsafe_code)]
 mod pktinfo;
 mod tcp;
 mod tls;
 
+pub use https::Settings as HttpsSettings;
 pub use tls::Settings as TlsSettings;
 
 /// Bound sockets, before serving starts.
@@ -47,6 +49,10 @@ pub struct Listeners {
     pub tls: Vec<TcpListener>,
     /// The certificate pair and handshake timeout, when `tls` is not empty.
     pub tls_settings: Option<TlsSettings>,
+    /// DoH listeners (`listen_https`).
+    pub https: Vec<TcpListener>,
+    /// Their certificate pair (ALPN `h2`, `http/1.1`) and what they serve.
+    pub https_settings: Option<(TlsSettings, HttpsSettings)>,
 }
 
 impl Listeners {
@@ -72,6 +78,8 @@ impl Listeners {
             tcp,
             tls: Vec::new(),
             tls_settings: None,
+            https: Vec::new(),
+            https_settings: None,
         })
     }
 
@@ -85,6 +93,31 @@ impl Listeners {
         }
         self.tls_settings = Some(settings);
         Ok(())
+    }
+
+    /// Binds a DoH listener on every address in `addrs`.
+    pub fn bind_https(
+        &mut self,
+        addrs: &[SocketAddr],
+        tls: TlsSettings,
+        settings: HttpsSettings,
+    ) -> io::Result<()> {
+        for addr in addrs {
+            let t = bind_tcp(*addr).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on https {addr}: {e}"))
+            })?;
+            self.https.push(t);
+        }
+        self.https_settings = Some((tls, settings));
+        Ok(())
+    }
+
+    /// The bound DoH addresses.
+    pub fn https_addrs(&self) -> Vec<SocketAddr> {
+        self.https
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     /// The bound DoT addresses.
@@ -212,10 +245,28 @@ pub async fn run(
             tasks.spawn(tls::accept_loop(
                 listener,
                 settings.clone(),
+                tls::Serves::Dot,
                 state.clone(),
                 limits,
                 inflight.clone(),
                 tls_connections.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+    if let Some((settings, https)) = listeners.https_settings {
+        // And DoH its own, for the same reason.
+        let https_connections = conns::Table::new(limits.tcp_connections, limits.tcp_per_client);
+        let serves = tls::Serves::Doh(Arc::new(https));
+        for listener in listeners.https {
+            tasks.spawn(tls::accept_loop(
+                listener,
+                settings.clone(),
+                serves.clone(),
+                state.clone(),
+                limits,
+                inflight.clone(),
+                https_connections.clone(),
                 shutdown.clone(),
             ));
         }

@@ -40,7 +40,7 @@ fn the_image_recipe_pulls_nothing_and_runs_nothing() {
 #[test]
 fn the_image_runs_as_65532_with_the_ports_entrypoint_and_command_the_checks_expect() {
     let want = [
-        "EXPOSE 53/udp 53/tcp 9153/tcp",
+        "EXPOSE 53/udp 53/tcp 853/tcp 443/tcp 9153/tcp",
         "USER 65532:65532",
         r#"ENTRYPOINT ["/usr/bin/cutoff"]"#,
         r#"CMD ["serve", "--config", "/etc/cutoff/cutoff.yaml"]"#,
@@ -57,7 +57,7 @@ fn the_image_runs_as_65532_with_the_ports_entrypoint_and_command_the_checks_expe
         "'{{.Config.User}}' 65532:65532\n",
         r#"'["/usr/bin/cutoff"]'"#,
         r#"'["serve","--config","/etc/cutoff/cutoff.yaml"]'"#,
-        "'53/tcp 53/udp 9153/tcp '",
+        "'443/tcp 53/tcp 53/udp 853/tcp 9153/tcp '",
     ] {
         assert!(build.contains(w), "build.sh does not check {w}");
     }

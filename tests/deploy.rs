@@ -19,6 +19,20 @@ fn alert_rules_pass_promtool() {
 }
 
 #[test]
+fn alert_rule_unit_tests_pass_promtool() {
+    if !needs_tool("promtool", "apt-get install prometheus") {
+        return;
+    }
+    let (ok, text) = tool(
+        "promtool",
+        &["test", "rules", "deploy/prometheus/cutoff-rules.test.yaml"],
+    )
+    .expect("promtool");
+    assert!(ok, "promtool test rules:\n{text}");
+    assert!(text.contains("SUCCESS"), "{text}");
+}
+
+#[test]
 fn dashboard_is_valid_json_with_a_datasource_variable() {
     let text = std::fs::read_to_string(root().join("deploy/grafana/cutoff-dashboard.json"))
         .expect("dashboard");

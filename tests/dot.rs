@@ -33,7 +33,7 @@ rules:
 
 /// A self-signed certificate for `dns.test` and 127.0.0.1, written as
 /// cert.pem and key.pem into `dir`; returns the certificate's PEM.
-fn write_pair(dir: &Path) -> String {
+pub(crate) fn write_pair(dir: &Path) -> String {
     let key = KeyPair::generate().expect("key");
     let cert = CertificateParams::new(vec!["dns.test".to_owned(), "127.0.0.1".to_owned()])
         .expect("params")
@@ -56,6 +56,11 @@ fn config(dir: &Path) -> (String, String) {
 
 /// A TLS client trusting only `pem`, offering ALPN `dot`.
 fn client(pem: &str) -> tokio_rustls::TlsConnector {
+    client_alpn(pem, &[b"dot"])
+}
+
+/// A TLS client trusting only `pem`, offering `alpn`.
+pub(crate) fn client_alpn(pem: &str, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
         roots.add(c.expect("pem")).expect("root");
@@ -67,7 +72,7 @@ fn client(pem: &str) -> tokio_rustls::TlsConnector {
     .expect("versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = vec![b"dot".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
@@ -96,7 +101,8 @@ async fn read_message(s: &mut (impl AsyncReadExt + Unpin)) -> Message {
     Message::from_vec(&buf).expect("decode")
 }
 
-fn kdig(port: u16, ca: &Path, args: &[&str]) -> String {
+/// kdig against 127.0.0.1:`port`, trusting `ca` for `dns.test`.
+pub(crate) fn kdig(port: u16, ca: &Path, args: &[&str]) -> String {
     let out = Command::new("kdig")
         .args(["@127.0.0.1", "-p", &port.to_string(), "+time=3", "+retry=0"])
         .arg(format!("+tls-ca={}", ca.display()))
@@ -366,4 +372,36 @@ fn check_names_a_missing_key_file_and_a_listener_without_a_pair() {
         "{err}"
     );
     assert!(err.contains("needs `tls.key`"), "{err}");
+}
+
+#[test]
+fn check_refuses_a_chain_with_the_ca_before_the_server_certificate() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (yaml, _) = config(dir.path());
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Home CA");
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["dns.test".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("leaf");
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).expect("key.pem");
+    let cert = dir.path().join("cert.pem");
+    let checked = |pem: String| {
+        std::fs::write(&cert, pem).expect("cert.pem");
+        check(&yaml.replace("{upstream}", "127.0.0.1:53"))
+    };
+    let (code, err) = checked(format!("{}{}", leaf.pem(), ca.as_ref().pem()));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = checked(format!("{}{}", ca.as_ref().pem(), leaf.pem()));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("line 5: tls.certificate"), "{err}");
+    assert!(
+        err.contains("certificate 2 in the file did not issue certificate 1"),
+        "{err}"
+    );
 }

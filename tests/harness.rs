@@ -24,6 +24,8 @@ pub(crate) struct Running {
     pub(crate) addrs: Vec<SocketAddr>,
     /// Its DoT addresses (`listen_tls`).
     pub(crate) tls: Vec<SocketAddr>,
+    /// Its DoH addresses (`listen_https`).
+    pub(crate) https: Vec<SocketAddr>,
     /// Its shared state (for reloads).
     pub(crate) state: Arc<State>,
     /// The admin endpoint.
@@ -99,6 +101,7 @@ pub(crate) async fn serve_draining(
         addr: service.addrs[0],
         addrs: service.addrs.clone(),
         tls: service.tls_addrs.clone(),
+        https: service.https_addrs.clone(),
         state: service.state.clone(),
         http: service.http,
         service,

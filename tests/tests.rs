@@ -22,8 +22,12 @@ mod conformance;
 mod container;
 /// Zone coverage, exemptions, the strict profile, bypass names, discovery.
 mod coverage;
+/// Discovery of Designated Resolvers: SVCB with cutoff's own endpoints, NODATA without.
+mod ddr;
 /// Deployment files under the tools that check them.
 mod deploy;
+/// DNS over HTTPS listeners: kdig, dig and hyper clients, HTTP errors, floods.
+mod doh;
 /// DNS over TLS listeners: kdig and rustls clients, limits, bad pairs.
 mod dot;
 /// The built binary under dig, SIGHUP and SIGTERM.

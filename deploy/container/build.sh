@@ -24,7 +24,7 @@
 #    as the image time (reproducible ids).
 # 3. Checks, per image (root, as CI runs):
 #    - `podman image inspect`: architecture, user 65532:65532, the ports
-#      53/udp 53/tcp 9153/tcp, entrypoint, command and the OCI labels;
+#      53/udp 53/tcp 853/tcp 443/tcp 9153/tcp, entrypoint, command and the OCI labels;
 #    - its size is under 10 MB (10,000,000 bytes);
 #    - from the mounted root file system (`podman image mount`; arm64 under
 #      qemu-aarch64-static): `cutoff --version`, and `cutoff check` of the
@@ -205,7 +205,7 @@ check_image() { # $1 arch, $2 image
     expect "$image" user '{{.Config.User}}' 65532:65532
     expect "$image" entrypoint '{{json .Config.Entrypoint}}' '["/usr/bin/cutoff"]'
     expect "$image" command '{{json .Config.Cmd}}' '["serve","--config","/etc/cutoff/cutoff.yaml"]'
-    expect "$image" ports '{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}' '53/tcp 53/udp 9153/tcp '
+    expect "$image" ports '{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}' '443/tcp 53/tcp 53/udp 853/tcp 9153/tcp '
     expect "$image" 'label version' '{{index .Labels "org.opencontainers.image.version"}}' "$version"
     expect "$image" 'label revision' '{{index .Labels "org.opencontainers.image.revision"}}' "$revision"
     expect "$image" 'label licenses' '{{index .Labels "org.opencontainers.image.licenses"}}' 'MIT OR Apache-2.0'

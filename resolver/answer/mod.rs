@@ -241,6 +241,19 @@ pub fn blocked(q: &Question<'_>, b: &Blocking, zone: &[u8], why: Text<'_>) -> Ve
     out
 }
 
+/// The DDR answer (RFC 9462): one SVCB record per designated endpoint,
+/// owned by the question name.
+pub fn designation(q: &Question<'_>, records: &[Vec<u8>], ttl: u32) -> Vec<u8> {
+    let an = u16::try_from(records.len()).unwrap_or(0);
+    let mut out = start(q, rcode::NOERROR, an, 0, 256);
+    for rdata in records.iter().take(usize::from(an)) {
+        record_head(&mut out, Owner::At(12), 64, ttl, rdata.len());
+        out.extend_from_slice(rdata);
+    }
+    opt(&mut out, q, 0, None);
+    out
+}
+
 /// REFUSED for a client outside `access`.
 pub fn refused(q: &Question<'_>) -> Vec<u8> {
     let mut out = start(q, rcode::REFUSED, 0, 0, 96);

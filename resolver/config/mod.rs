@@ -37,7 +37,7 @@ use jiff::Timestamp;
 
 pub use bypass::{BYPASS, BypassName, Switch};
 pub use overrides::Overrides;
-pub use tls::Tls;
+pub use tls::{Https, Tls};
 pub use upstream::{Upstream, UpstreamError, UpstreamReason};
 
 use crate::blocklist::{Category, List};
@@ -334,7 +334,8 @@ pub struct Config {
     pub query_log: QueryLogConfig,
     /// Per-client UDP query limits (`None`: off).
     pub rate_limit: Option<crate::ratelimit::Settings>,
-    /// `listen_tls` and its certificate pair (no DoT listener when `None`).
+    /// `listen_tls`, `listen_https` and their certificate pair (no
+    /// encrypted listener when `None`).
     pub tls: Option<Tls>,
     /// Things that load but look wrong.
     pub warnings: Vec<Problem>,

@@ -28,6 +28,14 @@ pub(crate) struct RawConfig {
     pub(crate) tls_key: Option<At<String>>,
     /// `tls.handshake_timeout`: how long a TLS handshake may take (`5s`).
     pub(crate) tls_handshake_timeout: Option<At<String>>,
+    /// `tls.name`: the name the certificate is for, announced by DDR.
+    pub(crate) tls_name: Option<At<String>>,
+    /// `listen_https`: addresses to answer DNS over HTTPS on (RFC 8484).
+    pub(crate) listen_https: Option<At<Vec<At<String>>>>,
+    /// `https.path`: the DoH path (`/dns-query`).
+    pub(crate) https_path: Option<At<String>>,
+    /// `https.max_streams`: HTTP/2 streams open at once on one connection.
+    pub(crate) https_max_streams: Option<At<i128>>,
     /// `upstreams`: resolvers to forward allowed queries to, in order.
     pub(crate) upstreams: Option<At<Vec<At<String>>>>,
     /// `http`: the admin endpoint's address, written alone or as
@@ -247,6 +255,8 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "state_dir",
     "listen_tls",
     "tls",
+    "listen_https",
+    "https",
 ];
 const RATE_KEYS: &[&str] = &[
     "qps",
@@ -266,7 +276,8 @@ const TCP_KEYS: &[&str] = &[
     "max_queries",
     "max_per_client",
 ];
-const TLS_KEYS: &[&str] = &["certificate", "key", "handshake_timeout"];
+const TLS_KEYS: &[&str] = &["certificate", "key", "handshake_timeout", "name"];
+const HTTPS_KEYS: &[&str] = &["path", "max_streams"];
 const HTTP_KEYS: &[&str] = &["listen", "token_file", "read_token_file", "max_allow"];
 const NETWORK_KEYS: &[&str] = &["cidrs", "overrides"];
 const ACCESS_KEYS: &[&str] = &["allow", "deny", "denied"];
@@ -313,6 +324,7 @@ pub(crate) fn all_keys() -> Vec<String> {
     out.extend(BYPASS_KEYS.iter().map(|k| format!("bypass.{k}")));
     out.extend(RATE_KEYS.iter().map(|k| format!("rate_limit.{k}")));
     out.extend(TLS_KEYS.iter().map(|k| format!("tls.{k}")));
+    out.extend(HTTPS_KEYS.iter().map(|k| format!("https.{k}")));
     out.extend(HTTP_KEYS.iter().map(|k| format!("http.{k}")));
     out.extend(NETWORK_KEYS.iter().map(|k| format!("networks.NAME.{k}")));
     out
@@ -346,6 +358,18 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
         raw.tls_certificate = string(r, &t, "certificate");
         raw.tls_key = string(r, &t, "key");
         raw.tls_handshake_timeout = string(r, &t, "handshake_timeout");
+        raw.tls_name = string(r, &t, "name");
+    }
+    raw.listen_https = f.get("listen_https").map(|(n, p)| At {
+        value: strings(r, n, &p),
+        line: n.line,
+        path: p,
+    });
+    if let Some((n, p)) = f.get("https")
+        && let Some(h) = r.fields(n, &p, HTTPS_KEYS)
+    {
+        raw.https_path = string(r, &h, "path");
+        raw.https_max_streams = int(r, &h, "max_streams", 1, 10_000);
     }
     match f.get("http") {
         Some((n, p)) if matches!(n.value, super::yaml::Value::Map(_)) => {

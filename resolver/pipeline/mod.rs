@@ -393,6 +393,10 @@ fn finish_forwarded(
 /// target or address, when the block came from a re-check).
 fn blocked(runtime: &Runtime, q: &Question<'_>, d: &Decision<'_>, via: Option<&str>) -> Vec<u8> {
     let c = &runtime.policy.config;
+    // `_dns.resolver.arpa` SVCB with encrypted listeners: cutoff's own.
+    if let Some(records) = d.rule.and_then(|(r, _)| c.designation(r, q)) {
+        return answer::designation(q, records, c.blocking.ttl);
+    }
     let rule = d
         .rule
         .and_then(|(r, _)| c.rules.get(r))

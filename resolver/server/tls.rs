@@ -1,11 +1,13 @@
-//! DNS over TLS listeners (RFC 7858): accept, TLS handshake under
-//! `tls.handshake_timeout`, then the same connection handler as plain TCP
-//! (pipelining, `tcp.max_queries`, `tcp.idle_timeout`) with protocol `dot`.
+//! TLS listeners: accept, TLS handshake under `tls.handshake_timeout`, then
+//! for DNS over TLS (RFC 7858) the same connection handler as plain TCP
+//! (pipelining, `tcp.max_queries`, `tcp.idle_timeout`) with protocol `dot`,
+//! and for DNS over HTTPS (RFC 8484) the HTTP server in `https.rs`.
 //!
-//! Sits in `server`, before the pipeline. DoT connections have their own
-//! connection table (`tcp.max_connections` and `tcp.max_per_client` again,
-//! with the same eviction of the connection idle the longest, counted apart), so a flood of handshakes
-//! cannot take the slots of plain TCP clients, and the handshake runs in the
+//! Sits in `server`, before the pipeline. DoT and DoH connections each have
+//! their own connection table (`tcp.max_connections` and
+//! `tcp.max_per_client` again, with the same eviction of the connection
+//! idle the longest, counted apart), so a flood of handshakes cannot take
+//! the slots of plain TCP clients, and the handshake runs in the
 //! connection's task, so a slow one never holds up the accept loop.
 
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use super::{Limits, accept, admit, conns, tcp};
+use super::{Limits, accept, admit, conns, https, tcp};
 use crate::pipeline::Protocol;
 use crate::runtime::State;
 
@@ -30,9 +32,20 @@ pub struct Settings {
     pub handshake_timeout: Duration,
 }
 
+/// What a TLS listener serves once the handshake is done.
+#[derive(Clone, Debug)]
+pub(super) enum Serves {
+    /// DNS over TLS: length-prefixed messages, as over TCP.
+    Dot,
+    /// DNS over HTTPS.
+    Doh(Arc<https::Settings>),
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn accept_loop(
     listener: TcpListener,
     settings: Settings,
+    serves: Serves,
     state: Arc<State>,
     limits: Limits,
     inflight: Arc<Semaphore>,
@@ -41,7 +54,11 @@ pub(super) async fn accept_loop(
 ) {
     let mut open = JoinSet::new();
     loop {
-        let Some((stream, src)) = accept(&listener, &mut shutdown, "tls").await else {
+        let what = match serves {
+            Serves::Dot => "tls",
+            Serves::Doh(_) => "https",
+        };
+        let Some((stream, src)) = accept(&listener, &mut shutdown, what).await else {
             break;
         };
         let Some(lease) = admit(&state, &connections, src) else {
@@ -52,14 +69,14 @@ pub(super) async fn accept_loop(
         // The pair of the running config: a reload (SIGHUP) that read a
         // new certificate serves it from the next handshake on, and one
         // that failed (a bad pair) left the old config, so the old pair.
-        let server = state
-            .current
-            .load()
-            .policy
-            .config
-            .tls
-            .as_ref()
-            .map_or_else(|| settings.server.clone(), |t| t.server.clone());
+        let server = state.current.load().policy.config.tls.as_ref().map_or_else(
+            || settings.server.clone(),
+            |t| match serves {
+                Serves::Dot => t.server.clone(),
+                Serves::Doh(_) => t.https_server.clone(),
+            },
+        );
+        let serves = serves.clone();
         let (acceptor, handshake) = (TlsAcceptor::from(server), settings.handshake_timeout);
         open.spawn(async move {
             // A client that never finishes its handshake holds a slot only
@@ -75,19 +92,21 @@ pub(super) async fn accept_loop(
                     return;
                 }
             };
-            let _ = tcp::connection(
-                session,
-                tcp::Peer {
-                    addr: src,
-                    protocol: Protocol::Dot,
-                },
-                state,
-                limits,
-                inflight,
-                &lease,
-                shutdown,
-            )
-            .await;
+            match serves {
+                Serves::Dot => {
+                    let peer = tcp::Peer {
+                        addr: src,
+                        protocol: Protocol::Dot,
+                    };
+                    let _ =
+                        tcp::connection(session, peer, state, limits, inflight, &lease, shutdown)
+                            .await;
+                }
+                Serves::Doh(s) => {
+                    https::connection(session, src, state, limits, inflight, &lease, shutdown, &s)
+                        .await;
+                }
+            }
             drop(lease);
         });
         while open.try_join_next().is_some() {}

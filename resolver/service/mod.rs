@@ -76,7 +76,7 @@ pub enum StartError {
         /// What went wrong, with the likely cause.
         explained: String,
     },
-    /// A DoT listen address could not be bound.
+    /// A DoT or DoH listen address could not be bound.
     #[error(transparent)]
     Tls(io::Error),
     /// The admin endpoint could not be bound.
@@ -102,6 +102,8 @@ pub struct Service {
     pub addrs: Vec<SocketAddr>,
     /// The DoT addresses bound (`listen_tls`).
     pub tls_addrs: Vec<SocketAddr>,
+    /// The DoH addresses bound (`listen_https`).
+    pub https_addrs: Vec<SocketAddr>,
     /// The admin endpoint's address.
     pub http: SocketAddr,
     /// The shared state (for reloads and inspection).
@@ -116,6 +118,7 @@ impl std::fmt::Debug for Service {
         f.debug_struct("Service")
             .field("addrs", &self.addrs)
             .field("tls_addrs", &self.tls_addrs)
+            .field("https_addrs", &self.https_addrs)
             .field("http", &self.http)
             .finish_non_exhaustive()
     }
@@ -154,6 +157,18 @@ pub async fn start(config: Config, options: Options) -> Result<Service, StartErr
         listeners
             .bind_tls(&t.listen, settings)
             .map_err(StartError::Tls)?;
+        if !t.listen_https.is_empty() {
+            let tls = server::TlsSettings {
+                server: t.https_server.clone(),
+                handshake_timeout: t.handshake_timeout,
+            };
+            let https = server::HttpsSettings {
+                https: t.https.clone(),
+            };
+            listeners
+                .bind_https(&t.listen_https, tls, https)
+                .map_err(StartError::Tls)?;
+        }
     }
     let http = crate::http::bind(config.http)
         .await
@@ -170,15 +185,16 @@ pub async fn start(config: Config, options: Options) -> Result<Service, StartErr
     };
     let addrs = listeners.addrs();
     let tls_addrs = listeners.tls_addrs();
+    let https_addrs = listeners.https_addrs();
     let runtime = Runtime::build(config, &options.resolv_conf, &metrics)?;
-    for addr in addrs.iter().chain(&tls_addrs) {
+    for addr in addrs.iter().chain(&tls_addrs).chain(&https_addrs) {
         if !crate::networks::is_private(addr.ip()) {
             tracing::warn!(%addr, "listening on an address that is not loopback or private: only `access.allow` stands between this resolver and the internet");
         }
     }
     let limits = limits(&runtime.policy.config);
     let http_addr = http.local_addr().unwrap_or(runtime.policy.config.http);
-    log_serving(&runtime, &addrs, &tls_addrs, http_addr);
+    log_serving(&runtime, &addrs, [&tls_addrs, &https_addrs], http_addr);
     // Temporary allows outlive a restart; a corrupt file stops the start
     // (naming its line) rather than dropping them silently, and so does an
     // unusable token file.
@@ -213,6 +229,7 @@ pub async fn start(config: Config, options: Options) -> Result<Service, StartErr
     Ok(Service {
         addrs,
         tls_addrs,
+        https_addrs,
         http: http_addr,
         state,
         admin,
@@ -262,7 +279,12 @@ fn limits(c: &Config) -> Limits {
     }
 }
 
-fn log_serving(runtime: &Runtime, addrs: &[SocketAddr], tls: &[SocketAddr], http: SocketAddr) {
+fn log_serving(
+    runtime: &Runtime,
+    addrs: &[SocketAddr],
+    [tls, https]: [&[SocketAddr]; 2],
+    http: SocketAddr,
+) {
     let c = &runtime.policy.config;
     let upstreams: Vec<String> = runtime
         .upstreams
@@ -273,6 +295,7 @@ fn log_serving(runtime: &Runtime, addrs: &[SocketAddr], tls: &[SocketAddr], http
     tracing::info!(
         listen = ?addrs,
         listen_tls = ?tls,
+        listen_https = ?https,
         upstreams = ?upstreams,
         http = %http,
         query_log = c.query_log.path.as_deref().unwrap_or("off"),
