@@ -92,6 +92,7 @@ pub mod querylog;
 pub mod ratelimit;
 pub mod refresh;
 pub mod reload;
+pub mod rpz;
 pub mod server;
 pub mod since;
 pub mod upstream;

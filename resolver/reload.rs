@@ -150,6 +150,8 @@ pub struct State {
     pub ready: AtomicBool,
     /// Per-client buckets (`rate_limit`), kept across reloads.
     pub limiter: crate::ratelimit::Limiter,
+    /// The RPZ zones in force (`rpz:`), built by `rpz::run`.
+    pub rpz: crate::rpz::Feed,
 }
 
 impl State {
@@ -192,6 +194,7 @@ impl State {
             activity: crate::activity::Activity::new(),
             ready: AtomicBool::new(false),
             limiter: crate::ratelimit::Limiter::new(),
+            rpz: crate::rpz::Feed::default(),
         }
     }
 

@@ -206,6 +206,7 @@ async fn serve(
     let signals = tokio::spawn(signals(state.clone(), stop_tx, admin));
     tokio::spawn(ticks(state.clone(), stop_rx.clone()));
     tokio::spawn(crate::refresh::run(state.clone(), stop_rx.clone(), reload));
+    tokio::spawn(crate::rpz::run(state.clone(), stop_rx.clone()));
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);

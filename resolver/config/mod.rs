@@ -13,6 +13,7 @@ mod bypass;
 mod check;
 mod lists;
 mod raw;
+mod rpz;
 mod rules;
 mod settings;
 mod tls;
@@ -32,6 +33,7 @@ use ipnet::IpNet;
 use jiff::Timestamp;
 
 pub use bypass::{BYPASS, BypassName, Switch};
+pub use rpz::{Rpz, RpzZone};
 pub use tls::Tls;
 pub use upstream::{Upstream, UpstreamError};
 
@@ -326,6 +328,8 @@ pub struct Config {
     pub rate_limit: Option<crate::ratelimit::Settings>,
     /// `listen_tls` and its certificate pair (no DoT listener when `None`).
     pub tls: Option<Tls>,
+    /// `rpz:`: zones served to secondaries (`None`: no zone).
+    pub rpz: Option<Rpz>,
     /// Things that load but look wrong.
     pub warnings: Vec<Problem>,
 }

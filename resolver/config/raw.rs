@@ -95,6 +95,8 @@ pub(crate) struct RawConfig {
     pub(crate) forward_only: Option<At<String>>,
     /// `rate_limit`: per-client UDP query limits (off when absent).
     pub(crate) rate_limit: Option<RawRateLimit>,
+    /// `rpz`: zones served to secondaries (see `config::rpz`).
+    pub(crate) rpz: Option<super::rpz::RawRpz>,
     /// Line of the `rules` key, for "no rules" warnings.
     pub(crate) rules_line: Option<u32>,
 }
@@ -234,6 +236,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "state_dir",
     "listen_tls",
     "tls",
+    "rpz",
 ];
 const RATE_KEYS: &[&str] = &[
     "qps",
@@ -298,6 +301,12 @@ pub(crate) fn all_keys() -> Vec<String> {
     out.extend(BYPASS_KEYS.iter().map(|k| format!("bypass.{k}")));
     out.extend(RATE_KEYS.iter().map(|k| format!("rate_limit.{k}")));
     out.extend(TLS_KEYS.iter().map(|k| format!("tls.{k}")));
+    out.extend(super::rpz::KEYS.iter().map(|k| format!("rpz.{k}")));
+    out.extend(
+        super::rpz::ZONE_KEYS
+            .iter()
+            .map(|k| format!("rpz.zones[].{k}")),
+    );
     out
 }
 
@@ -487,6 +496,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
             }
         }
     }
+    raw.rpz = f.get("rpz").and_then(|(n, p)| super::rpz::read(r, n, &p));
     if let Some((n, p)) = f.get("blocking")
         && let Some(b) = r.fields(n, &p, BLOCKING_KEYS)
     {
@@ -504,7 +514,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
     raw
 }
 
-fn string(r: &mut Reader, f: &Fields<'_>, key: &str) -> Option<At<String>> {
+pub(super) fn string(r: &mut Reader, f: &Fields<'_>, key: &str) -> Option<At<String>> {
     let (n, path) = f.get(key)?;
     let value = r.string(n, &path)?;
     Some(At {
@@ -524,7 +534,7 @@ fn int(r: &mut Reader, f: &Fields<'_>, key: &str, min: i128, max: i128) -> Optio
     })
 }
 
-fn strings(r: &mut Reader, n: &Node, path: &Path) -> Vec<At<String>> {
+pub(super) fn strings(r: &mut Reader, n: &Node, path: &Path) -> Vec<At<String>> {
     r.strings(n, path)
         .into_iter()
         .map(|(value, line, path)| At { value, line, path })

@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-pub use formats::{Format, render as formats_render};
+pub use formats::{
+    Format, RPZ_APEX_A, RPZ_SOA, RPZ_TTL, RpzSoa, render as formats_render, rpz_record,
+};
 
 use crate::blocklist::Category;
 use crate::config::Action;
@@ -88,6 +90,10 @@ pub struct Export {
     pub at: Timestamp,
     /// The config version.
     pub version: String,
+    /// The RPZ zone's SOA serial: the instant in seconds for `cutoff
+    /// export` (seconds since 1970 fit u32 until 2106, and only grow
+    /// between exports); a served zone sets its own (`crate::rpz`).
+    pub serial: u32,
 }
 
 /// What to export.
@@ -226,6 +232,7 @@ pub fn plan(s: &Snapshot, sel: &Selection, at: Timestamp) -> Result<Export, Expo
         network: net_name.to_owned(),
         at,
         version: c.version.clone(),
+        serial: u32::try_from(at.as_second()).unwrap_or(u32::MAX),
     })
 }
 

@@ -37,6 +37,7 @@ use crate::reload::State;
 mod api;
 mod html;
 mod page;
+mod rpz;
 pub mod status;
 
 pub use api::{ClientsQueryError, ExplainQueryError, RecentRow, clients_since};
@@ -60,6 +61,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/recent", get(api::recent))
         .route("/api/v1/explain", get(api::explain))
+        .route("/rpz/{file}", get(rpz::zone))
         .layer(axum::middleware::map_response(secure))
         .with_state(state)
 }
