@@ -188,6 +188,16 @@ async fn the_zone_is_served_by_soa_axfr_and_http_to_allowed_clients_only() {
     let (status, body) = http(f.running.http, "GET", "/rpz/nope.rpz").await;
     assert_eq!(status, 404);
     assert!(body.contains("served: cutoff.rpz"), "{body}");
+    // The same zone as a list for blockers that subscribe to a URL.
+    let (status, body) = http(f.running.http, "GET", "/export/cutoff.rpz.txt").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\n||first.example.net^\n"), "{body}");
+    let (status, body) = http(f.running.http, "GET", "/export/cutoff.rpz.txt?format=hosts").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\n0.0.0.0 first.example.net\n"), "{body}");
+    let (status, body) = http(f.running.http, "GET", "/export/cutoff.rpz.txt?format=x").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("formats: rpz, hosts"), "{body}");
     let _ = f.stop.send(true);
     f.running.stop().await;
 }

@@ -62,6 +62,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v1/recent", get(api::recent))
         .route("/api/v1/explain", get(api::explain))
         .route("/rpz/{file}", get(rpz::zone))
+        .route("/export/{file}", get(rpz::list))
         .layer(axum::middleware::map_response(secure))
         .with_state(state)
 }
