@@ -1,9 +1,11 @@
 //! The RPZ feed with the real secondaries (issue 10 part 4): a running
 //! `cutoff serve` is the primary of `cutoff.rpz`; BIND (`type secondary`,
-//! `response-policy`) and Unbound (`rpz:` with `primary:`) transfer it on
-//! loopback and answer a blocked name NXDOMAIN. After the list file changes
-//! and cutoff reloads (SIGHUP), the NOTIFY makes them transfer the new
-//! serial: the SOA's hourly REFRESH could not within the test's bounded wait.
+//! `response-policy`), Unbound (`rpz:` with `primary:`) and PowerDNS
+//! Recursor (`rpzPrimary`) transfer it on loopback and answer a blocked
+//! name NXDOMAIN. After the list file changes and cutoff reloads (SIGHUP),
+//! the NOTIFY makes BIND and Unbound transfer the new serial: the SOA's
+//! hourly REFRESH could not within the test's bounded wait. The Recursor
+//! takes no NOTIFY for RPZ and polls (`refresh=1`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,6 +22,8 @@ use crate::util::needs_tool;
 const ZONE: &str = "cutoff.rpz";
 /// Blocked from the start; the in-process upstream would answer it.
 const FIRST: &str = "www.example.com";
+/// Listed from the start, asked first to see that the zone is in force.
+const PROBE: &str = "probe.example.org";
 /// Added to the list later; answered until then.
 const SECOND: &str = "many.example.com";
 
@@ -105,19 +109,41 @@ fn unbound_secondary(
     start("unbound", &["-d", "-c", conf.to_str().expect("utf8")])
 }
 
+fn pdns_recursor(dir: &std::path::Path, port: u16, primary: SocketAddr, up: SocketAddr) -> Peer {
+    std::fs::write(
+        dir.join("rpz.lua"),
+        format!("rpzPrimary(\"{primary}\", \"{ZONE}\", {{refresh=1}})\n"),
+    )
+    .expect("write rpz.lua");
+    std::fs::write(
+        dir.join("recursor.conf"),
+        format!(
+            "local-address=127.0.0.1\nlocal-port={port}\nsocket-dir={d}\nlua-config-file={d}/rpz.lua\nforward-zones-recurse=.=127.0.0.1:{up}\ndnssec=off\ndaemon=no\nwrite-pid=no\ndisable-syslog=yes\nallow-from=127.0.0.0/8\nsecurity-poll-suffix=\ndisable-packetcache=yes\n",
+            d = dir.display(),
+            up = up.port(),
+        ),
+    )
+    .expect("write recursor.conf");
+    let arg = format!("--config-dir={}", dir.display());
+    start("pdns_recursor", &[&arg])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bind_and_unbound_secondaries_follow_the_feed_through_notify() {
+async fn bind_unbound_and_pdns_recursor_follow_the_feed() {
     let with_bind = needs_tool("named", "apt install bind9");
     let with_unbound = needs_tool("unbound", "apt install unbound");
-    if !with_bind && !with_unbound {
+    let with_pdns = needs_tool("pdns_recursor", "apt install pdns-recursor");
+    if !with_bind && !with_unbound && !with_pdns {
         return;
     }
+    // One upstream per program, so a name sent upstream is the program's.
     let up = Fakeup::start().await;
     let bind_port = free_port();
     let unbound_port = free_port();
+    let pdns_port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("extra.txt");
-    std::fs::write(&path, list(&[FIRST])).expect("write list");
+    std::fs::write(&path, list(&[PROBE, FIRST])).expect("write list");
     let config = dir.path().join("cutoff.yaml");
     let extra = format!(
         "lists:\n  extra:\n    path: {list}\nrules:\n  - name: block-extra\n    lists: [extra]\n    action: block\nrpz:\n  zones:\n    - name: {ZONE}.\n  notify: [\"127.0.0.1:{bind_port}\", \"127.0.0.1:{unbound_port}\"]\n",
@@ -133,41 +159,74 @@ async fn bind_and_unbound_secondaries_follow_the_feed_through_notify() {
     let cutoff = Proc::start_at(dir, config, Start::default());
     let primary = cutoff.dns;
 
+    let mut start_serial = None;
+    for _ in 0..80 {
+        start_serial = serial(primary).await;
+        if start_serial.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let start_serial = start_serial.expect("cutoff builds its zone");
     let peers = tempfile::tempdir().expect("tempdir");
     let mut running = Vec::new();
     if with_bind {
         let d = peers.path().join("bind");
         std::fs::create_dir(&d).expect("mkdir");
-        let p = bind_secondary(&d, bind_port, primary, up.addr());
-        running.push((p, SocketAddr::from(([127, 0, 0, 1], bind_port)), "BIND"));
+        let u = Fakeup::start().await;
+        let p = bind_secondary(&d, bind_port, primary, u.addr());
+        running.push((p, SocketAddr::from(([127, 0, 0, 1], bind_port)), "BIND", u));
     }
     if with_unbound {
         let d = peers.path().join("unbound");
         std::fs::create_dir(&d).expect("mkdir");
-        let p = unbound_secondary(&d, unbound_port, primary, up.addr());
+        let u = Fakeup::start().await;
+        let p = unbound_secondary(&d, unbound_port, primary, u.addr());
         running.push((
             p,
             SocketAddr::from(([127, 0, 0, 1], unbound_port)),
             "Unbound",
+            u,
         ));
     }
-    for (_, addr, who) in &running {
+    if with_pdns {
+        let d = peers.path().join("pdns");
+        std::fs::create_dir(&d).expect("mkdir");
+        let u = Fakeup::start().await;
+        let p = pdns_recursor(&d, pdns_port, primary, u.addr());
+        running.push((
+            p,
+            SocketAddr::from(([127, 0, 0, 1], pdns_port)),
+            "PowerDNS Recursor",
+            u,
+        ));
+    }
+    for (_, addr, who, u) in &running {
+        // A peer answers (and forwards) before its first transfer: BIND
+        // shows the zone's serial once it has the zone; for the others
+        // another listed name shows when their zone is in force.
+        if *who == "BIND" {
+            has_serial(*addr, start_serial, who).await;
+        } else {
+            blocks(*addr, PROBE, who).await;
+        }
         blocks(*addr, FIRST, who).await;
         blocks(*addr, "filler-1999.example.org", who).await;
         let m = ask(*addr, SECOND).await;
         assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{who}");
         assert!(!m.answers.is_empty(), "{who} answers {SECOND}");
+        assert!(
+            u.seen_name(FIRST).is_empty(),
+            "{who} forwarded a blocked name: {:?}",
+            u.seen_name(FIRST)
+        );
     }
-    assert!(
-        up.seen_name(FIRST).is_empty(),
-        "a blocked name was forwarded"
-    );
-    let first = serial(primary).await.expect("cutoff's serial");
+    let first = start_serial;
 
     // The NOTIFY at start may reach a peer still loading its config (it
     // refuses it then): only the ones after the change are counted.
     let before = notified(cutoff.http).await;
-    std::fs::write(&path, list(&[FIRST, SECOND])).expect("rewrite list");
+    std::fs::write(&path, list(&[PROBE, FIRST, SECOND])).expect("rewrite list");
     cutoff.signal("HUP");
     let mut next = first;
     for _ in 0..80 {
@@ -178,7 +237,7 @@ async fn bind_and_unbound_secondaries_follow_the_feed_through_notify() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(next > first, "the serial grew: {first} -> {next}");
-    for (_, addr, who) in &running {
+    for (_, addr, who, _) in &running {
         // Unbound does not answer questions for its RPZ zones; BIND serves
         // its secondary copy, so its serial can be read.
         if *who == "BIND" {
@@ -186,8 +245,12 @@ async fn bind_and_unbound_secondaries_follow_the_feed_through_notify() {
         }
         blocks(*addr, SECOND, who).await;
     }
-    // Each secondary answered the NOTIFY of the new serial.
-    for (_, addr, who) in &running {
+    // BIND and Unbound answered the NOTIFY of the new serial.
+    let notified_peers: Vec<_> = running
+        .iter()
+        .filter(|(_, _, who, _)| *who != "PowerDNS Recursor")
+        .collect();
+    for (_, addr, who, _) in &notified_peers {
         let line = format!("serial={next} to={addr}");
         let answered = cutoff
             .log()
@@ -201,7 +264,7 @@ async fn bind_and_unbound_secondaries_follow_the_feed_through_notify() {
     }
     let after = notified(cutoff.http).await;
     assert!(
-        after - before >= running.len() as f64,
+        after - before >= notified_peers.len() as f64,
         "{before} -> {after}"
     );
 }
