@@ -334,20 +334,8 @@ pub(crate) fn notify_answer(m: &[u8], id: u16) -> Option<u8> {
 mod tests {
     use super::*;
     use crate::export::Effect;
+    use crate::rpz::transfer::tests::owner;
     use hickory_proto::op::Message;
-    use hickory_proto::rr::{RData, RecordType};
-
-    fn owner(name: &str, below: bool, effect: Effect) -> Owner {
-        Owner {
-            name: name.into(),
-            below,
-            effect,
-            rule: "r".into(),
-            list: "l".into(),
-            category: None,
-            sources: Vec::new(),
-        }
-    }
 
     fn axfr_query(edns: bool) -> Vec<u8> {
         let mut q = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)];
