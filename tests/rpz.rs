@@ -10,7 +10,6 @@ use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
 
 use crate::fakeup::Fakeup;
 use crate::harness::{
@@ -108,7 +107,6 @@ async fn axfr(addr: SocketAddr, qtype: RecordType) -> (Vec<hickory_proto::rr::Re
 
 struct Feed {
     running: Running,
-    stop: watch::Sender<bool>,
     _dir: tempfile::TempDir,
     list: std::path::PathBuf,
 }
@@ -118,11 +116,8 @@ async fn start(up: &Fakeup, notify: SocketAddr, names: &str) -> Feed {
     let list = dir.path().join("extra.txt");
     std::fs::write(&list, names).expect("write list");
     let running = serve(&yaml(dir.path(), notify), up.addr()).await;
-    let (stop, rx) = watch::channel(false);
-    tokio::spawn(cutoff::rpz::run(running.state.clone(), rx));
     Feed {
         running,
-        stop,
         _dir: dir,
         list,
     }
@@ -198,7 +193,6 @@ async fn the_zone_is_served_by_soa_axfr_and_http_to_allowed_clients_only() {
     let (status, body) = http(f.running.http, "GET", "/export/cutoff.rpz.txt?format=x").await;
     assert_eq!(status, 400);
     assert!(body.contains("formats: rpz, hosts"), "{body}");
-    let _ = f.stop.send(true);
     f.running.stop().await;
 }
 
@@ -254,6 +248,5 @@ async fn a_list_change_grows_the_serial_and_notifies_the_secondary() {
         value(&samples, "cutoff_rpz_serial", &[("zone", ZONE)]),
         Some(f64::from(next))
     );
-    let _ = f.stop.send(true);
     f.running.stop().await;
 }

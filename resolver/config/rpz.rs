@@ -207,7 +207,7 @@ pub(super) fn rpz(
     let notify = r
         .notify
         .iter()
-        .filter_map(|a| super::validate::socket(c, a, 53))
+        .filter_map(|a| super::check::socket(c, a, 53))
         .collect();
     Some(Rpz {
         zones,

@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::export::{self, Format};
-use crate::reload::State;
+use crate::runtime::State;
 
 /// The zone file, `text/dns` (RFC 4027), or 404 naming the zones served.
 pub(super) async fn zone(

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::config::{Config, Rpz};
 use crate::export::{self, Export, Format, Selection};
 use crate::query::{Protocol, Question};
-use crate::reload::{Runtime, State};
+use crate::runtime::{Runtime, State};
 pub use transfer::{Transfer, transfer};
 use wire::{Asked, qtype, rcode};
 

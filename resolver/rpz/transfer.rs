@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::wire::{self, qtype, rcode};
 use super::{Zone, zone_of};
-use crate::reload::State;
+use crate::runtime::State;
 
 /// The TCP connection's step for AXFR and IXFR of an RPZ zone (`None`: not
 /// one, on to the pipeline): the messages to write, in order, each encoded
