@@ -231,6 +231,13 @@ async fn a_list_change_grows_the_serial_and_notifies_the_secondary() {
     assert!(told.try_recv().is_err(), "one NOTIFY per change");
 
     let (_, text) = http(f.running.http, "GET", "/metrics").await;
+    for (name, kind) in [
+        ("cutoff_rpz_serial", "gauge"),
+        ("cutoff_rpz_notify_total", "counter"),
+    ] {
+        assert!(text.contains(&format!("# HELP {name} ")), "{text}");
+        assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{text}");
+    }
     let samples = parse_metrics(&text);
     assert_eq!(
         value(&samples, "cutoff_rpz_notify_total", &[("result", "ok")]),
