@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::allows::Allow;
 use crate::matcher::NameBuf;
 use crate::policy::{Decision, Snapshot, Verdict};
 
@@ -30,10 +31,32 @@ pub fn explain(
     at: Timestamp,
     answers: &[IpAddr],
 ) -> Result<Explanation, ExplainError> {
+    explain_with(snapshot, client, name, at, answers, &[])
+}
+
+/// [`explain`] with the temporary allows in force (`crate::allows`): one
+/// that opens the name makes the answer an allow by rule `temporary-allow`,
+/// as serving does.
+pub fn explain_with(
+    snapshot: &Snapshot,
+    client: IpAddr,
+    name: &str,
+    at: Timestamp,
+    answers: &[IpAddr],
+    allows: &[Allow],
+) -> Result<Explanation, ExplainError> {
     let Some(buf) = NameBuf::new(name.as_bytes()) else {
         return Err(ExplainError::NotAName(name.to_owned()));
     };
     let d = snapshot.decide(client, buf.as_bytes(), at);
+    if let Some(a) = crate::allows::opening(allows, snapshot, &d, buf.as_bytes(), at) {
+        let mut e = explanation(snapshot, &d, client, buf.as_bytes(), at);
+        e.action = Verdict::Allow.as_str().to_owned();
+        e.rule = Some(crate::allows::RULE.to_owned());
+        e.phase = None;
+        e.temporary_allow = Some(a.clone());
+        return Ok(e);
+    }
     let (d, via) = answer_check(snapshot, d, client, answers, at);
     let mut e = explanation(snapshot, &d, client, buf.as_bytes(), at);
     e.via = via.map(|a| format!("answer address {a}"));
@@ -87,6 +110,10 @@ pub struct Explanation {
     pub config_version: String,
     /// Sources of the matched entry, when its list records them.
     pub sources: Vec<String>,
+    /// The temporary allow that let the name through (rule
+    /// `temporary-allow`), when one did; absent from the JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temporary_allow: Option<Allow>,
 }
 
 /// Builds the explanation of a decision.
@@ -136,6 +163,7 @@ pub fn explanation(
         at: at.to_string(),
         config_version: c.version.clone(),
         sources,
+        temporary_allow: None,
     }
 }
 
@@ -199,6 +227,22 @@ pub fn text(s: &Snapshot, e: &Explanation) -> String {
         }
     }
     match (&e.rule, &e.phase) {
+        (_, _) if e.temporary_allow.is_some() => {
+            if let Some(a) = &e.temporary_allow {
+                let on = a.network.as_deref().map_or_else(
+                    || "every network that permits it".to_owned(),
+                    |n| format!("network {n}"),
+                );
+                let _ = writeln!(
+                    out,
+                    "  rule     {} of {} on {on} until {} (`cutoff allow --remove {}` ends it)",
+                    crate::allows::RULE,
+                    a.name,
+                    a.until,
+                    a.name
+                );
+            }
+        }
         (Some(r), Some(p)) => {
             let rule = s.config.rules.iter().find(|x| &x.name == r);
             let from = rule

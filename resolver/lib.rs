@@ -33,7 +33,8 @@
 //! | [`clients`] | the remediation table: who asked for Kaspersky names |
 //! | [`activity`] | the status page's bounded memory: 5-minute buckets over 24 h, the last blocked or logged lookups |
 //! | [`explain`] | one decision and why, as `cutoff explain` and the status page's explain form show it |
-//! | [`http`] | the admin endpoint: `/metrics`, `/healthz`, `/readyz`, the status page `/`, `/api/v1/…` (read-only) |
+//! | [`http`] | the admin endpoint: `/metrics`, `/healthz`, `/readyz`, the status page `/`, `/api/v1/…` (writes need a bearer token) |
+//! | [`allows`] | temporary allows: an overlay the decide step asks after the policy, kept under `state_dir` |
 //! | [`since`] | "since when?" for `report --since` and `?since=`: durations, instants, dates; checked arithmetic |
 //! | [`descriptors`] | the file descriptors a config needs, checked against `RLIMIT_NOFILE` at start-up |
 //! | [`files`] | opening config and list files: regular files only, never a blocking open, reads capped |
@@ -69,6 +70,7 @@
 #![deny(unsafe_code)]
 
 pub mod activity;
+pub mod allows;
 pub mod answer;
 pub mod blocklist;
 pub mod cache;

@@ -103,6 +103,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Round-trip time of successful upstream tries, by upstream.",
     ),
     (
+        "cutoff_temporary_allows",
+        "gauge",
+        "Temporary allows in force (cutoff allow).",
+    ),
+    (
+        "cutoff_temporary_allow_answers_total",
+        "counter",
+        "Answers a temporary allow let through (blocked or logged names answered).",
+    ),
+    (
         "cutoff_cache_hits_total",
         "counter",
         "Queries answered from the cache.",
@@ -281,6 +291,10 @@ pub struct Metrics {
     pub last_success: Gauge,
     /// Queries over the rate limit: dropped, slipped.
     pub rate_limited: [Counter; 2],
+    /// Temporary allows in force.
+    pub temporary_allows: Gauge,
+    /// Answers a temporary allow let through.
+    pub temporary_allow_answers: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -332,6 +346,8 @@ impl Metrics {
                 .map(|d| counter(r, "cutoff_dropped_total", &[("reason", d)]))
                 .collect(),
             cache_hits: counter(r, "cutoff_cache_hits_total", &[]),
+            temporary_allows: gauge(r, "cutoff_temporary_allows", &[]),
+            temporary_allow_answers: counter(r, "cutoff_temporary_allow_answers_total", &[]),
             cache_misses: counter(r, "cutoff_cache_misses_total", &[]),
             cache_entries: gauge(r, "cutoff_cache_entries", &[]),
             cache_bytes: gauge(r, "cutoff_cache_bytes", &[]),

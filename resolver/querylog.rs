@@ -68,6 +68,8 @@ pub struct Record {
     pub cached: bool,
     /// Only a zone-wide entry covered the name (a name no entry classifies).
     pub unclassified: bool,
+    /// A temporary allow let it through (rule `temporary-allow`).
+    pub temporary_allow: bool,
 }
 
 /// Where records go (defined beside the file it opens).
@@ -228,7 +230,11 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> serde_json::Result<()> {
         qname: escape_labels(&question_labels(&r.question)),
         qtype: qtype_text(question_type(&r.question)),
         action: r.verdict.as_str(),
-        rule: r.rule.map(|(i, _)| c.rules[i].name.as_str()),
+        rule: if r.temporary_allow {
+            Some(crate::allows::RULE)
+        } else {
+            r.rule.map(|(i, _)| c.rules[i].name.as_str())
+        },
         list: r
             .matched
             .as_ref()
@@ -474,6 +480,7 @@ mod tests {
             upstream: Some(0),
             cached: true,
             unclassified: false,
+            temporary_allow: false,
         };
         let mut out = Vec::new();
         encode(&record, &mut out).unwrap();
@@ -502,6 +509,25 @@ mod tests {
             "config_version": version,
         });
         assert_eq!(line, expected);
+        // A temporary allow names itself as the rule, whatever rule index
+        // the record carries.
+        let record = Record {
+            verdict: Verdict::Allow,
+            rule: None,
+            temporary_allow: true,
+            ..record
+        };
+        let mut out = Vec::new();
+        encode(&record, &mut out).unwrap();
+        let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (&line["action"], &line["rule"], &line["phase"]),
+            (
+                &serde_json::json!("allow"),
+                &serde_json::json!("temporary-allow"),
+                &serde_json::Value::Null
+            )
+        );
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum BuildError {
     /// The upstreams are unusable.
     #[error(transparent)]
     Upstream(#[from] SetupError),
+    /// A token file of `http` is unusable.
+    #[error(transparent)]
+    Token(#[from] crate::config::TokenFileError),
     /// The new config has no rules, the running one has some, and the file
     /// does not say `forward_only: true`: most likely an emptied or
     /// truncated file, which would silently turn the sinkhole into a plain
@@ -134,6 +137,7 @@ impl State {
                 "`query_log.path` changed: it applies from the next restart; `events` and `client` apply now"
             );
         }
+        let tokens = config.admin.tokens()?;
         let runtime = Runtime::build(config, &self.resolv_conf, &self.metrics)?;
         let version = runtime.policy.config.version.clone();
         if version != old.policy.config.version {
@@ -141,6 +145,7 @@ impl State {
         }
         old.counters.retire();
         self.current.store(Arc::new(runtime));
+        self.tokens.store(Arc::new(tokens));
         self.tick();
         Ok(version)
     }

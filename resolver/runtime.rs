@@ -71,6 +71,21 @@ pub struct State {
     pub limiter: crate::ratelimit::Limiter,
     /// The RPZ zones in force (`rpz:`), built by `rpz::run`.
     pub rpz: crate::rpz::Feed,
+    /// Temporary allows (`cutoff allow`), kept across reloads.
+    pub allows: crate::allows::Allows,
+    /// The admin endpoint's bearer tokens, read again on every reload.
+    pub tokens: ArcSwap<crate::config::Tokens>,
+}
+
+/// Why the admin side of the state could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A token file of `http` is unusable.
+    #[error(transparent)]
+    Token(#[from] crate::config::TokenFileError),
+    /// The temporary allows file is unusable.
+    #[error(transparent)]
+    Allows(#[from] crate::allows::AllowError),
 }
 
 impl State {
@@ -105,7 +120,31 @@ impl State {
             ready: AtomicBool::new(false),
             limiter: crate::ratelimit::Limiter::new(),
             rpz: crate::rpz::Feed::default(),
+            allows: crate::allows::Allows::new(None),
+            tokens: ArcSwap::from_pointee(crate::config::Tokens::default()),
         }
+    }
+
+    /// The same state with the admin endpoint's tokens and the temporary
+    /// allows stored under `state_dir` (what `serve` starts with); an
+    /// unusable token file or a corrupt allows file is an error.
+    pub fn with_admin(self) -> Result<Self, AdminError> {
+        let config = self.current.load_full().policy.config.clone();
+        let tokens = config.admin.tokens()?;
+        let now = jiff::Timestamp::now();
+        let allows = crate::allows::Allows::open(&config.serve.state_dir, now)?;
+        self.tokens.store(Arc::new(tokens));
+        Ok(self.with_allows(allows))
+    }
+
+    /// The same state with these temporary allows (read from `state_dir`
+    /// at start; the default keeps them in memory only).
+    pub fn with_allows(mut self, allows: crate::allows::Allows) -> Self {
+        self.metrics
+            .temporary_allows
+            .set(allows.list(jiff::Timestamp::now()).len() as f64);
+        self.allows = allows;
+        self
     }
 
     /// Updates the gauges that change with time rather than with queries:
@@ -123,6 +162,10 @@ impl State {
         }
         self.metrics.cache_entries.set(self.cache.len() as f64);
         self.metrics.cache_bytes.set(self.cache.bytes() as f64);
+        match self.allows.expire(now) {
+            Ok(n) => self.metrics.temporary_allows.set(n as f64),
+            Err(e) => tracing::warn!("temporary allows: {e}"),
+        }
         self.metrics.upkeep();
     }
 

@@ -218,7 +218,18 @@ pub(crate) fn ede(m: &Message) -> Option<(u16, String)> {
 
 /// A plain HTTP/1.1 request to the admin endpoint: (status, body).
 pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let (head, body) = http_response(addr, method, path).await;
+    http_status(addr, method, path, "", "").await
+}
+
+/// As [`http`], with extra header lines (each ending in `\r\n`) and a body.
+pub(crate) async fn http_status(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
+    let (head, body) = http_with(addr, method, path, headers, body).await;
     let status = head
         .split_whitespace()
         .nth(1)
@@ -229,9 +240,22 @@ pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, St
 
 /// A plain HTTP/1.1 request to the admin endpoint: (head, body).
 pub(crate) async fn http_response(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
+    http_with(addr, method, path, "", "").await
+}
+
+/// As [`http_response`], with extra header lines (each ending in `\r\n`)
+/// and a body.
+pub(crate) async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (String, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect http");
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();

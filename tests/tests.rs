@@ -3,6 +3,10 @@
 
 /// The admin endpoint under idle, slowloris and over-the-cap connections.
 mod admin;
+/// The write API: bearer tokens, temporary allows over real sockets, reload.
+mod allow;
+/// `cutoff allow`, `cutoff reload`, `cutoff explain` and `cutoff check` with the write API.
+mod allow_cli;
 /// `serve` at start-up: bind errors that name the cause, a host without `::1`.
 mod bind;
 /// The answer cache over real sockets: serve-stale, key boundaries.

@@ -98,6 +98,26 @@ pub(crate) fn fetch(url: &str, since: Option<Timestamp>) -> Result<Vec<ClientRow
 /// GETs `path` (with its query) from the admin endpoint at `url`: the
 /// body of a 200 answer.
 pub(crate) fn get(url: &str, path: &str) -> Result<String, FetchError> {
+    let (status, head, body) = request(url, "GET", path, None, None)?;
+    if status != 200 {
+        return Err(FetchError::Response {
+            url: url.to_owned(),
+            why: head,
+        });
+    }
+    Ok(body)
+}
+
+/// Sends one request to the admin endpoint at `url`, with a bearer token
+/// and a JSON body when given: the status code, the status line and the
+/// body, whatever the status.
+pub(crate) fn request(
+    url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, String, String), FetchError> {
     let bad = |why| FetchError::Url {
         url: url.to_owned(),
         why,
@@ -113,9 +133,19 @@ pub(crate) fn get(url: &str, path: &str) -> Result<String, FetchError> {
     let response = error_for(url, &addrs, |addr| {
         let mut stream = TcpStream::connect_timeout(addr, Duration::from_secs(5))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let content = body.map_or_else(String::new, |b| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            )
+        });
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n{auth}{content}\r\n{}",
+            body.unwrap_or("")
         )?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response)?;
@@ -129,10 +159,13 @@ pub(crate) fn get(url: &str, path: &str) -> Result<String, FetchError> {
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or_else(|| failed("not an HTTP response".to_owned()))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(failed(head.lines().next().unwrap_or("").to_owned()));
-    }
-    Ok(body.to_owned())
+    let line = head.lines().next().unwrap_or("").to_owned();
+    let status = line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| failed(format!("not an HTTP response: {line}")))?;
+    Ok((status, line, body.to_owned()))
 }
 
 /// Runs `request` on each address until one succeeds; else the last error,

@@ -21,6 +21,12 @@ pub struct CheckArgs {
 pub(super) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     match args.config.load() {
         Ok(config) => {
+            // The token files are read here as `serve` reads them, so a
+            // missing, empty or world-readable one fails the check.
+            if let Err(e) = config.admin.tokens() {
+                eprintln!("error: {}: http: {e}", config.origin);
+                return Ok(ExitCode::FAILURE);
+            }
             print!("{}", summary(&config, Timestamp::now()));
             Ok(ExitCode::SUCCESS)
         }
@@ -77,6 +83,17 @@ pub fn summary(c: &Config, now: Timestamp) -> String {
         join(&mut c.upstreams.iter().map(ToString::to_string), ", ")
     );
     let _ = writeln!(s, "http       {}", c.http);
+    if let Some(t) = &c.admin.token_file {
+        let _ = writeln!(
+            s,
+            "writes     bearer token from {}; temporary allows up to {}",
+            t.display(),
+            crate::allows::show(&c.admin.max_allow)
+        );
+    }
+    if let Some(t) = &c.admin.read_token_file {
+        let _ = writeln!(s, "reads      bearer token from {}", t.display());
+    }
     let q = &c.query_log;
     let log = match &q.path {
         None => "off".to_owned(),

@@ -246,6 +246,9 @@ pub(super) fn build(
                 }
                 if l.action != "block" {
                     let why = match (&l.rule, &l.phase) {
+                        (Some(r), _) if r == crate::allows::RULE => {
+                            "allowed by a temporary allow (cutoff allow)".to_owned()
+                        }
                         (Some(r), Some(p)) => format!("{} by rule {r} (phase {p})", l.action),
                         _ => format!("{} with no rule deciding", l.action),
                     };

@@ -41,9 +41,25 @@ pub(super) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    // The temporary allows `serve` keeps under `state_dir`, as it applies
+    // them (a file this user cannot read is said, and left out).
+    let allows = match crate::allows::read(&config.serve.state_dir.join(crate::allows::FILE)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("warning: temporary allows left out: {e}");
+            Vec::new()
+        }
+    };
     let snapshot = Snapshot::new(config);
     let at = args.at.unwrap_or_else(Timestamp::now);
-    let e = match explain::explain(&snapshot, args.client, &args.name, at, &args.answers) {
+    let e = match explain::explain_with(
+        &snapshot,
+        args.client,
+        &args.name,
+        at,
+        &args.answers,
+        &allows,
+    ) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");

@@ -5,6 +5,7 @@
 //! serve. Every command returns its exit code here; `main` only maps errors.
 
 mod admin_url;
+mod allow;
 mod check;
 mod evidence;
 mod evidence_doc;
@@ -26,6 +27,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use crate::explain::{Explanation, explanation};
+pub use allow::{AllowArgs, ReloadArgs};
 pub use check::{CheckArgs, summary};
 pub use explain::ExplainArgs;
 pub use export::ExportArgs;
@@ -95,6 +97,16 @@ pub enum Command {
         after_help = "Exits 1 when a download failed or was refused (its last-good copy is kept). See docs/lists.md.\n\nExamples:\n  cutoff lists update --config /etc/cutoff/cutoff.yaml"
     )]
     Lists(ListsArgs),
+    /// Allow a blocked or logged name for a while on a running server (or list or end temporary allows).
+    #[command(
+        after_help = "Needs the bearer token of the server's `http.token_file`, and a network that permits overrides (`networks.NAME.overrides`). See docs/api.md.\n\nExamples:\n  cutoff allow ksn-a.kaspersky-labs.com --for 30m\n  cutoff allow updates.example.com --for 2h --network lab\n  cutoff allow --list\n  cutoff allow --remove ksn-a.kaspersky-labs.com"
+    )]
+    Allow(AllowArgs),
+    /// Reload a running server's config (as SIGHUP does) and print the result.
+    #[command(
+        after_help = "Needs the bearer token of the server's `http.token_file`. An invalid config is refused with every problem, and the running one stays.\n\nExamples:\n  cutoff reload\n  cutoff reload --url http://10.0.0.53:9153 --token-file ~/.config/cutoff/token"
+    )]
+    Reload(ReloadArgs),
 }
 
 /// `--config`, shared by every command.
@@ -126,6 +138,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => export::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Lists(args) => lists::run(&args),
+        Command::Allow(args) => Ok(allow::allow(&args)),
+        Command::Reload(args) => Ok(allow::reload(&args)),
     }
 }
 

@@ -114,7 +114,25 @@ fn text(s: &Status) -> String {
     let _ = writeln!(o, "lists:");
     for l in &s.lists {
         let version = l.version.as_deref().unwrap_or("no version");
-        let _ = writeln!(o, "  {:<20} {version}, {} entries", l.name, l.entries);
+        let refreshed = l
+            .last_refresh
+            .map(|t| format!(", refreshed {t}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  {:<20} {version}, {} entries{refreshed}",
+            l.name, l.entries
+        );
+    }
+    if !s.temporary_allows.is_empty() {
+        let _ = writeln!(o, "temporary allows:");
+    }
+    for a in &s.temporary_allows {
+        let on = a
+            .network
+            .as_deref()
+            .unwrap_or("every network that permits it");
+        let _ = writeln!(o, "  {:<30} on {on} until {}", a.name, a.until);
     }
     let _ = writeln!(o, "upstreams:");
     for u in &s.upstreams {

@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod words;
+mod admin;
 mod bypass;
 mod check;
 mod lists;
@@ -24,7 +25,9 @@ mod validate;
 mod yaml;
 mod yaml_error;
 
+pub use admin::{Admin, DEFAULT_MAX_ALLOW, Token, TokenFileError, Tokens, read_token};
 pub use check::Problem;
+pub(crate) use settings::long_duration as parse_long_duration;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -230,6 +233,9 @@ pub struct Network {
     pub name: String,
     /// Its CIDRs (empty for `default`).
     pub cidrs: Vec<IpNet>,
+    /// Whether temporary allows may open names here (`overrides`; by
+    /// default not where a rule blocks).
+    pub overrides: bool,
 }
 
 /// What a rule does to a matching query.
@@ -307,6 +313,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// Admin HTTP endpoint.
     pub http: SocketAddr,
+    /// Its tokens and the longest temporary allow.
+    pub admin: Admin,
     /// Who may use the resolver.
     pub access: Access,
     /// Named networks in file order, then `default`.
@@ -396,11 +404,29 @@ fn fingerprint(c: &Config) -> String {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     };
-    eat(format!(
-        "{:?}{:?}{:?}{:?}",
-        c.access, c.networks, c.rules, c.blocking
-    )
-    .as_bytes());
+    // Networks as they were hashed before `overrides` existed, and an
+    // `overrides` only where it differs from its default (which the rules
+    // decide): a config that does not write it keeps its version.
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    struct Network<'a> {
+        name: &'a String,
+        cidrs: &'a Vec<IpNet>,
+    }
+    let networks: Vec<Network<'_>> = c
+        .networks
+        .iter()
+        .map(|n| Network {
+            name: &n.name,
+            cidrs: &n.cidrs,
+        })
+        .collect();
+    eat(format!("{:?}{:?}{:?}{:?}", c.access, networks, c.rules, c.blocking).as_bytes());
+    for (id, n) in c.networks.iter().enumerate() {
+        if n.overrides == validate::blocks_on(&c.rules, id) {
+            eat(format!("overrides {} {}", n.name, n.overrides).as_bytes());
+        }
+    }
     for l in &c.lists {
         eat(l.name.as_bytes());
         eat(l.version.as_deref().unwrap_or("").as_bytes());

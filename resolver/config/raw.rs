@@ -30,8 +30,17 @@ pub(crate) struct RawConfig {
     pub(crate) tls_handshake_timeout: Option<At<String>>,
     /// `upstreams`: resolvers to forward allowed queries to, in order.
     pub(crate) upstreams: Option<At<Vec<At<String>>>>,
-    /// `http`: the admin endpoint (metrics, health).
+    /// `http`: the admin endpoint's address, written alone or as
+    /// `http.listen`.
     pub(crate) http: Option<At<String>>,
+    /// `http.token_file`: a file holding the bearer token every write
+    /// (`/api/v1/allow`, `/api/v1/reload`) must carry.
+    pub(crate) http_token_file: Option<At<String>>,
+    /// `http.read_token_file`: when set, the page, `/api/v1/*` and
+    /// `/metrics` need this bearer token (or the write token) too.
+    pub(crate) http_read_token_file: Option<At<String>>,
+    /// `http.max_allow`: the longest temporary allow (`24h`).
+    pub(crate) http_max_allow: Option<At<String>>,
     /// `access`: which clients may use the resolver.
     pub(crate) access: RawAccess,
     /// `networks`: named sets of CIDRs.
@@ -135,7 +144,11 @@ pub(crate) struct RawAccess {
 #[derive(Debug)]
 pub(crate) struct RawNetwork {
     pub(crate) name: At<String>,
+    /// The CIDRs, written as the network's value or as `cidrs`.
     pub(crate) cidrs: Vec<At<String>>,
+    /// `overrides`: `true` lets temporary allows open names on this network
+    /// (default: `false` where a rule blocks, `true` elsewhere).
+    pub(crate) overrides: Option<At<String>>,
 }
 
 /// One entry of `lists:`.
@@ -257,6 +270,8 @@ const TCP_KEYS: &[&str] = &[
     "max_per_client",
 ];
 const TLS_KEYS: &[&str] = &["certificate", "key", "handshake_timeout"];
+const HTTP_KEYS: &[&str] = &["listen", "token_file", "read_token_file", "max_allow"];
+const NETWORK_KEYS: &[&str] = &["cidrs", "overrides"];
 const ACCESS_KEYS: &[&str] = &["allow", "deny", "denied"];
 const LIST_KEYS: &[&str] = &[
     "builtin",
@@ -307,6 +322,8 @@ pub(crate) fn all_keys() -> Vec<String> {
             .iter()
             .map(|k| format!("rpz.zones[].{k}")),
     );
+    out.extend(HTTP_KEYS.iter().map(|k| format!("http.{k}")));
+    out.extend(NETWORK_KEYS.iter().map(|k| format!("networks.NAME.{k}")));
     out
 }
 
@@ -339,7 +356,17 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
         raw.tls_key = string(r, &t, "key");
         raw.tls_handshake_timeout = string(r, &t, "handshake_timeout");
     }
-    raw.http = string(r, &f, "http");
+    match f.get("http") {
+        Some((n, p)) if matches!(n.value, super::yaml::Value::Map(_)) => {
+            if let Some(h) = r.fields(n, &p, HTTP_KEYS) {
+                raw.http = string(r, &h, "listen");
+                raw.http_token_file = string(r, &h, "token_file");
+                raw.http_read_token_file = string(r, &h, "read_token_file");
+                raw.http_max_allow = string(r, &h, "max_allow");
+            }
+        }
+        _ => raw.http = string(r, &f, "http"),
+    }
     raw.forward_only = string(r, &f, "forward_only");
     raw.upstream_timeout = string(r, &f, "upstream_timeout");
     raw.upstream_ca = string(r, &f, "upstream_ca");
@@ -409,7 +436,18 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
     if let Some((n, p)) = f.get("networks") {
         for (name, line, value) in r.named(n, &p) {
             let path = p.key(&name);
-            let cidrs = strings(r, value, &path);
+            let (cidrs, overrides) = match &value.value {
+                super::yaml::Value::Map(_) => match r.fields(value, &path, NETWORK_KEYS) {
+                    Some(nf) => (
+                        nf.get("cidrs")
+                            .map(|(n, p)| strings(r, n, &p))
+                            .unwrap_or_default(),
+                        string(r, &nf, "overrides"),
+                    ),
+                    None => (Vec::new(), None),
+                },
+                _ => (strings(r, value, &path), None),
+            };
             raw.networks.push(RawNetwork {
                 name: At {
                     value: name,
@@ -417,6 +455,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
                     path,
                 },
                 cidrs,
+                overrides,
             });
         }
     }

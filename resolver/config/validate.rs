@@ -9,7 +9,7 @@ use std::path::Path;
 use ipnet::IpNet;
 
 use super::check::{Checker, bad_name, cidr, socket, valid_name};
-use super::raw::RawConfig;
+use super::raw::{At, RawConfig};
 use super::{Access, Config, Denied, Network, Problem, Upstream};
 use crate::networks::{self, DEFAULT_NETWORK};
 
@@ -81,17 +81,12 @@ pub(crate) fn validate(
     let mut lists = lists;
     let mut rules = super::rules::rules(&mut c, &raw.rules, &networks, &list_names, &lists);
     let bypass = super::bypass::apply(&mut c, &raw, &networks, &mut lists, &mut rules);
-    let forward_only = match &raw.forward_only {
-        None => false,
-        Some(a) => match a.value.as_str() {
-            "true" => true,
-            "false" => false,
-            other => {
-                c.error(a, format!("`{other}` is not true or false"));
-                false
-            }
-        },
-    };
+    let networks = overrides(&mut c, &raw, networks, &rules);
+    let admin = super::admin::admin(&mut c, &raw, base);
+    let forward_only = raw
+        .forward_only
+        .as_ref()
+        .is_some_and(|a| boolean(&mut c, a));
     match (&raw.forward_only, raw.rules.is_empty()) {
         (Some(a), false) if forward_only => c.error(
             a,
@@ -155,6 +150,7 @@ pub(crate) fn validate(
         listen,
         upstreams,
         http: http?,
+        admin,
         access,
         networks,
         lists: lists.into_iter().flatten().collect(),
@@ -239,11 +235,58 @@ fn networks(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<Network> {
         out.push(Network {
             name: n.name.value.clone(),
             cidrs,
+            overrides: false,
         });
     }
     out.push(Network {
         name: DEFAULT_NETWORK.to_owned(),
         cidrs: Vec::new(),
+        overrides: false,
     });
     out
+}
+
+/// Whether a written rule (not a `bypass:` switch) can block on network
+/// `id`, at any instant: then `overrides` is off unless written.
+pub(super) fn blocks_on<'r>(rules: impl IntoIterator<Item = &'r super::Rule>, id: usize) -> bool {
+    use super::Action;
+    rules.into_iter().any(|r| {
+        !r.is_bypass()
+            && r.networks.as_ref().is_none_or(|ns| ns.contains(&id))
+            && [Some(r.action), r.before, r.after].contains(&Some(Action::Block))
+    })
+}
+
+/// `true` or `false`; anything else is an error (and reads as `false`).
+fn boolean(c: &mut Checker<'_>, a: &At<String>) -> bool {
+    match a.value.as_str() {
+        "true" => true,
+        "false" => false,
+        other => {
+            c.error(a, format!("`{other}` is not true or false"));
+            false
+        }
+    }
+}
+
+/// `networks.NAME.overrides`, by default `true` only where no written rule
+/// can block: a network where the cut-off is enforced cannot be quietly
+/// opened by a temporary allow.
+fn overrides(
+    c: &mut Checker<'_>,
+    raw: &RawConfig,
+    mut networks: Vec<Network>,
+    rules: &[Option<super::Rule>],
+) -> Vec<Network> {
+    let rules: Vec<&super::Rule> = rules.iter().flatten().collect();
+    for (id, n) in networks.iter_mut().enumerate() {
+        let blocks = blocks_on(rules.iter().copied(), id);
+        let written = raw
+            .networks
+            .iter()
+            .find(|r| r.name.value == n.name)
+            .and_then(|r| r.overrides.as_ref());
+        n.overrides = written.map_or(!blocks, |a| boolean(c, a));
+    }
+    networks
 }

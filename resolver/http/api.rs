@@ -180,7 +180,8 @@ pub(super) fn explain_query(
     };
     let runtime = state.current.load();
     let snapshot = &runtime.policy;
-    let e = crate::explain::explain(snapshot, client, name.trim(), at, &[])?;
+    let allows = state.allows.list(at);
+    let e = crate::explain::explain_with(snapshot, client, name.trim(), at, &[], &allows)?;
     let text = crate::explain::text(snapshot, &e);
     Ok((e, text))
 }

@@ -1,7 +1,8 @@
 //! The admin endpoint: the status page (`/`), `/metrics`, `/healthz`,
-//! `/readyz` and the read-only JSON API under `/api/v1/` (docs/api.md).
-//! Nothing on this port changes state; only GET is routed (other methods
-//! get 405). It binds 127.0.0.1:9153 by default.
+//! `/readyz` and the JSON API under `/api/v1/` (docs/api.md). Reads are
+//! GET; the only writes (temporary allows and reload, `write`) need the
+//! bearer token of `http.token_file` (`auth`); other methods get 405. It
+//! binds 127.0.0.1:9153 by default.
 //!
 //! Connections are capped ([`MAX_CONNECTIONS`], well under the descriptor
 //! limit, so a flood on this port cannot take the sockets DNS needs), each
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -35,14 +36,17 @@ use tokio::task::JoinSet;
 use crate::runtime::State;
 
 mod api;
+mod auth;
 mod html;
 mod page;
 mod rpz;
 pub mod status;
+mod write;
 
 pub use api::{ClientsQueryError, ExplainQueryError, RecentRow, clients_since};
 pub use html::escape;
 pub use status::{Status, status};
+pub use write::{AllowRequest, ReloadResult};
 
 /// The `Content-Security-Policy` of every response: nothing is loaded from
 /// anywhere else, no script runs, the one style sheet comes from here,
@@ -63,6 +67,15 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v1/explain", get(api::explain))
         .route("/rpz/{file}", get(rpz::zone))
         .route("/export/{file}", get(rpz::list))
+        .route(
+            "/api/v1/allow",
+            get(write::list).post(write::add).delete(write::remove),
+        )
+        .route("/api/v1/reload", post(write::reload))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::read_gate,
+        ))
         .layer(axum::middleware::map_response(secure))
         .with_state(state)
 }

@@ -67,6 +67,7 @@ pub(super) fn render(
     clients(&mut o, s);
     recent_table(&mut o, recent);
     lists(&mut o, s);
+    temporary_allows(&mut o, s);
     upstreams(&mut o, s);
     explain_form(&mut o, q, explained);
     o.push_str(
@@ -229,7 +230,7 @@ fn recent_table(o: &mut String, recent: &[RecentRow]) {
 }
 
 fn lists(o: &mut String, s: &Status) {
-    o.push_str("<h2 id=\"lists\">Lists</h2><div class=\"wrap\"><table><tr><th>list</th><th>version</th><th>entries</th><th>per category</th></tr>");
+    o.push_str("<h2 id=\"lists\">Lists</h2><div class=\"wrap\"><table><tr><th>list</th><th>version</th><th>entries</th><th>per category</th><th>last refresh</th></tr>");
     for l in &s.lists {
         let cats: Vec<String> = l
             .categories
@@ -238,11 +239,51 @@ fn lists(o: &mut String, s: &Status) {
             .collect();
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
             escape(&l.name),
             opt(l.version.as_deref()),
             l.entries,
-            escape(&cats.join(", "))
+            escape(&cats.join(", ")),
+            opt(l.last_refresh.map(|t| t.to_string()).as_deref())
+        );
+    }
+    o.push_str("</table></div>");
+}
+
+fn temporary_allows(o: &mut String, s: &Status) {
+    o.push_str("<h2 id=\"allows\">Temporary allows</h2>");
+    if s.temporary_allows.is_empty() {
+        let open: Vec<&str> = s
+            .networks
+            .iter()
+            .filter(|n| n.overrides)
+            .map(|n| n.name.as_str())
+            .collect();
+        let where_ = if open.is_empty() {
+            "no network permits them".to_owned()
+        } else {
+            format!("permitted on {}", open.join(", "))
+        };
+        let _ = write!(
+            o,
+            "<p class=\"muted\">None in force ({}; <code>cutoff allow</code>).</p>",
+            escape(&where_)
+        );
+        return;
+    }
+    o.push_str("<div class=\"wrap\"><table><tr><th>name</th><th>network</th><th>since</th><th>until</th></tr>");
+    for a in &s.temporary_allows {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&a.name),
+            escape(
+                a.network
+                    .as_deref()
+                    .unwrap_or("every network that permits it")
+            ),
+            escape(&a.since.to_string()),
+            escape(&a.until.to_string())
         );
     }
     o.push_str("</table></div>");

@@ -45,6 +45,9 @@ pub struct Status {
     pub lists: Vec<ListStatus>,
     /// The upstreams, in order.
     pub upstreams: Vec<UpstreamStatus>,
+    /// The temporary allows in force, soonest to end first.
+    #[serde(default)]
+    pub temporary_allows: Vec<crate::allows::Allow>,
 }
 
 /// One network.
@@ -57,6 +60,10 @@ pub struct NetworkStatus {
     pub enforcing: bool,
     /// The rules that apply to it, in file order.
     pub rules: Vec<RuleStatus>,
+    /// Whether temporary allows may open names here
+    /// (`networks.NAME.overrides`).
+    #[serde(default)]
+    pub overrides: bool,
 }
 
 /// One rule of one network.
@@ -113,6 +120,10 @@ pub struct ListStatus {
     pub entries: usize,
     /// Active entries per category (`none`: entries without one).
     pub categories: Vec<(String, usize)>,
+    /// When a URL list's copy was last downloaded and checked (`None`:
+    /// not a URL list, or never).
+    #[serde(default)]
+    pub last_refresh: Option<Timestamp>,
 }
 
 /// One upstream.
@@ -185,6 +196,7 @@ pub fn status(state: &State, now: Timestamp) -> Status {
                 .any(|r| !r.is_bypass() && rule_at(r, now).0 == Some(Action::Block));
             NetworkStatus {
                 name: n.name.clone(),
+                overrides: n.overrides,
                 enforcing,
                 rules: applies.into_iter().map(|r| rule_status(r, now)).collect(),
             }
@@ -220,6 +232,7 @@ pub fn status(state: &State, now: Timestamp) -> Status {
                     (name.to_owned(), *n)
                 })
                 .collect(),
+            last_refresh: last_refresh(&l.source),
         })
         .collect();
     let upstreams = runtime
@@ -248,5 +261,16 @@ pub fn status(state: &State, now: Timestamp) -> Status {
         clients_total,
         lists,
         upstreams,
+        temporary_allows: state.allows.list(now),
     }
+}
+
+/// When a URL list's last-good copy was last checked, from the metadata
+/// stored beside it (a small file, read off the query path).
+fn last_refresh(source: &crate::blocklist::Source) -> Option<Timestamp> {
+    let crate::blocklist::Source::Url(u) = source else {
+        return None;
+    };
+    let meta = crate::blocklist::lastgood::meta(u).filter(|_| u.copy.is_file())?;
+    Timestamp::from_second(meta.checked).ok()
 }

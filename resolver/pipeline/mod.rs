@@ -64,6 +64,8 @@ pub struct Outcome {
     pub matched: Option<(usize, Option<Category>, Box<[u8]>)>,
     /// Only a zone-wide entry covered the name (discovery of new endpoints).
     pub unclassified: bool,
+    /// A temporary allow turned a block or log into an answer.
+    pub temporary_allow: bool,
     /// The upstream that answered.
     pub upstream: Option<usize>,
 }
@@ -83,6 +85,7 @@ impl Outcome {
             rule: None,
             matched: None,
             unclassified: false,
+            temporary_allow: false,
             upstream: None,
         }
     }
@@ -191,7 +194,18 @@ fn decide(state: &State, q: &Question<'_>, out: &mut Outcome) -> Decided {
     let name = NameBuf::from_labels(q.labels());
     let name = name.as_ref().map_or(&b""[..], NameBuf::as_bytes);
     // The decision comes before any upstream I/O: a blocked name never leaves the box.
-    let decision = runtime.policy.decide(client, name, out.time);
+    let mut decision = runtime.policy.decide(client, name, out.time);
+    // A temporary allow (`cutoff allow`) opens a blocked or logged name for
+    // a while on a network that permits it; like an `allow` rule, its
+    // answers are not re-checked. Still before any upstream I/O.
+    if state
+        .allows
+        .opens(&runtime.policy, &decision, name, out.time)
+    {
+        decision.verdict = Verdict::Allow;
+        decision.rule = None;
+        out.temporary_allow = true;
+    }
     out.decided(&decision);
     // The status page's recent lookups keep the question of every name a
     // list matched, also without a query log.
@@ -337,7 +351,8 @@ fn fit(bytes: Vec<u8>, q: &Question<'_>, protocol: Protocol) -> Vec<u8> {
 /// zone is the blocked name), then the bytes are rendered and fitted.
 fn respond(runtime: &Runtime, q: &Question<'_>, entry: &Entry, out: &mut Outcome) -> Vec<u8> {
     let client = out.client.ip().to_canonical();
-    let allowed_by_rule = out.verdict == Some(Verdict::Allow) && out.rule.is_some();
+    let allowed_by_rule =
+        out.verdict == Some(Verdict::Allow) && (out.rule.is_some() || out.temporary_allow);
     match recheck(
         runtime,
         client,

@@ -68,8 +68,12 @@ pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
     let Some(log) = &state.query_log else {
         return;
     };
+    if out.temporary_allow && matches!(out.answered, Answered::Forwarded | Answered::Cached) {
+        m.temporary_allow_answers.increment(1);
+    }
     if runtime.policy.config.query_log.events == LogEvents::Matched
         && !matches!(verdict, Verdict::Log | Verdict::Block)
+        && !out.temporary_allow
     {
         return;
     }
@@ -91,5 +95,6 @@ pub fn observe(state: &State, reply: Option<&[u8]>, out: Outcome) {
         upstream: out.upstream,
         cached: out.answered == Answered::Cached,
         unclassified: out.unclassified,
+        temporary_allow: out.temporary_allow,
     });
 }

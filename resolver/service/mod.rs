@@ -91,6 +91,9 @@ pub enum StartError {
     /// The upstreams are unusable.
     #[error(transparent)]
     Upstream(#[from] crate::upstream::SetupError),
+    /// A token file of `http` or the temporary allows file is unusable.
+    #[error(transparent)]
+    Admin(#[from] crate::runtime::AdminError),
 }
 
 /// A running server: its addresses, its state, and how to stop it.
@@ -176,14 +179,19 @@ pub async fn start(config: Config, options: Options) -> Result<Service, StartErr
     let limits = limits(&runtime.policy.config);
     let http_addr = http.local_addr().unwrap_or(runtime.policy.config.http);
     log_serving(&runtime, &addrs, &tls_addrs, http_addr);
-    let state = Arc::new(State::new(
+    // Temporary allows outlive a restart; a corrupt file stops the start
+    // (naming its line) rather than dropping them silently, and so does an
+    // unusable token file.
+    let state = State::new(
         runtime,
         options.config_path,
         options.overrides,
         options.resolv_conf,
         metrics,
         query_log,
-    ));
+    )
+    .with_admin()?;
+    let state = Arc::new(state);
     let (stop, stop_rx) = watch::channel(false);
     let admin = Admin::start(http, state.clone());
     tokio::spawn(ticks(state.clone(), stop_rx.clone()));
