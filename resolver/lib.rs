@@ -40,6 +40,7 @@
 //! | [`files`] | opening config and list files: regular files only, never a blocking open, reads capped |
 //! | [`firewall`] | outside the query flow: the nftables or iptables rules `cutoff firewall` prints |
 //! | [`export`] | outside the query flow: what a network's policy blocks, as RPZ, Unbound, dnsmasq, hosts, plain or adblock (`cutoff export`) |
+//! | [`rpz`] | beside the query flow: the export as live RPZ zones (`rpz:`), SOA/AXFR/IXFR to `allow_transfer`, NOTIFY on a new serial |
 //!
 //! # One query
 //!
@@ -49,6 +50,7 @@
 //!           view from its bytes (the rare one the reader declines is parsed in
 //!           full and re-encoded first; FORMERR for what cannot be read, NOTIMP
 //!           for other opcodes)
+//!        ─► a question at or under an `rpz:` zone: its SOA, or REFUSED (rpz::answer)
 //!        ─► policy.decide(client, qname, now): access → network → lists → rules
 //!             refuse ─► REFUSED (EDE 18) or silence
 //!             block  ─► answer: synthesised, EDE 15 with rule and list; never forwarded
@@ -97,6 +99,7 @@ pub mod querylog;
 pub mod ratelimit;
 pub mod refresh;
 pub mod reload;
+pub mod rpz;
 pub mod runtime;
 pub mod server;
 pub mod service;

@@ -194,6 +194,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Downloads of URL lists by list and result (updated, unchanged, failed, rejected, store_failed).",
     ),
     (
+        "cutoff_rpz_serial",
+        "gauge",
+        "SOA serial of each served RPZ zone (rpz.zones).",
+    ),
+    (
+        "cutoff_rpz_notify_total",
+        "counter",
+        "NOTIFY messages to rpz.notify secondaries, by result (ok, refused, timeout).",
+    ),
+    (
         "cutoff_list_last_success_timestamp_seconds",
         "gauge",
         "Unix time a URL list was last downloaded or confirmed unchanged (0: never since start).",
@@ -418,6 +428,32 @@ impl Metrics {
                 &[("list", list)],
             )
             .set(t);
+        }
+    }
+
+    /// Sets the SOA serial of a served RPZ zone.
+    pub fn rpz_serial(&self, zone: &str, serial: u32) {
+        gauge(&self.recorder, "cutoff_rpz_serial", &[("zone", zone)]).set(f64::from(serial));
+    }
+
+    /// Counts one NOTIFY by its result.
+    pub fn rpz_notified(&self, result: &str) {
+        counter(
+            &self.recorder,
+            "cutoff_rpz_notify_total",
+            &[("result", result)],
+        )
+        .increment(1);
+    }
+
+    /// Creates the NOTIFY series at zero.
+    pub fn rpz_notify_series(&self, results: &[&str]) {
+        for result in results {
+            let _ = counter(
+                &self.recorder,
+                "cutoff_rpz_notify_total",
+                &[("result", result)],
+            );
         }
     }
 

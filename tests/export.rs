@@ -102,7 +102,7 @@ fn every_format_is_accepted_by_the_program_that_reads_it() {
 }
 
 /// A free loopback port (UDP and TCP), released for the peer to bind.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     for _ in 0..64 {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let port = udp.local_addr().expect("addr").port();
@@ -114,7 +114,7 @@ fn free_port() -> u16 {
 }
 
 /// A peer server, stopped when the test ends.
-struct Peer(Child);
+pub(crate) struct Peer(Child);
 
 impl Drop for Peer {
     fn drop(&mut self) {
@@ -123,7 +123,7 @@ impl Drop for Peer {
     }
 }
 
-fn start(program: &str, args: &[&str]) -> Peer {
+pub(crate) fn start(program: &str, args: &[&str]) -> Peer {
     Peer(
         Command::new(program)
             .args(args)
@@ -136,7 +136,7 @@ fn start(program: &str, args: &[&str]) -> Peer {
 
 /// Asks `server` for `name` until it answers (the peer may still be
 /// starting; at most 15 s), then returns the answer.
-async fn ask(server: SocketAddr, name: &str) -> Message {
+pub(crate) async fn ask(server: SocketAddr, name: &str) -> Message {
     let q = query(name, RecordType::A, Some(1232));
     let bytes = q.to_vec().expect("encode");
     for _ in 0..30 {

@@ -136,10 +136,16 @@ async fn a_newer_signed_feed_replaces_the_embedded_list() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("kaspersky: updated"), "{out}");
     assert_eq!(f.version_in_use().await, "2099.01.01");
-    // The same version again changes nothing.
+    // The same version again changes nothing, and is not even sent: the
+    // GET is conditional on the stored ETag, and a 304 skips the signature.
     let (code, out, _) = f.cutoff(&["lists", "update"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("kaspersky: unchanged"), "{out}");
+    assert_eq!(
+        f.server.header("/kaspersky.yaml", "if-none-match"),
+        [None, Some("\"f\"".to_owned())]
+    );
+    assert_eq!(f.server.header("/kaspersky.yaml.minisig", "host").len(), 1);
     // A copy altered on disk is verified again at load and ignored.
     let copy = f.dir.path().join("lists/kaspersky.yaml");
     let mut bytes = std::fs::read(&copy).expect("copy");

@@ -68,6 +68,10 @@ mod ratelimit;
 mod reload;
 /// Where `cutoff report` reads from, and its errors.
 mod report_source;
+/// The RPZ feed in-process: SOA, AXFR/IXFR, REFUSED, the zone file, NOTIFY.
+mod rpz;
+/// The RPZ feed with BIND and Unbound as secondaries, following it by NOTIFY.
+mod rpz_peers;
 /// Which metric series a config pre-creates.
 mod series;
 /// `cutoff serve` over UDP and TCP: policy, forwarding, limits, reload.

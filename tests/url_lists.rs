@@ -363,6 +363,17 @@ async fn lists_update_prints_what_changed_and_fails_when_a_download_fails() {
     let (code, out, _) = run(p.clone()).await;
     assert_eq!(code, 0);
     assert!(out.contains("ads: updated: 4 entries (was 3)"), "{out}");
+    assert!(out.contains("\n  +1 added: more.example\n"), "{out}");
+    assert!(!out.contains("removed"), "{out}");
+    // The example in docs/lists.md is this run's output.
+    let doc = std::fs::read_to_string(crate::util::root().join("docs/lists.md")).expect("doc");
+    let example = out.replace(&p, "/etc/cutoff/cutoff.yaml");
+    assert!(
+        doc.contains(&format!(
+            "$ cutoff lists update --config /etc/cutoff/cutoff.yaml\n{example}"
+        )),
+        "docs/lists.md should quote:\n{example}"
+    );
     assert!(
         out.contains(
             "a running cutoff serves the new copies from its next reload (SIGHUP) or refresh"
@@ -372,6 +383,7 @@ async fn lists_update_prints_what_changed_and_fails_when_a_download_fails() {
     server.route("/ads.txt", body(GOOD));
     let (code, out, _) = run(p.clone()).await;
     assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\n  -1 removed: more.example\n"), "{out}");
     server.route("/ads.txt", Reply::Status(500));
     // A changed body would be fetched unconditionally; a 500 keeps the copy.
     std::fs::remove_file(dir.path().join("lists/ads.meta.json")).expect("meta");

@@ -120,11 +120,30 @@ fn running_version(feed: &FeedSource) -> String {
 /// stored. The running list is never touched; the caller reloads when the
 /// outcome changed.
 pub async fn update(feed: &FeedSource) -> Outcome {
-    let body = match fetch::fetch(&feed.source, None).await {
-        Ok(Fetched::Body { bytes, .. }) => bytes,
-        Ok(Fetched::NotModified) => return Outcome::Unchanged { entries: 0 },
-        Err(e) => return Outcome::Failed(e),
-    };
+    // Conditional on the stored copy's validators, as URL lists are: a 304
+    // costs neither the body nor the signature.
+    let copy = &feed.source.copy;
+    let old = super::lastgood::meta(&feed.source)
+        .filter(|m| m.url == feed.source.url && copy.is_file() && feed.signature_copy().is_file());
+    let (body, validators) =
+        match fetch::fetch(&feed.source, old.as_ref().map(|m| &m.validators)).await {
+            Ok(Fetched::Body { bytes, validators }) => (bytes, validators),
+            Ok(Fetched::NotModified) => {
+                let Some(mut m) = old else {
+                    return Outcome::Failed(fetch::FetchError::Status {
+                        url: feed.source.url.clone(),
+                        status: 304,
+                    });
+                };
+                m.checked = jiff::Timestamp::now().as_second();
+                let entries = m.entries;
+                return match super::lastgood::store_meta(&feed.source, &m) {
+                    Ok(()) => Outcome::Unchanged { entries },
+                    Err(e) => Outcome::Store(e),
+                };
+            }
+            Err(e) => return Outcome::Failed(e),
+        };
     let mut sig_source = feed.source.clone();
     sig_source.url = feed.signature_url();
     sig_source.max_bytes = MAX_SIGNATURE_BYTES;
@@ -143,7 +162,17 @@ pub async fn update(feed: &FeedSource) -> Outcome {
         let entries = cat.entries.iter().filter(|e| e.enabled).count();
         match compare_versions(&cat.version, &running) {
             Some(Ordering::Greater) => {}
-            Some(Ordering::Equal) => return Outcome::Unchanged { entries },
+            Some(Ordering::Equal) => {
+                // The copy in use: keep the new validators for the next GET.
+                if let Some(mut m) = old {
+                    m.validators = validators;
+                    m.checked = jiff::Timestamp::now().as_second();
+                    if let Err(e) = super::lastgood::store_meta(&feed.source, &m) {
+                        return Outcome::Store(e);
+                    }
+                }
+                return Outcome::Unchanged { entries };
+            }
             _ => {
                 return Outcome::Rejected(Rejected::NotNewer {
                     url: feed.source.url.clone(),
@@ -154,7 +183,7 @@ pub async fn update(feed: &FeedSource) -> Outcome {
         }
         let meta = Meta {
             url: feed.source.url.clone(),
-            validators: fetch::Validators::default(),
+            validators,
             checked: jiff::Timestamp::now().as_second(),
             entries,
         };

@@ -306,7 +306,7 @@ fn same_content(path: &std::path::Path, bytes: &[u8]) -> bool {
     true
 }
 
-fn store_meta(source: &UrlSource, meta: &Meta) -> io::Result<()> {
+pub(crate) fn store_meta(source: &UrlSource, meta: &Meta) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(meta).map_err(io::Error::other)?;
     replace(&meta_path(source), &json)
 }

@@ -7,6 +7,7 @@
 //! list) and line lists (`lines`: plain, hosts, adblock, wildcard).
 
 mod catalogue;
+pub mod changes;
 pub mod feed;
 pub mod fetch;
 pub mod lastgood;

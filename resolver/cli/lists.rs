@@ -7,7 +7,12 @@
 use std::process::ExitCode;
 
 use super::{ConfigArg, print_config_error};
+use crate::blocklist::changes;
 use crate::blocklist::lastgood::Outcome;
+use crate::refresh::Download;
+
+/// Names shown of those added or removed; the rest are counted.
+const SHOWN: usize = 5;
 
 /// Arguments of `cutoff lists`.
 #[derive(Debug, clap::Args)]
@@ -47,6 +52,11 @@ pub(super) fn run(args: &ListsArgs) -> anyhow::Result<ExitCode> {
     let mut updated = 0usize;
     for (name, download) in &lists {
         let source = download.source();
+        let entries = || match download {
+            Download::List(u) => changes::url_copy(u),
+            Download::Feed(f) => changes::feed_copy(f),
+        };
+        let before = entries();
         let outcome = rt.block_on(download.update());
         let line = match &outcome {
             Outcome::Updated {
@@ -71,6 +81,16 @@ pub(super) fn run(args: &ListsArgs) -> anyhow::Result<ExitCode> {
             failed += 1;
         }
         println!("{name}: {line}");
+        if outcome.changed() {
+            let (added, removed) = changes::diff(&before, &entries());
+            let lines = [
+                changes::describe('+', "added", &added, SHOWN),
+                changes::describe('-', "removed", &removed, SHOWN),
+            ];
+            for l in lines.into_iter().flatten() {
+                println!("  {l}");
+            }
+        }
     }
     if updated > 0 {
         println!("a running cutoff serves the new copies from its next reload (SIGHUP) or refresh");

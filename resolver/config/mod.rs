@@ -15,6 +15,7 @@ mod check;
 mod lists;
 mod overrides;
 mod raw;
+mod rpz;
 mod rules;
 mod settings;
 mod tls;
@@ -37,6 +38,7 @@ use jiff::Timestamp;
 
 pub use bypass::{BYPASS, BypassName, Switch};
 pub use overrides::Overrides;
+pub use rpz::{Rpz, RpzZone};
 pub use tls::{Https, Tls};
 pub use upstream::{Upstream, UpstreamError, UpstreamReason};
 
@@ -337,6 +339,8 @@ pub struct Config {
     /// `listen_tls`, `listen_https` and their certificate pair (no
     /// encrypted listener when `None`).
     pub tls: Option<Tls>,
+    /// `rpz:`: zones served to secondaries (`None`: no zone).
+    pub rpz: Option<Rpz>,
     /// Things that load but look wrong.
     pub warnings: Vec<Problem>,
 }

@@ -112,6 +112,8 @@ pub(crate) struct RawConfig {
     pub(crate) forward_only: Option<At<String>>,
     /// `rate_limit`: per-client UDP query limits (off when absent).
     pub(crate) rate_limit: Option<RawRateLimit>,
+    /// `rpz`: zones served to secondaries (see `config::rpz`).
+    pub(crate) rpz: Option<super::rpz::RawRpz>,
     /// Line of the `rules` key, for "no rules" warnings.
     pub(crate) rules_line: Option<u32>,
 }
@@ -257,6 +259,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "tls",
     "listen_https",
     "https",
+    "rpz",
 ];
 const RATE_KEYS: &[&str] = &[
     "qps",
@@ -325,6 +328,12 @@ pub(crate) fn all_keys() -> Vec<String> {
     out.extend(RATE_KEYS.iter().map(|k| format!("rate_limit.{k}")));
     out.extend(TLS_KEYS.iter().map(|k| format!("tls.{k}")));
     out.extend(HTTPS_KEYS.iter().map(|k| format!("https.{k}")));
+    out.extend(super::rpz::KEYS.iter().map(|k| format!("rpz.{k}")));
+    out.extend(
+        super::rpz::ZONE_KEYS
+            .iter()
+            .map(|k| format!("rpz.zones[].{k}")),
+    );
     out.extend(HTTP_KEYS.iter().map(|k| format!("http.{k}")));
     out.extend(NETWORK_KEYS.iter().map(|k| format!("networks.NAME.{k}")));
     out
@@ -550,6 +559,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
             }
         }
     }
+    raw.rpz = f.get("rpz").and_then(|(n, p)| super::rpz::read(r, n, &p));
     if let Some((n, p)) = f.get("blocking")
         && let Some(b) = r.fields(n, &p, BLOCKING_KEYS)
     {
@@ -567,7 +577,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
     raw
 }
 
-fn string(r: &mut Reader, f: &Fields<'_>, key: &str) -> Option<At<String>> {
+pub(super) fn string(r: &mut Reader, f: &Fields<'_>, key: &str) -> Option<At<String>> {
     let (n, path) = f.get(key)?;
     let value = r.string(n, &path)?;
     Some(At {
@@ -587,7 +597,7 @@ fn int(r: &mut Reader, f: &Fields<'_>, key: &str, min: i128, max: i128) -> Optio
     })
 }
 
-fn strings(r: &mut Reader, n: &Node, path: &Path) -> Vec<At<String>> {
+pub(super) fn strings(r: &mut Reader, n: &Node, path: &Path) -> Vec<At<String>> {
     r.strings(n, path)
         .into_iter()
         .map(|(value, line, path)| At { value, line, path })

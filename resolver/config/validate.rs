@@ -136,6 +136,7 @@ pub(crate) fn validate(
     let query_log = super::settings::query_log(&mut c, &raw);
     let rate_limit = super::settings::rate_limit(&mut c, &raw);
     let tls = super::tls::tls(&mut c, &raw, base);
+    let rpz = super::rpz::rpz(&mut c, &raw, &networks, &list_names, &rules);
 
     let mut warnings = c.warnings;
     warnings.sort_by_key(|p| p.line.unwrap_or(u32::MAX));
@@ -161,6 +162,7 @@ pub(crate) fn validate(
         query_log,
         rate_limit: rate_limit?,
         tls,
+        rpz,
         warnings,
     })
 }

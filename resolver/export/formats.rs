@@ -87,14 +87,15 @@ pub fn render(e: &Export, format: Format) -> String {
         );
     }
     if format == Format::Rpz {
-        let _ = writeln!(out, "$TTL 300");
+        let s = RPZ_SOA;
+        let _ = writeln!(out, "$TTL {RPZ_TTL}");
         let _ = writeln!(
             out,
-            "@ SOA localhost. hostmaster.localhost. {} 3600 600 604800 300",
-            serial(e)
+            "@ SOA {} {} {} {} {} {} {}",
+            s.mname, s.rname, e.serial, s.refresh, s.retry, s.expire, s.minimum
         );
-        let _ = writeln!(out, "  NS localhost.");
-        let _ = writeln!(out, "@ 300 IN A 127.0.0.1");
+        let _ = writeln!(out, "  NS {}", s.mname);
+        let _ = writeln!(out, "@ {RPZ_TTL} IN A {RPZ_APEX_A}");
         let _ = writeln!(
             out,
             "{c} The apex A record only keeps NS-only zone checks quiet; RPZ ignores it."
@@ -125,12 +126,7 @@ fn line(out: &mut String, format: Format, o: &Owner) {
     let pass = o.effect == Effect::Pass;
     let _ = match format {
         Format::Rpz => {
-            let owner = if o.below {
-                format!("*.{}", o.name)
-            } else {
-                o.name.clone()
-            };
-            let target = if pass { "rpz-passthru." } else { "." };
+            let (owner, target) = rpz_record(o);
             writeln!(out, "{owner} CNAME {target}")
         }
         // Hosts files and plain lists have no pass-through and no
@@ -180,9 +176,54 @@ fn limits(format: Format) -> Option<&'static str> {
     }
 }
 
-/// The SOA serial: the config version's first 8 hex digits would not sort,
-/// so the serial is the instant in seconds (seconds since 1970 fit u32
-/// until 2106), which only grows between exports.
-fn serial(e: &Export) -> u32 {
-    u32::try_from(e.at.as_second()).unwrap_or(u32::MAX)
+/// The TTL of every record of an RPZ zone.
+pub const RPZ_TTL: u32 = 300;
+
+/// The apex A record (only keeps NS-only zone checks quiet).
+pub const RPZ_APEX_A: std::net::Ipv4Addr = std::net::Ipv4Addr::LOCALHOST;
+
+/// The SOA fields of an RPZ zone but its serial, as the zone file and a
+/// zone transfer both write them. The zone's one NS is `mname`.
+#[derive(Clone, Copy, Debug)]
+pub struct RpzSoa {
+    /// MNAME (also the NS target).
+    pub mname: &'static str,
+    /// RNAME.
+    pub rname: &'static str,
+    /// REFRESH: how often a secondary checks without a NOTIFY.
+    pub refresh: u32,
+    /// RETRY.
+    pub retry: u32,
+    /// EXPIRE.
+    pub expire: u32,
+    /// MINIMUM (negative TTL).
+    pub minimum: u32,
+}
+
+/// The SOA of every RPZ zone cutoff writes.
+pub const RPZ_SOA: RpzSoa = RpzSoa {
+    mname: "localhost.",
+    rname: "hostmaster.localhost.",
+    refresh: 3600,
+    retry: 600,
+    expire: 604_800,
+    minimum: 300,
+};
+
+/// An owner's RPZ record: its name relative to the zone's origin (`*.`
+/// for what lies below), and its CNAME target (`.`: NXDOMAIN,
+/// `rpz-passthru.`: answered normally). The zone file and a zone transfer
+/// both write owners through this.
+pub fn rpz_record(o: &Owner) -> (String, &'static str) {
+    let owner = if o.below {
+        format!("*.{}", o.name)
+    } else {
+        o.name.clone()
+    };
+    let target = if o.effect == Effect::Pass {
+        "rpz-passthru."
+    } else {
+        "."
+    };
+    (owner, target)
 }

@@ -13,10 +13,13 @@
 mod formats;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
-pub use formats::{Format, render as formats_render};
+pub use formats::{
+    Format, RPZ_APEX_A, RPZ_SOA, RPZ_TTL, RpzSoa, render as formats_render, rpz_record,
+};
 
 use crate::blocklist::Category;
 use crate::config::Action;
@@ -65,10 +68,11 @@ pub struct Owner {
     pub below: bool,
     /// What it gets.
     pub effect: Effect,
-    /// The rule that decided.
-    pub rule: String,
+    /// The rule that decided (shared by its owners: a zone of a large list
+    /// holds one copy of each name, not one per owner).
+    pub rule: Arc<str>,
     /// The list and its entry, as written.
-    pub list: String,
+    pub list: Arc<str>,
     /// The entry's category.
     pub category: Option<Category>,
     /// Sources the list records for the entry.
@@ -88,6 +92,10 @@ pub struct Export {
     pub at: Timestamp,
     /// The config version.
     pub version: String,
+    /// The RPZ zone's SOA serial: the instant in seconds for `cutoff
+    /// export` (seconds since 1970 fit u32 until 2106, and only grow
+    /// between exports); a served zone sets its own (`crate::rpz`).
+    pub serial: u32,
 }
 
 /// What to export.
@@ -124,8 +132,10 @@ pub fn plan(s: &Snapshot, sel: &Selection, at: Timestamp) -> Result<Export, Expo
     // Owner (name, below) -> its best decision across lists (allow > block > log).
     let mut owners: BTreeMap<(Vec<u8>, bool), (Action, Owner)> = BTreeMap::new();
     let mut patterns = Vec::new();
+    let rule_names: Vec<Arc<str>> = c.rules.iter().map(|r| Arc::from(r.name.as_str())).collect();
     for &l in &used {
         let list = &c.lists[l];
+        let list_name: Arc<str> = Arc::from(list.name.as_str());
         if !sel.lists.is_empty() && !sel.lists.contains(&list.name) {
             continue;
         }
@@ -165,8 +175,8 @@ pub fn plan(s: &Snapshot, sel: &Selection, at: Timestamp) -> Result<Export, Expo
                 name: text.clone(),
                 below,
                 effect: Effect::Pass,
-                rule: c.rules[r].name.clone(),
-                list: list.name.clone(),
+                rule: rule_names[r].clone(),
+                list: list_name.clone(),
                 category,
                 sources: sources.clone(),
             };
@@ -226,6 +236,7 @@ pub fn plan(s: &Snapshot, sel: &Selection, at: Timestamp) -> Result<Export, Expo
         network: net_name.to_owned(),
         at,
         version: c.version.clone(),
+        serial: u32::try_from(at.as_second()).unwrap_or(u32::MAX),
     })
 }
 

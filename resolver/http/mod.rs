@@ -39,6 +39,7 @@ mod api;
 mod auth;
 mod html;
 mod page;
+mod rpz;
 pub mod status;
 mod write;
 
@@ -64,6 +65,8 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/recent", get(api::recent))
         .route("/api/v1/explain", get(api::explain))
+        .route("/rpz/{file}", get(rpz::zone))
+        .route("/export/{file}", get(rpz::list))
         .route(
             "/api/v1/allow",
             get(write::list).post(write::add).delete(write::remove),

@@ -183,6 +183,12 @@ fn decide(state: &State, q: &Question<'_>, out: &mut Outcome) -> Decided {
     // One lock-free load: this query uses this runtime to the end, even if a
     // reload swaps in another meanwhile.
     let runtime = state.current.load_full();
+    // An RPZ zone's SOA (or a refusal) for secondaries: before `access`,
+    // which `rpz.allow_transfer` replaces for these names.
+    if let Some(reply) = crate::rpz::answer(state, &runtime, q, out.client, out.protocol) {
+        out.answered = Answered::Local;
+        return Decided::Answer(Some(reply), Some(runtime));
+    }
     // The root has no labels (and no list can hold it): it is decided as the
     // empty name, which only `access` can refuse.
     let name = NameBuf::from_labels(q.labels());

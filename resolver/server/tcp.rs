@@ -79,6 +79,13 @@ where
             }
             idle.as_mut().reset(Instant::now() + limits.tcp_idle);
             lease.slot.touch();
+            // A zone transfer of an RPZ zone: several messages, in order.
+            if let Some(messages) = crate::rpz::transfer(&state, &msg, src) {
+                for m in messages {
+                    send(&mut wr, &m, limits).await?;
+                }
+                continue;
+            }
             match pipeline::prepare(&state, &msg, src, protocol) {
                 Step::Reply(bytes, outcome) => {
                     write(&mut wr, &state, bytes, outcome, limits).await?
@@ -168,25 +175,24 @@ async fn write(
         pipeline::observe(state, None, outcome);
         return Ok(());
     };
-    let result = match u16::try_from(b.len()) {
-        Ok(n) => {
-            let mut framed = Vec::with_capacity(b.len() + 2);
-            framed.extend_from_slice(&n.to_be_bytes());
-            framed.extend_from_slice(&b);
-            match timeout(limits.tcp_idle, wr.write_all(&framed)).await {
-                Ok(r) => r,
-                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
-            }
-        }
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "answer too long",
-        )),
-    };
+    let result = send(wr, &b, limits).await;
     let failed = result.is_err();
     sent(state, result, &b, outcome);
     if failed {
         return Err(io::Error::other("write failed"));
     }
     Ok(())
+}
+
+/// Writes one message with its length in front, within `tcp.idle_timeout`.
+async fn send(wr: &mut (impl AsyncWrite + Unpin), b: &[u8], limits: Limits) -> io::Result<()> {
+    let n = u16::try_from(b.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "answer too long"))?;
+    let mut framed = Vec::with_capacity(b.len() + 2);
+    framed.extend_from_slice(&n.to_be_bytes());
+    framed.extend_from_slice(b);
+    match timeout(limits.tcp_idle, wr.write_all(&framed)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+    }
 }

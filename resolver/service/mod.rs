@@ -211,6 +211,7 @@ pub async fn start(config: Config, options: Options) -> Result<Service, StartErr
     let (stop, stop_rx) = watch::channel(false);
     let admin = Admin::start(http, state.clone());
     tokio::spawn(ticks(state.clone(), stop_rx.clone()));
+    tokio::spawn(crate::rpz::run(state.clone(), stop_rx.clone()));
     if options.refresh_lists {
         tokio::spawn(crate::refresh::run(
             state.clone(),
