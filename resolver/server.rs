@@ -95,6 +95,24 @@ impl Listeners {
             .collect()
     }
 
+    /// Opens `threads - 1` more UDP sockets on each bound UDP address, so
+    /// each worker thread has a receive loop of its own
+    /// (docs/adr/0009-udp-workers-and-batches.md).
+    fn spread(&mut self, threads: usize) -> io::Result<Vec<UdpSocket>> {
+        let mut more = Vec::new();
+        for addr in self.addrs() {
+            for _ in 1..threads {
+                more.push(bind_udp(addr).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot open another udp socket on {addr}: {e}"),
+                    )
+                })?);
+            }
+        }
+        Ok(more)
+    }
+
     /// The bound UDP addresses (the TCP ones are the same).
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.udp
@@ -119,6 +137,12 @@ fn socket(
 
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let s = socket(addr, socket2::Type::DGRAM, socket2::Protocol::UDP)?;
+    // Every worker's socket on one address shares it; the kernel spreads
+    // clients over them by their address and port. Linux only lets sockets
+    // of the same user join, and TCP (no SO_REUSEPORT) still fails at once
+    // when another server holds the address.
+    #[cfg(unix)]
+    s.set_reuse_port(true)?;
     s.bind(&addr.into())?;
     UdpSocket::from_std(s.into())
 }
@@ -169,16 +193,20 @@ pub struct Limits {
 /// Serves until `shutdown` turns true, then stops accepting and gives
 /// in-flight queries `drain` to finish.
 pub async fn run(
-    listeners: Listeners,
+    mut listeners: Listeners,
     state: Arc<State>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) -> io::Result<()> {
+    let threads = state.current.load().policy.config.serve.threads();
+    let more = listeners.spread(threads)?;
     let inflight = Arc::new(Semaphore::new(limits.inflight));
     let connections = conns::Table::new(limits.tcp_connections, limits.tcp_per_client);
     let mut tasks = JoinSet::new();
-    for socket in listeners.udp {
+    // One receive loop per socket: `threads` per UDP address, spread by the
+    // multi-thread runtime over its `threads` workers.
+    for socket in listeners.udp.into_iter().chain(more) {
         tasks.spawn(udp_loop(
             Arc::new(socket),
             state.clone(),
