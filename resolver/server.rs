@@ -27,8 +27,11 @@ use crate::query::Protocol;
 use crate::ratelimit;
 use crate::reload::State;
 
+// With `pktinfo`, the modules with `unsafe` code: the libc calls behind
+// recvmmsg (ADR 0009) and IP_PKTINFO (ADR 0002).
+#[allow(unsafe_code)]
+mod batch;
 mod conns;
-// The one module with `unsafe` code: the libc calls behind IP_PKTINFO (ADR 0002).
 #[allow(unsafe_code)]
 mod pktinfo;
 mod tcp;
@@ -260,7 +263,7 @@ async fn udp_loop(
     inflight: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut buf = vec![0u8; 65535];
+    let mut batch = batch::Batch::new();
     let mut pending = JoinSet::new();
     // A wildcard listener replies from the address each query came to.
     let wildcard = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
@@ -275,10 +278,11 @@ async fn udp_loop(
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
     loop {
-        let (n, src, local) = tokio::select! {
+        // Every query waiting in the socket (up to a batch) in one call.
+        let n = tokio::select! {
             biased;
-            r = pktinfo::recv(&socket, &mut buf, pktinfo) => match r {
-                Ok(x) => x,
+            r = batch.recv(&socket, pktinfo) => match r {
+                Ok(n) => n,
                 Err(e) => {
                     // ICMP errors from earlier sends surface here on Linux; keep serving.
                     tracing::debug!(error = %e, "udp receive error");
@@ -287,42 +291,61 @@ async fn udp_loop(
             },
             () = &mut stop => break,
         };
-        if let Some(slip) = rate_limited(&state, &buf[..n], src.ip()) {
-            if let Some(b) = slip {
-                let _ = socket.send_to(&b, src).await;
-            }
-            continue;
-        }
-        match pipeline::prepare(&state, &buf[..n], src, Protocol::Udp) {
-            Step::Reply(Some(b), outcome) => {
-                let result = pktinfo::send(&socket, &b, src, local).await;
-                sent(&state, result, &b, outcome);
-            }
-            Step::Reply(None, outcome) => pipeline::observe(&state, None, outcome),
-            Step::Forward(p) => {
-                // A full table drops the query: the client retries, and a
-                // pile-up of upstream waits (DNSBomb) stays bounded.
-                let Ok(permit) = inflight.clone().try_acquire_owned() else {
-                    state.metrics.dropped(Dropped::InflightFull);
-                    continue;
-                };
-                let (state, socket) = (state.clone(), socket.clone());
-                pending.spawn(async move {
-                    let (bytes, outcome) = pipeline::finish(&state, p).await;
-                    drop(permit);
-                    match bytes {
-                        Some(b) => {
-                            let result = pktinfo::send(&socket, &b, src, local).await;
-                            sent(&state, result, &b, outcome);
-                        }
-                        None => pipeline::observe(&state, None, outcome),
-                    }
-                });
-            }
+        for i in 0..n {
+            let Some((packet, src, local)) = batch.get(i) else {
+                continue;
+            };
+            serve_datagram(&state, &socket, &inflight, &mut pending, packet, src, local).await;
         }
         while pending.try_join_next().is_some() {}
     }
     while pending.join_next().await.is_some() {}
+}
+
+/// One UDP query: rate limit, the pipeline, and the reply sent here or
+/// from a task of `pending` when it must wait for an upstream.
+async fn serve_datagram(
+    state: &Arc<State>,
+    socket: &Arc<UdpSocket>,
+    inflight: &Arc<Semaphore>,
+    pending: &mut JoinSet<()>,
+    packet: &[u8],
+    src: SocketAddr,
+    local: Option<pktinfo::Local>,
+) {
+    if let Some(slip) = rate_limited(state, packet, src.ip()) {
+        if let Some(b) = slip {
+            let _ = socket.send_to(&b, src).await;
+        }
+        return;
+    }
+    match pipeline::prepare(state, packet, src, Protocol::Udp) {
+        Step::Reply(Some(b), outcome) => {
+            let result = pktinfo::send(socket, &b, src, local).await;
+            sent(state, result, &b, outcome);
+        }
+        Step::Reply(None, outcome) => pipeline::observe(state, None, outcome),
+        Step::Forward(p) => {
+            // A full table drops the query: the client retries, and a
+            // pile-up of upstream waits (DNSBomb) stays bounded.
+            let Ok(permit) = inflight.clone().try_acquire_owned() else {
+                state.metrics.dropped(Dropped::InflightFull);
+                return;
+            };
+            let (state, socket) = (state.clone(), socket.clone());
+            pending.spawn(async move {
+                let (bytes, outcome) = pipeline::finish(&state, p).await;
+                drop(permit);
+                match bytes {
+                    Some(b) => {
+                        let result = pktinfo::send(&socket, &b, src, local).await;
+                        sent(&state, result, &b, outcome);
+                    }
+                    None => pipeline::observe(&state, None, outcome),
+                }
+            });
+        }
+    }
 }
 
 async fn tcp_loop(
