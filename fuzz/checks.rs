@@ -142,7 +142,7 @@ pub(crate) fn decide(data: &[u8]) {
 /// any SOA in it.
 fn check_answer(q: &Question<'_>, bytes: &[u8], zone: Option<&[u8]>) {
     let max = if q.edns.is_some() {
-        usize::from(cutoff::answer::MAX_UDP)
+        usize::from(cutoff::wire::MAX_UDP)
     } else {
         MAX_PLAIN_UDP
     };

@@ -111,7 +111,7 @@ impl BoxedKey {
         // The key holds the type, then the class: the question's order.
         q.extend_from_slice(question);
         q.extend_from_slice(&[0, 0, 41]);
-        q.extend_from_slice(&crate::answer::MAX_UDP.to_be_bytes());
+        q.extend_from_slice(&crate::wire::MAX_UDP.to_be_bytes());
         q.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
         Some(q)
     }

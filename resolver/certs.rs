@@ -1,9 +1,11 @@
 //! The certificate pair of the encrypted listeners (DoT): PEM files read
-//! into a rustls server configuration.
+//! into a rustls server configuration; and the roots that cutoff trusts as
+//! a TLS client (DoT/DoH upstreams, list downloads).
 //!
 //! Outside the query flow: `config` loads the pair when it validates a
 //! file (so `cutoff check` reports a bad pair with its line), and `server`
-//! hands the result to every TLS handshake.
+//! hands the result to every TLS handshake. A leaf: `upstream` and
+//! `blocklist` both build their client configs from [`roots`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -167,6 +169,41 @@ fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     };
     let end = header.checked_add(len)?;
     Some((tag, b.get(header..end)?, b.get(end..)?))
+}
+
+/// Why the trusted roots could not be built: the extra CA file is unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("`upstream_ca` {path}: {reason}")]
+pub struct CaError {
+    /// The file.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The trusted roots: the Mozilla roots (webpki-roots) plus the PEM
+/// certificates in `ca` (`upstream_ca`): what TLS upstreams and list
+/// downloads trust.
+pub fn roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, CaError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca {
+        let err = |reason: String| CaError {
+            path: path.display().to_string(),
+            reason,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| err(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(err("no certificate in the file".into()));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| err(e.to_string()))?;
+        }
+    }
+    Ok(roots)
 }
 
 #[cfg(test)]

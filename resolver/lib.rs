@@ -6,6 +6,7 @@
 //!
 //! | module | responsibility |
 //! | --- | --- |
+//! | [`service`] | the whole server started as `cutoff serve` starts it: config in, listeners bound, a handle with the addresses and a shutdown |
 //! | [`cli`] | the commands (`serve`, `check`, `explain`, `report`, `status`, `firewall`, `export`), their arguments and output |
 //! | [`config`] | YAML → raw structs → a validated [`config::Config`]; every problem with its line; the embedded default |
 //! | [`blocklist`] | list sources (the shipped catalogue and prefixes, plain/hosts/adblock/wildcard files, URL lists and their last-good copies) with file:line errors |
@@ -21,7 +22,8 @@
 //! | [`answer`] | answers cutoff makes itself, as bytes: blocked (with EDE), refused, ANY, errors |
 //! | [`cache`] | the bounded TTL cache of upstream answers and the sharing of identical misses |
 //! | [`upstream`] | forwarding: UDP/TCP/DoT/DoH, per-try timeouts, failover, transparent |
-//! | [`reload`] | the running state and replacing it whole on SIGHUP |
+//! | [`runtime`] | the running state a query reads (policy, upstreams, cache, counters), swapped whole |
+//! | [`reload`] | SIGHUP / list refresh → build a whole new runtime → swap it in, or keep the old one |
 //! | [`refresh`] | beside the listeners: URL lists downloaded when due, last-good copies stored, then a reload |
 //! | [`metrics`] | metric names, help texts, bounded labels, the handles a query increments |
 //! | [`querylog`] | the JSON query log behind a bounded queue |
@@ -92,7 +94,9 @@ pub mod querylog;
 pub mod ratelimit;
 pub mod refresh;
 pub mod reload;
+pub mod runtime;
 pub mod server;
+pub mod service;
 pub mod since;
 pub mod upstream;
 pub mod wire;

@@ -20,12 +20,21 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::blocklist::Category;
-use crate::config::{ClientMode, QueryLogConfig};
+use crate::config::{ClientMode, Config, QueryLogConfig};
 use crate::logfile::{LogFile, Tally};
 use crate::metrics::Metrics;
 use crate::policy::{Phase, Verdict};
 use crate::query::Protocol;
-use crate::reload::Runtime;
+
+/// What the writer needs to turn a record's indices into names: the config
+/// that answered and its upstreams. The running runtime is one; a test
+/// passes a config alone.
+pub trait Names: Send + Sync + std::fmt::Debug {
+    /// The config whose networks, rules and lists the indices point into.
+    fn config(&self) -> &Config;
+    /// The upstream at `index`, as the log writes it.
+    fn upstream(&self, index: usize) -> Option<String>;
+}
 
 /// One query, as the log records it. Names are resolved from `runtime` by the
 /// writer, off the query path.
@@ -34,7 +43,7 @@ pub struct Record {
     /// When the query arrived.
     pub time: Timestamp,
     /// The runtime that answered (for names and the config version).
-    pub runtime: Arc<Runtime>,
+    pub runtime: Arc<dyn Names>,
     /// The client.
     pub client: SocketAddr,
     /// udp or tcp.
@@ -172,7 +181,7 @@ fn writer(
                 if encode(&r, &mut line).is_err() {
                     continue;
                 }
-                if r.runtime.policy.config.query_log.chain {
+                if r.runtime.config().query_log.chain {
                     chain.seal(&mut line);
                 }
                 count(out.push(&line));
@@ -207,7 +216,7 @@ struct Line<'a> {
 
 /// Encodes one record as a JSON line (with the trailing newline).
 pub fn encode(r: &Record, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    let c = &r.runtime.policy.config;
+    let c = r.runtime.config();
     let log = &c.query_log;
     let (client, client_port) = client_text(r.client, log);
     let line = Line {
@@ -236,10 +245,7 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> serde_json::Result<()> {
         phase: r.rule.map(|(_, p)| p.as_str()),
         rcode: r.rcode.map(rcode_text),
         duration_us: r.duration_us,
-        upstream: r
-            .upstream
-            .and_then(|u| r.runtime.upstreams.endpoints.get(u))
-            .map(ToString::to_string),
+        upstream: r.upstream.and_then(|u| r.runtime.upstream(u)),
         cached: r.cached,
         config_version: &c.version,
     };
@@ -422,6 +428,80 @@ mod tests {
             let original: Vec<Vec<u8>> = labels.iter().map(|l| l.to_vec()).collect();
             assert_eq!(labels_back, original);
         }
+    }
+
+    /// A config alone, with one named upstream, as the writer sees it.
+    #[derive(Debug)]
+    struct Fixed(Config);
+
+    impl Names for Fixed {
+        fn config(&self) -> &Config {
+            &self.0
+        }
+
+        fn upstream(&self, index: usize) -> Option<String> {
+            (index == 0).then(|| "udp://192.0.2.53:53".to_owned())
+        }
+    }
+
+    #[test]
+    fn a_record_is_one_json_line_with_the_names_its_indices_point_to() {
+        let config = crate::config::load_default().unwrap();
+        let (network, rule, list) = (
+            config.networks[0].name.clone(),
+            config.rules[0].name.clone(),
+            config.lists[0].name.clone(),
+        );
+        let version = config.version.clone();
+        let record = Record {
+            time: "2024-10-01T00:00:00Z".parse().unwrap(),
+            runtime: Arc::new(Fixed(config)),
+            client: "192.168.7.42:5353".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            question: b"\x03dnl\x09kaspersky\x03com\x00\x00\x1c\x00\x01"
+                .as_slice()
+                .into(),
+            verdict: Verdict::Block,
+            network: Some(0),
+            rule: Some((0, Phase::After)),
+            matched: Some((
+                0,
+                Some(Category::Update),
+                b"kaspersky.com".as_slice().into(),
+            )),
+            rcode: Some(3),
+            duration_us: 17,
+            upstream: Some(0),
+            cached: true,
+            unclassified: false,
+        };
+        let mut out = Vec::new();
+        encode(&record, &mut out).unwrap();
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(out.last(), Some(&b'\n'));
+        let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let expected = serde_json::json!({
+            "time": "2024-10-01T00:00:00.000000000Z",
+            "client": "192.168.7.42",
+            "client_port": 5353,
+            "network": network,
+            "protocol": "tcp",
+            "qname": "dnl.kaspersky.com",
+            "qtype": "AAAA",
+            "action": "block",
+            "rule": rule,
+            "list": list,
+            "category": "update",
+            "entry": "kaspersky.com",
+            "unclassified": false,
+            "phase": "after",
+            "rcode": "NXDOMAIN",
+            "duration_us": 17,
+            "upstream": "udp://192.0.2.53:53",
+            "cached": true,
+            "config_version": version,
+        });
+        assert_eq!(line, expected);
     }
 
     #[test]

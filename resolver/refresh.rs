@@ -20,7 +20,7 @@ use crate::blocklist::feed::FeedSource;
 use crate::blocklist::lastgood::{self, Outcome};
 use crate::blocklist::{Source, UrlSource};
 use crate::config::Config;
-use crate::reload::State;
+use crate::runtime::State;
 
 /// How soon a failed download is tried again (or `refresh`, if shorter).
 pub const RETRY: Duration = Duration::from_secs(300);

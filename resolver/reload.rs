@@ -1,68 +1,21 @@
-//! The running state, and replacing it: a reload (SIGHUP) loads and
-//! validates the whole config, builds a new [`Runtime`] off the query path,
-//! and swaps it in with one atomic store, or keeps the running one and logs
-//! every problem. Queries never wait for a reload: each loads the current
-//! runtime once, lock-free, and uses it to the end.
+//! Building the running state and replacing it: a reload (SIGHUP) loads
+//! and validates the whole config, builds a new [`Runtime`] off the query
+//! path, and swaps it into the [`State`] with one atomic store, or keeps the
+//! running one and logs every problem. Queries never wait for a reload: each
+//! loads the current runtime once, lock-free, and uses it to the end.
+//!
+//! Above [`crate::runtime`], which holds what a query reads; nothing on the
+//! query path imports this module.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-
-use crate::cache::{Cache, Limits};
-use crate::clients::ClientTable;
-use crate::config::{self, Config, ConfigError};
-use crate::metrics::{Counters, Metrics};
+use crate::config::{self, Config, ConfigError, Overrides};
+use crate::metrics::Metrics;
 use crate::policy::Snapshot;
-use crate::querylog::QueryLog;
+use crate::runtime::{Runtime, State, now_seconds};
 use crate::upstream::{SetupError, Upstreams};
-
-/// Everything a query needs that a reload may change.
-#[derive(Debug)]
-pub struct Runtime {
-    /// The policy.
-    pub policy: Snapshot,
-    /// Where allowed queries go.
-    pub upstreams: Upstreams,
-    /// Metric handles for this config's label values.
-    pub counters: Counters,
-    /// Network names, shared with the client table.
-    pub network_names: Vec<Arc<str>>,
-}
-
-/// Command-line values that override the config file on every (re)load.
-#[derive(Clone, Debug, Default)]
-pub struct Overrides {
-    /// `--listen`.
-    pub listen: Vec<std::net::SocketAddr>,
-    /// `--upstream`.
-    pub upstreams: Vec<config::Upstream>,
-    /// `--http`.
-    pub http: Option<std::net::SocketAddr>,
-    /// `--query-log`.
-    pub query_log: Option<String>,
-}
-
-impl Overrides {
-    /// Applies the overrides to a loaded config.
-    pub fn apply(&self, mut c: Config) -> Config {
-        if !self.listen.is_empty() {
-            c.listen.clone_from(&self.listen);
-        }
-        if !self.upstreams.is_empty() {
-            c.upstreams.clone_from(&self.upstreams);
-        }
-        if let Some(h) = self.http {
-            c.http = h;
-        }
-        if let Some(p) = &self.query_log {
-            c.query_log.path = Some(p.clone());
-        }
-        c
-    }
-}
 
 /// Why a runtime could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -125,33 +78,6 @@ impl Runtime {
     }
 }
 
-/// The process-wide state shared by every listener.
-#[derive(Debug)]
-pub struct State {
-    /// The current runtime; replaced whole on reload.
-    pub current: ArcSwap<Runtime>,
-    /// Upstream answers, kept across reloads.
-    pub cache: Cache,
-    /// The config file (`None`: the embedded default).
-    pub config_path: Option<PathBuf>,
-    /// Command-line overrides.
-    pub overrides: Overrides,
-    /// Where `system` upstreams come from.
-    pub resolv_conf: PathBuf,
-    /// The metrics recorder and its fixed handles.
-    pub metrics: Arc<Metrics>,
-    /// The query log, when one is configured.
-    pub query_log: Option<QueryLog>,
-    /// Clients that asked for listed names.
-    pub clients: ClientTable,
-    /// Recent listed lookups for the status page.
-    pub activity: crate::activity::Activity,
-    /// Set once the listeners are bound (for `/readyz`).
-    pub ready: AtomicBool,
-    /// Per-client buckets (`rate_limit`), kept across reloads.
-    pub limiter: crate::ratelimit::Limiter,
-}
-
 impl State {
     /// Loads the config (file or embedded default) with the overrides.
     pub fn load_config(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -160,57 +86,6 @@ impl State {
             None => config::load_default()?,
         };
         Ok(overrides.apply(c))
-    }
-
-    /// The first state.
-    pub fn new(
-        runtime: Runtime,
-        config_path: Option<PathBuf>,
-        overrides: Overrides,
-        resolv_conf: PathBuf,
-        metrics: Arc<Metrics>,
-        query_log: Option<QueryLog>,
-    ) -> Self {
-        let serve = &runtime.policy.config.serve;
-        let limits = Limits {
-            max_bytes: serve.cache_max_bytes,
-            max_entries: serve.cache_size,
-            stale_for: serve.cache_stale_for,
-            stale_refresh: serve.cache_stale_refresh,
-        };
-        let cache = Cache::new(limits, metrics.cache_stale_answers.clone());
-        metrics.last_success.set(now_seconds());
-        Self {
-            current: ArcSwap::from_pointee(runtime),
-            cache,
-            config_path,
-            overrides,
-            resolv_conf,
-            metrics,
-            query_log,
-            clients: ClientTable::new(crate::clients::DEFAULT_CAP),
-            activity: crate::activity::Activity::new(),
-            ready: AtomicBool::new(false),
-            limiter: crate::ratelimit::Limiter::new(),
-        }
-    }
-
-    /// Updates the gauges that change with time rather than with queries:
-    /// rule phases, distinct clients, cache size. Called every few seconds.
-    pub fn tick(&self) {
-        let runtime = self.current.load();
-        let now = jiff::Timestamp::now();
-        runtime
-            .counters
-            .refresh_enforcing(&runtime.policy.config, now);
-        let day_ago = now - jiff::SignedDuration::from_hours(24);
-        let seen = self.clients.distinct_since(day_ago);
-        for (name, gauge) in runtime.network_names.iter().zip(&runtime.counters.clients) {
-            gauge.set(seen.get(name).copied().unwrap_or(0) as f64);
-        }
-        self.metrics.cache_entries.set(self.cache.len() as f64);
-        self.metrics.cache_bytes.set(self.cache.bytes() as f64);
-        self.metrics.upkeep();
     }
 
     /// Reloads: on success the new runtime is in force and its config
@@ -271,12 +146,6 @@ impl State {
     }
 }
 
-fn now_seconds() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// How long `serve` waits for in-flight queries after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(5);
 
@@ -303,6 +172,34 @@ pub async fn bounded<T: Send + 'static>(
         return None;
     }
     tokio::time::timeout(limit, rx).await.ok()?.ok()
+}
+
+/// One reload as SIGHUP and a list refresh run it: built off the query
+/// path, bounded by [`RELOAD_TIMEOUT`], and logged; a failure or a timeout
+/// keeps the running policy.
+pub async fn run(state: Arc<State>) {
+    let work = {
+        let state = state.clone();
+        move || state.reload()
+    };
+    match bounded(RELOAD_TIMEOUT, work).await {
+        Some(Ok(version)) => tracing::info!(%version, "reloaded"),
+        Some(Err(e)) => {
+            tracing::error!("reload failed, keeping the running config: {e}");
+            if let BuildError::Config(crate::config::ConfigError::Invalid { problems, .. }) = &e {
+                for p in problems {
+                    tracing::error!("  {p}");
+                }
+            }
+        }
+        None => {
+            state.metrics.reload_failure.increment(1);
+            tracing::error!(
+                "reload did not finish within {}s (a config or list file that never ends, or a hung mount?); keeping the running config",
+                RELOAD_TIMEOUT.as_secs()
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::metrics::Dropped;
 use crate::pipeline::{self, Step};
 use crate::query::Protocol;
 use crate::ratelimit;
-use crate::reload::State;
+use crate::runtime::State;
 
 // With `pktinfo`, the modules with `unsafe` code: the libc calls behind
 // recvmmsg (ADR 0009) and IP_PKTINFO (ADR 0002).
@@ -219,11 +219,12 @@ pub async fn run(
     }
     // Names served stale are refreshed off the query path (RFC 8767).
     if let Some(rx) = state.cache.refreshes() {
-        tasks.spawn(crate::cache::refresh::run(
-            state.clone(),
-            rx,
-            shutdown.clone(),
-        ));
+        let refresher = state.clone();
+        let refresh = move |key| {
+            let state = refresher.clone();
+            async move { state.refresh_stale(&key).await }
+        };
+        tasks.spawn(crate::cache::refresh::run(refresh, rx, shutdown.clone()));
     }
     for listener in listeners.tcp {
         tasks.spawn(tcp_loop(

@@ -20,6 +20,9 @@ mod records;
 pub use question::{Declined, canonical, parse_query};
 pub use records::{Record, Section, name_text, records};
 
+/// The UDP payload size we advertise and never exceed (DNS Flag Day 2020).
+pub const MAX_UDP: u16 = 1232;
+
 /// Offsets into one message, found by [`walk`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layout {

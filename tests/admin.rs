@@ -9,8 +9,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
 use crate::fakeup::Fakeup;
-use crate::harness::{Running, serve};
+use crate::harness::{Running, http, query, serve, serve_draining, udp};
 
 /// A generous bound for anything the server does on its own.
 const BOUND: Duration = Duration::from_secs(15);
@@ -147,4 +150,54 @@ async fn connections_over_the_cap_wait_and_are_served_when_a_slot_frees() {
     drop(held.pop());
     assert!(get(&mut sixth, "/readyz").await.contains("ready"));
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_queries_drain_after_a_stop_readyz_says_503_and_the_query_is_answered() {
+    let up = Fakeup::start().await;
+    let yaml = "upstreams: [\"{upstream}\"]\nupstream_timeout: 30s\n";
+    let listen = ["127.0.0.1:0".parse().expect("addr")];
+    let s = serve_draining(yaml, up.addr(), &listen, Duration::from_secs(60)).await;
+    let (dns, admin) = (s.addr, s.http);
+    assert_eq!(http(admin, "GET", "/readyz").await.0, 200);
+    // A query the upstream holds until released: in flight at the stop.
+    let held = tokio::spawn(async move {
+        udp(
+            dns,
+            "127.0.0.1",
+            &query("hold.example.com", RecordType::A, None),
+        )
+        .await
+    });
+    let until = Instant::now() + BOUND;
+    while up.seen_name("hold.example.com").is_empty() {
+        assert!(
+            Instant::now() < until,
+            "the held query never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopping = tokio::spawn(s.stop());
+    let until = Instant::now() + BOUND;
+    while http(admin, "GET", "/readyz").await.0 != 503 {
+        assert!(
+            Instant::now() < until,
+            "/readyz never turned 503 during the drain"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !stopping.is_finished(),
+        "the stop waits for the query in flight"
+    );
+    up.release();
+    let (answer, _) = held.await.expect("the held query's task");
+    // The upstream's own answer (the fake knows no such name), not the
+    // SERVFAIL a query cut off by the stop would get.
+    assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(up.sent().len(), 1);
+    tokio::time::timeout(BOUND, stopping)
+        .await
+        .expect("the stop finishes once the query is answered")
+        .expect("the stop's task");
 }

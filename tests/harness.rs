@@ -6,19 +6,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cutoff::metrics::Metrics;
-use cutoff::querylog::{QueryLog, Target};
-use cutoff::reload::{Overrides, Runtime, State};
-use cutoff::server::{self, Limits, Listeners};
+use cutoff::config::Overrides;
+use cutoff::runtime::State;
+use cutoff::service::{self, Options, Service, StartError};
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-/// A server running on a test's runtime.
+/// A server running on a test's runtime, started by the library's
+/// `service::start` as `cutoff serve` starts it.
 pub(crate) struct Running {
     /// Where it answers (UDP and TCP).
     pub(crate) addr: SocketAddr,
@@ -30,32 +28,14 @@ pub(crate) struct Running {
     pub(crate) state: Arc<State>,
     /// The admin endpoint.
     pub(crate) http: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<std::io::Result<()>>,
+    service: Service,
     _dir: tempfile::TempDir,
 }
 
 impl Running {
     /// Stops it and waits for it to finish (as SIGTERM does).
     pub(crate) async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
-    }
-}
-
-/// Binds `listen`. Port 0 takes a free UDP port and then TCP on the same
-/// one, which another test may hold already: then it tries another port.
-async fn bind(listen: &[SocketAddr]) -> Listeners {
-    let mut tries = 0;
-    loop {
-        match Listeners::bind(listen).await {
-            Ok(l) => return l,
-            Err(e) if tries < 20 && listen.iter().any(|a| a.port() == 0) => {
-                tries += 1;
-                eprintln!("bind {listen:?}: {e}; trying another port");
-            }
-            Err(e) => panic!("bind: {e:?}"),
-        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.service.stop()).await;
     }
 }
 
@@ -65,74 +45,63 @@ pub(crate) async fn serve(yaml: &str, upstream: SocketAddr) -> Running {
 }
 
 /// As [`serve`], listening on `listen` (port 0: one port for all); `addr`
-/// is the first.
+/// is the first. The admin endpoint takes a free port of 127.0.0.1.
 pub(crate) async fn serve_on(yaml: &str, upstream: SocketAddr, listen: &[SocketAddr]) -> Running {
+    serve_draining(yaml, upstream, listen, Duration::from_secs(2)).await
+}
+
+/// As [`serve_on`], giving queries in flight `drain` when it stops.
+pub(crate) async fn serve_draining(
+    yaml: &str,
+    upstream: SocketAddr,
+    listen: &[SocketAddr],
+    drain: Duration,
+) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("cutoff.yaml");
     std::fs::write(&path, yaml.replace("{upstream}", &upstream.to_string())).expect("write config");
-    let config =
-        State::load_config(Some(&path), &Overrides::default()).unwrap_or_else(|e| match e {
+    // As `cutoff serve --listen … --http 127.0.0.1:0` would.
+    let overrides = Overrides {
+        listen: listen.to_vec(),
+        http: Some("127.0.0.1:0".parse().expect("addr")),
+        ..Overrides::default()
+    };
+    let load = || {
+        State::load_config(Some(&path), &overrides).unwrap_or_else(|e| match e {
             cutoff::config::ConfigError::Invalid { problems, .. } => panic!("{problems:#?}"),
             other => panic!("{other}"),
-        });
-    let mut listeners = bind(listen).await;
-    if let Some(t) = &config.tls {
-        let settings = server::TlsSettings {
-            server: t.server.clone(),
-            handshake_timeout: t.handshake_timeout,
-        };
-        listeners.bind_tls(&t.listen, settings).expect("bind tls");
-    }
-    let addrs = listeners.addrs();
-    let tls = listeners.tls_addrs();
-    let addr = addrs[0];
-    let s = &config.serve;
-    let limits = Limits {
-        inflight: s.max_inflight,
-        tcp_connections: s.tcp_max_connections,
-        tcp_per_client: s.tcp_max_per_client,
-        tcp_idle: s.tcp_idle_timeout,
-        tcp_queries: s.tcp_max_queries,
+        })
     };
-    let metrics = Arc::new(Metrics::new());
-    let query_log = config.query_log.path.as_ref().map(|p| {
-        QueryLog::start(Target::parse(p), config.query_log.queue, metrics.clone())
-            .expect("query log")
-    });
-    let runtime = Runtime::build(config, std::path::Path::new("/etc/resolv.conf"), &metrics)
-        .expect("runtime");
-    let state = Arc::new(State::new(
-        runtime,
-        Some(path),
-        Overrides::default(),
-        "/etc/resolv.conf".into(),
-        metrics,
-        query_log,
-    ));
-    state
-        .ready
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    let (stop, rx) = watch::channel(false);
-    let admin = cutoff::http::bind("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("bind http");
-    let http = admin.local_addr().expect("http addr");
-    tokio::spawn(cutoff::http::run(admin, state.clone(), rx.clone()));
-    let task = tokio::spawn(server::run(
-        listeners,
-        state.clone(),
-        limits,
-        rx,
-        Duration::from_secs(2),
-    ));
+    let options = Options {
+        config_path: Some(path.clone()),
+        overrides: overrides.clone(),
+        drain,
+        // Tests that use URL lists drive a refresher of their own.
+        refresh_lists: false,
+        ..Options::default()
+    };
+    // Port 0 takes a free UDP port and then TCP on the same one, which
+    // another test may hold already: then it tries another port.
+    let mut tries = 0;
+    let service = loop {
+        match service::start(load(), options.clone()).await {
+            Ok(s) => break s,
+            Err(e @ StartError::Listen { .. })
+                if tries < 20 && listen.iter().any(|a| a.port() == 0) =>
+            {
+                tries += 1;
+                eprintln!("bind {listen:?}: {e}; trying another port");
+            }
+            Err(e) => panic!("start: {e}"),
+        }
+    };
     Running {
-        addr,
-        addrs,
-        tls,
-        state,
-        http,
-        stop,
-        task,
+        addr: service.addrs[0],
+        addrs: service.addrs.clone(),
+        tls: service.tls_addrs.clone(),
+        state: service.state.clone(),
+        http: service.http,
+        service,
         _dir: dir,
     }
 }

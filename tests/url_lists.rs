@@ -406,7 +406,7 @@ async fn a_serving_cutoff_downloads_a_list_swaps_it_in_and_keeps_answering() {
     let yaml = config(dir.path(), &lists.url("/ads.txt"), "    timeout: 2s\n");
     let s = serve(&yaml, up.addr()).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reload = |state: std::sync::Arc<cutoff::reload::State>| async move {
+    let reload = |state: std::sync::Arc<cutoff::runtime::State>| async move {
         let _ = state.reload();
     };
     let task = tokio::spawn(cutoff::refresh::run(s.state.clone(), stop_rx, reload));

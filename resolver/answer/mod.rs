@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use crate::config::{AnswerMode, Blocking};
 use crate::query::Question;
+use crate::wire::MAX_UDP;
 
 /// Extended DNS Error codes we send (RFC 8914).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,9 +29,6 @@ pub enum Ede {
     /// 21: the query type is not supported (ANY).
     NotSupported = 21,
 }
-
-/// The UDP payload size we advertise and never exceed (DNS Flag Day 2020).
-pub const MAX_UDP: u16 = 1232;
 
 /// Longest EDE text we send (keeps blocked answers well inside 512 bytes).
 const MAX_EDE_TEXT: usize = 200;

@@ -56,7 +56,7 @@ fn check_header(m: &Message, edns: bool) {
     assert_eq!(m.edns.is_some(), edns, "an OPT only for an EDNS query");
     if let Some(e) = &m.edns {
         assert!(e.flags().dnssec_ok, "DO echoed");
-        assert_eq!(e.max_payload(), MAX_UDP);
+        assert_eq!(e.max_payload(), wire::MAX_UDP);
     }
 }
 

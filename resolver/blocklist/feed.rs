@@ -4,7 +4,7 @@
 //! compiled into the binary, and used only when its `version` is newer than
 //! the embedded list's.
 //!
-//! Outside the query flow, like URL lists: the refresher (`crate::refresh`)
+//! Outside the query flow, like URL lists: the refresher (the crate's `refresh`)
 //! and `cutoff lists update` download it; the copy and its signature are
 //! kept under `state_dir` and verified again each time a config load reads
 //! them, so a copy altered on disk is never served.

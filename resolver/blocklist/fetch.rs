@@ -2,7 +2,7 @@
 //! rustls on ring (the stack the DoH upstream uses), with conditional GET,
 //! gzip, a few redirects and hard limits on time and size.
 //!
-//! Outside the query flow: the refresher (`crate::refresh`) and `cutoff
+//! Outside the query flow: the refresher (the crate's `refresh`) and `cutoff
 //! lists update` call it; what it returns is checked and stored by
 //! [`super::lastgood`] before a reload builds a snapshot from it. Nothing
 //! here touches the running policy, so every failure keeps the old list.
@@ -160,7 +160,7 @@ pub async fn fetch(source: &UrlSource, known: Option<&Validators>) -> Result<Fet
 }
 
 fn tls_config(source: &UrlSource) -> Result<Arc<rustls::ClientConfig>, String> {
-    let roots = crate::upstream::roots(source.ca.as_deref()).map_err(|e| e.to_string())?;
+    let roots = crate::certs::roots(source.ca.as_deref()).map_err(|e| e.to_string())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut c = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -13,13 +13,12 @@
 //! cache is read after the policy decision, so a blocked name is never
 //! refreshed.
 
-use std::sync::Arc;
+use std::future::Future;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::{BoxedKey, Entry};
-use crate::reload::State;
+use super::BoxedKey;
 
 /// Names waiting for a refresh.
 pub const QUEUE: usize = 256;
@@ -27,12 +26,17 @@ pub const QUEUE: usize = 256;
 /// Refreshes running at once.
 pub const CONCURRENT: usize = 8;
 
-/// Refreshes the names `rx` yields until `shutdown` turns true.
-pub async fn run(
-    state: Arc<State>,
+/// Refreshes the names `rx` yields until `shutdown` turns true, each by
+/// one call of `refresh` (the server passes one that asks the running
+/// config's upstreams, so this module needs nothing above the cache).
+pub async fn run<F, Fut>(
+    refresh: F,
     mut rx: mpsc::Receiver<BoxedKey>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    F: Fn(BoxedKey) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let mut running = JoinSet::new();
     loop {
         let key = tokio::select! {
@@ -45,31 +49,8 @@ pub async fn run(
         while running.len() >= CONCURRENT {
             running.join_next().await;
         }
-        let state = state.clone();
-        running.spawn(async move { refresh(&state, &key).await });
+        running.spawn(refresh(key));
         while running.try_join_next().is_some() {}
     }
     running.abort_all();
-}
-
-/// Asks the upstreams of the running config for `key` once; a cacheable
-/// answer replaces the stale one. Counted in `cutoff_cache_refreshes_total`.
-async fn refresh(state: &State, key: &BoxedKey) {
-    let Some(query) = key.query() else {
-        return;
-    };
-    let runtime = state.current.load_full();
-    let max_ttl = runtime.policy.config.serve.cache_max_ttl;
-    let upstreams = &runtime.upstreams;
-    let handles = &runtime.counters.upstream;
-    let entry = state
-        .cache
-        .fetch(key, || async {
-            let answer = upstreams.forward(&query, handles).await.ok()?;
-            Entry::new(answer.bytes, answer.endpoint, max_ttl)
-        })
-        .await;
-    // SERVFAIL and zero-TTL answers are not stored: the name stays stale.
-    let fresh = entry.is_some_and(|e| !e.ttl.is_zero());
-    state.metrics.cache_refresh(fresh);
 }

@@ -239,7 +239,7 @@ fn a_refresh_query_asks_the_keys_question_with_its_flags() {
     assert_eq!(u16::from(q.query_type()), 28);
     let edns = m.edns.unwrap();
     assert!(edns.flags().dnssec_ok);
-    assert_eq!(edns.max_payload(), crate::answer::MAX_UDP);
+    assert_eq!(edns.max_payload(), crate::wire::MAX_UDP);
 }
 
 #[test]

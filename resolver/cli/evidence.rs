@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::report::{Format, ReportArgs, merge, records, tally};
+use super::records::{merge, records, tally};
 use crate::blocklist::Category;
 use crate::clients::{ClientRow, sort};
 use crate::config::{Action, Config};
@@ -122,7 +122,7 @@ fn read_input(path: &std::path::Path) -> std::io::Result<(Input, Vec<u8>)> {
     Ok((input, bytes))
 }
 
-fn hex(d: &[u8]) -> String {
+pub(super) fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -287,34 +287,4 @@ pub(super) fn build(
         inputs,
         networks,
     })
-}
-
-/// `cutoff report --evidence`: the report on stdout, its SHA-256 on stderr.
-pub(super) fn run(args: &ReportArgs) -> anyhow::Result<std::process::ExitCode> {
-    use std::io::Write as _;
-    let Some(since) = args.since else {
-        anyhow::bail!("--evidence needs --since");
-    };
-    if args.log.is_empty() {
-        eprintln!(
-            "error: --evidence reads query logs: give --log PATH (repeatable; --url adds servers' client tables)"
-        );
-        return Ok(std::process::ExitCode::from(2));
-    }
-    let config = match args.config.load() {
-        Ok(c) => c,
-        Err(e) => {
-            super::print_config_error(&e);
-            return Ok(std::process::ExitCode::FAILURE);
-        }
-    };
-    let e = build(&config, &args.log, &args.url, since, args.until)?;
-    let text = match args.format {
-        Format::Json => serde_json::to_string_pretty(&e)? + "\n",
-        Format::Html => super::evidence_doc::html(&e),
-        Format::Md | Format::Table | Format::Csv => super::evidence_doc::markdown(&e),
-    };
-    std::io::stdout().lock().write_all(text.as_bytes())?;
-    eprintln!("report SHA-256: {}", hex(&Sha256::digest(text.as_bytes())));
-    Ok(std::process::ExitCode::SUCCESS)
 }

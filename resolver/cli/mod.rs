@@ -5,7 +5,6 @@
 //! serve. Every command returns its exit code here; `main` only maps errors.
 
 mod admin_url;
-mod bind;
 mod check;
 mod evidence;
 mod evidence_doc;
@@ -13,6 +12,7 @@ mod explain;
 mod export;
 mod firewall;
 mod lists;
+mod records;
 mod report;
 mod serve;
 mod source;
@@ -31,7 +31,8 @@ pub use explain::ExplainArgs;
 pub use export::ExportArgs;
 pub use firewall::FirewallArgs;
 pub use lists::ListsArgs;
-pub use report::{Format, ReportArgs, aggregate, render};
+pub use records::Format;
+pub use report::{ReportArgs, aggregate, render};
 pub use serve::ServeArgs;
 pub use status::StatusArgs;
 

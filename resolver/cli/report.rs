@@ -9,25 +9,12 @@ use std::process::ExitCode;
 
 use jiff::Timestamp;
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 
 use super::admin_url;
+use super::records::{Format, merge, records, tally};
 use super::source::InspectedConfig;
 use crate::clients::{ClientRow, sort};
-
-/// Output formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Aligned columns for a terminal.
-    Table,
-    /// One JSON array of rows.
-    Json,
-    /// CSV with a header row, for spreadsheets.
-    Csv,
-    /// HTML that prints to PDF (`--evidence` only).
-    Html,
-    /// Markdown (`--evidence` only).
-    Md,
-}
 
 /// Arguments of `cutoff report`.
 #[derive(Debug, clap::Args)]
@@ -86,29 +73,6 @@ struct LogLine {
     entry: Option<String>,
 }
 
-/// Feeds each query-log record of `reader` to `f`; returns how many lines
-/// were not records (blank lines are skipped).
-pub(super) fn records<T: serde::de::DeserializeOwned>(
-    reader: impl BufRead,
-    mut f: impl FnMut(T),
-) -> usize {
-    let mut bad = 0;
-    for line in reader.lines() {
-        let Ok(line) = line else {
-            bad += 1;
-            continue;
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<T>(&line) {
-            Ok(record) => f(record),
-            Err(_) => bad += 1,
-        }
-    }
-    bad
-}
-
 /// Aggregates query-log lines into report rows: every line whose name
 /// matched a list entry counts.
 pub fn aggregate(
@@ -125,70 +89,12 @@ pub fn aggregate(
     })
 }
 
-/// Counts one lookup of a listed name into the row of (network, client).
-pub(super) fn tally(
-    rows: &mut HashMap<(String, String), ClientRow>,
-    network: String,
-    client: &str,
-    time: Timestamp,
-    action: &str,
-    category: Option<String>,
-) {
-    let row = rows
-        .entry((network.clone(), client.to_owned()))
-        .or_insert_with(|| ClientRow {
-            network,
-            client: client.to_owned(),
-            first_seen: time,
-            last_seen: time,
-            count: 0,
-            categories: Vec::new(),
-            blocked: 0,
-            logged: 0,
-        });
-    row.first_seen = row.first_seen.min(time);
-    row.last_seen = row.last_seen.max(time);
-    row.count = row.count.saturating_add(1);
-    match action {
-        "block" => row.blocked = row.blocked.saturating_add(1),
-        "log" => row.logged = row.logged.saturating_add(1),
-        _ => {}
-    }
-    if let Some(c) = category
-        && !row.categories.contains(&c)
-    {
-        row.categories.push(c);
-    }
-}
-
-/// Merges one row (of one replica's table) into the rows by (network, client).
-pub(super) fn merge(rows: &mut HashMap<(String, String), ClientRow>, row: ClientRow) {
-    match rows.entry((row.network.clone(), row.client.clone())) {
-        std::collections::hash_map::Entry::Vacant(v) => {
-            v.insert(row);
-        }
-        std::collections::hash_map::Entry::Occupied(mut o) => {
-            let r = o.get_mut();
-            r.first_seen = r.first_seen.min(row.first_seen);
-            r.last_seen = r.last_seen.max(row.last_seen);
-            r.count = r.count.saturating_add(row.count);
-            r.blocked = r.blocked.saturating_add(row.blocked);
-            r.logged = r.logged.saturating_add(row.logged);
-            for c in row.categories {
-                if !r.categories.contains(&c) {
-                    r.categories.push(c);
-                }
-            }
-        }
-    }
-}
-
 pub(super) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if !args.verify.is_empty() {
         return Ok(super::verify::run(&args.verify));
     }
     if args.evidence {
-        return super::evidence::run(args);
+        return evidence(args);
     }
     if matches!(args.format, Format::Html | Format::Md) {
         eprintln!("error: --format html and md are for --evidence; use table, json or csv");
@@ -263,6 +169,38 @@ fn read_logs(
     Ok(())
 }
 
+/// `cutoff report --evidence`: the report on stdout, its SHA-256 on stderr.
+fn evidence(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let Some(since) = args.since else {
+        anyhow::bail!("--evidence needs --since");
+    };
+    if args.log.is_empty() {
+        eprintln!(
+            "error: --evidence reads query logs: give --log PATH (repeatable; --url adds servers' client tables)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let config = match args.config.load() {
+        Ok(c) => c,
+        Err(e) => {
+            super::print_config_error(&e);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let e = super::evidence::build(&config, &args.log, &args.url, since, args.until)?;
+    let text = match args.format {
+        Format::Json => serde_json::to_string_pretty(&e)? + "\n",
+        Format::Html => super::evidence_doc::html(&e),
+        Format::Md | Format::Table | Format::Csv => super::evidence_doc::markdown(&e),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    eprintln!(
+        "report SHA-256: {}",
+        super::evidence::hex(&Sha256::digest(text.as_bytes()))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `--unclassified`: the names only a zone-wide entry covered, from the logs.
 fn unclassified(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let mut map = HashMap::new();
@@ -294,7 +232,10 @@ pub fn render(rows: &[ClientRow], format: Format) -> String {
                     r.logged.to_string(),
                     r.categories.join(" "),
                 ];
-                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                let line: Vec<String> = fields
+                    .iter()
+                    .map(|f| super::records::csv_field(f))
+                    .collect();
                 s.push_str(&line.join(","));
                 s.push('\n');
             }
@@ -335,14 +276,6 @@ pub fn render(rows: &[ClientRow], format: Format) -> String {
             }
             s
         }
-    }
-}
-
-pub(super) fn csv_field(f: &str) -> String {
-    if f.contains([',', '"', '\n']) {
-        format!("\"{}\"", f.replace('"', "\"\""))
-    } else {
-        f.to_owned()
     }
 }
 

@@ -3,17 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use tokio::sync::watch;
-
-use super::{ConfigArg, bind, print_config_error};
-use crate::config::Upstream;
-use crate::metrics::Metrics;
-use crate::networks;
-use crate::querylog::{QueryLog, Target};
-use crate::reload::{DRAIN, Overrides, RELOAD_TIMEOUT, Runtime, State};
-use crate::server::{self, Limits, Listeners};
+use super::{ConfigArg, print_config_error};
+use crate::config::{Overrides, Upstream};
+use crate::reload::DRAIN;
+use crate::runtime::State;
+use crate::service::{self, Service};
 
 /// Arguments of `cutoff serve`.
 #[derive(Debug, clap::Args)]
@@ -110,134 +105,34 @@ async fn serve(
     args: &ServeArgs,
     overrides: Overrides,
 ) -> anyhow::Result<ExitCode> {
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("error: {e}");
-        Ok(ExitCode::FAILURE)
-    };
-    // Before binding: running out of descriptors later looks like a dead
-    // upstream (every uncached query gets SERVFAIL).
-    let need = crate::descriptors::Need::of(&config);
-    match crate::descriptors::ensure(need) {
-        Ok(crate::descriptors::Checked::Raised { from, to }) => tracing::info!(
-            "raised the open-files limit from {from} to {to}: the config needs {need}"
-        ),
-        Ok(crate::descriptors::Checked::Enough { .. }) => {}
-        Err(e) => return fail(&e),
-    }
-    // `required` URL lists: fatal without a copy (start-up never fetches).
-    let missing = crate::refresh::missing_required(&config);
-    if !missing.is_empty() {
-        return fail(&missing.join("\n"));
-    }
-    // A host without `::1` (or without IPv6) still serves on the rest.
-    let (listen, skipped) = bind::usable(&config.listen);
-    for w in &skipped {
-        tracing::warn!("{w}");
-    }
-    let mut listeners = match Listeners::bind(&listen).await {
-        Ok(l) => l,
-        Err(e) => return fail(&bind::explain_listen(&listen, &e)),
-    };
-    if let Some(t) = &config.tls {
-        let settings = server::TlsSettings {
-            server: t.server.clone(),
-            handshake_timeout: t.handshake_timeout,
-        };
-        if let Err(e) = listeners.bind_tls(&t.listen, settings) {
-            return fail(&e);
-        }
-    }
-    let http = match crate::http::bind(config.http).await {
-        Ok(l) => l,
-        Err(e) => return fail(&bind::explain_http(config.http, &e)),
-    };
-    let metrics = Arc::new(Metrics::new());
-    let query_log = match &config.query_log.path {
-        None => None,
-        Some(p) => match QueryLog::start(Target::parse(p), config.query_log.queue, metrics.clone())
-        {
-            Ok(q) => Some(q),
-            Err(e) => return fail(&e),
-        },
-    };
-    let bound = listeners.addrs();
-    let bound_tls = listeners.tls_addrs();
-    let runtime = match Runtime::build(config, &args.resolv_conf, &metrics) {
-        Ok(r) => r,
-        Err(e) => return fail(&e),
-    };
-    for addr in bound.iter().chain(&bound_tls) {
-        if !networks::is_private(addr.ip()) {
-            tracing::warn!(%addr, "listening on an address that is not loopback or private: only `access.allow` stands between this resolver and the internet");
-        }
-    }
-    let c = &runtime.policy.config;
-    let limits = Limits {
-        inflight: c.serve.max_inflight,
-        tcp_connections: c.serve.tcp_max_connections,
-        tcp_per_client: c.serve.tcp_max_per_client,
-        tcp_idle: c.serve.tcp_idle_timeout,
-        tcp_queries: c.serve.tcp_max_queries,
-    };
-    let upstreams: Vec<String> = runtime
-        .upstreams
-        .endpoints
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    tracing::info!(
-        listen = ?bound,
-        listen_tls = ?bound_tls,
-        upstreams = ?upstreams,
-        http = %http.local_addr().unwrap_or(c.http),
-        query_log = c.query_log.path.as_deref().unwrap_or("off"),
-        config = %c.origin,
-        version = %c.version,
-        "serving"
-    );
-    let state = Arc::new(State::new(
-        runtime,
-        args.config.config.clone(),
+    let options = service::Options {
+        config_path: args.config.config.clone(),
         overrides,
-        args.resolv_conf.clone(),
-        metrics,
-        query_log,
-    ));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let admin = Admin::start(http, state.clone());
-    let signals = tokio::spawn(signals(state.clone(), stop_tx, admin));
-    tokio::spawn(ticks(state.clone(), stop_rx.clone()));
-    tokio::spawn(crate::refresh::run(state.clone(), stop_rx.clone(), reload));
-    state
-        .ready
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    server::run(listeners, state.clone(), limits, stop_rx, DRAIN).await?;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), signals).await;
-    if let Some(log) = &state.query_log {
-        log.flush(std::time::Duration::from_secs(2));
-    }
+        resolv_conf: args.resolv_conf.clone(),
+        drain: DRAIN,
+        refresh_lists: true,
+    };
+    let mut service = match service::start(config, options).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    signals(&mut service).await;
+    tracing::info!(
+        "stopping: no new queries, {}s for those in flight",
+        DRAIN.as_secs()
+    );
+    service.stop().await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Keeps the time-driven gauges (rule phases, distinct clients) current
-/// between scrapes, and the exporter tidy.
-async fn ticks(state: Arc<State>, mut stop: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = every.tick() => {
-                state.tick();
-                crate::lograte::report_suppressed();
-            }
-            _ = stop.wait_for(|s| *s) => return,
-        }
-    }
-}
-
 /// One behaviour per signal (docs/operations.md): HUP reloads, USR1 reopens
-/// the query log, TERM and INT stop gracefully.
-async fn signals(state: Arc<State>, stop: watch::Sender<bool>, mut admin: Admin) {
+/// the query log, TERM and INT stop gracefully. Returns when the service
+/// is to stop (or its listeners stopped on their own).
+async fn signals(service: &mut Service) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
         signal(SignalKind::hangup()),
@@ -249,6 +144,7 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>, mut admin: Admin)
         return;
     };
     let mut reloading: Option<tokio::task::JoinHandle<()>> = None;
+    let mut watchdog = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -258,7 +154,7 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>, mut admin: Admin)
                     tracing::warn!("SIGHUP ignored: the previous reload is still running");
                     continue;
                 }
-                reloading = Some(tokio::spawn(reload(state.clone())));
+                reloading = Some(tokio::spawn(crate::reload::run(service.state.clone())));
             }
             // When a reload has finished, a changed `http` address is
             // applied here, where the admin server lives (a no-op when the
@@ -269,103 +165,21 @@ async fn signals(state: Arc<State>, stop: watch::Sender<bool>, mut admin: Admin)
                 }
             }, if reloading.is_some() => {
                 reloading = None;
-                let wanted = state.current.load().policy.config.http;
-                admin.apply(wanted, &state).await;
+                service.after_reload().await;
             }
             _ = usr1.recv() => {
-                if let Some(log) = &state.query_log {
+                if let Some(log) = &service.state.query_log {
                     log.reopen();
                     tracing::info!("query log will be reopened");
                 }
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
-    }
-    // Load balancers stop sending before the listeners close.
-    state
-        .ready
-        .store(false, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(
-        "stopping: no new queries, {}s for those in flight",
-        DRAIN.as_secs()
-    );
-    let _ = stop.send(true);
-    admin.stop().await;
-}
-
-/// The admin endpoint's server; replaced when a reload changes `http`.
-struct Admin {
-    addr: std::net::SocketAddr,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Admin {
-    fn start(listener: tokio::net::TcpListener, state: Arc<State>) -> Self {
-        let (stop, stopped) = watch::channel(false);
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|_| state.current.load().policy.config.http);
-        let task = tokio::spawn(crate::http::run(listener, state, stopped));
-        Self { addr, stop, task }
-    }
-
-    /// Moves the endpoint to `wanted` when it differs: the new address is
-    /// bound first, and only then is the old server stopped, so a bind that
-    /// fails keeps the old socket serving.
-    async fn apply(&mut self, wanted: std::net::SocketAddr, state: &Arc<State>) {
-        if wanted == self.addr {
-            return;
-        }
-        match crate::http::bind(wanted).await {
-            Ok(listener) => {
-                let old = std::mem::replace(self, Self::start(listener, state.clone()));
-                tracing::info!(from = %old.addr, to = %self.addr, "admin endpoint moved (`http` changed)");
-                old.stop().await;
-            }
-            Err(e) => tracing::warn!(
-                "`http` changed to {wanted}, but {}; the admin endpoint stays on {}",
-                bind::explain_http(wanted, &e).replace('\n', ";"),
-                self.addr
-            ),
-        }
-    }
-
-    /// Stops the server, waiting a little for requests in flight.
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.task).await;
-    }
-}
-
-/// One reload, built off the query path and bounded in time; a failure or
-/// a timeout keeps the running policy.
-async fn reload(state: Arc<State>) {
-    let work = {
-        let state = state.clone();
-        move || state.reload()
-    };
-    match crate::reload::bounded(RELOAD_TIMEOUT, work).await {
-        Some(Ok(version)) => tracing::info!(%version, "reloaded"),
-        Some(Err(e)) => {
-            tracing::error!("reload failed, keeping the running config: {e}");
-            if let crate::reload::BuildError::Config(crate::config::ConfigError::Invalid {
-                problems,
-                ..
-            }) = &e
-            {
-                for p in problems {
-                    tracing::error!("  {p}");
+            _ = watchdog.tick() => {
+                if service.has_stopped() {
+                    return;
                 }
             }
-        }
-        None => {
-            state.metrics.reload_failure.increment(1);
-            tracing::error!(
-                "reload did not finish within {}s (a config or list file that never ends, or a hung mount?); keeping the running config",
-                RELOAD_TIMEOUT.as_secs()
-            );
+            _ = term.recv() => break,
+            _ = int.recv() => break,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::io::BufRead;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::report::Format;
+use super::records::Format;
 
 /// One unclassified name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ pub(super) fn aggregate(
     since: Option<Timestamp>,
     rows: &mut HashMap<(String, String), (NameRow, BTreeSet<String>)>,
 ) -> usize {
-    super::report::records(reader, |l: LogLine| {
+    super::records::records(reader, |l: LogLine| {
         if !l.unclassified || since.is_some_and(|s| l.time < s) {
             return;
         }
@@ -118,8 +118,10 @@ pub(super) fn render(rows: &[NameRow], format: Format) -> String {
                     r.last_seen.to_string(),
                     r.networks.join(" "),
                 ];
-                let line: Vec<String> =
-                    fields.iter().map(|f| super::report::csv_field(f)).collect();
+                let line: Vec<String> = fields
+                    .iter()
+                    .map(|f| super::records::csv_field(f))
+                    .collect();
                 s.push_str(&line.join(","));
                 s.push('\n');
             }

@@ -1,12 +1,12 @@
 //! The config checker's leaf: [`Problem`] (one mistake with its line and
-//! key path), the [`Checker`] that collects them, and the name and CIDR
-//! helpers every part of validation shares. It imports nothing from the
+//! key path), the [`Checker`] that collects them, and the name, CIDR and
+//! address helpers every part of validation shares. It imports nothing from the
 //! rest of `config`, so `validate` and the parts it calls (lists, rules,
 //! settings, bypass) all depend on it without depending on each other.
 //! Outside the query flow: used when a config is checked or loaded.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
@@ -114,4 +114,23 @@ pub(crate) fn bad_name(name: &str) -> String {
     format!(
         "`{name}` is not a usable name: use 1 to 64 letters, digits, `-`, `_` or `.` (it becomes a metric label)"
     )
+}
+
+/// A socket address, or a bare IP with `default_port`.
+pub(super) fn socket(c: &mut Checker<'_>, a: &At<String>, default_port: u16) -> Option<SocketAddr> {
+    if let Ok(s) = a.value.parse::<SocketAddr>() {
+        return Some(s);
+    }
+    let bare = a.value.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, default_port));
+    }
+    c.error(
+        a,
+        format!(
+            "`{}` is not an address like 127.0.0.1:5533 or [::1]:5533",
+            a.value
+        ),
+    );
+    None
 }

@@ -1,7 +1,6 @@
 //! Validation of `lists`: each list's source checked and the list loaded, so
 //! a config that validates is one whose lists can serve.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -9,15 +8,9 @@ use ipnet::IpNet;
 use super::check::{Checker, bad_name, cidr, valid_name};
 use super::raw::RawList;
 use super::rules::category;
+use super::urllist::Places;
 use crate::blocklist::{self, ListSpec, Source};
 use crate::matcher::Coverage;
-
-/// Where URL lists keep their copies, and the CA they trust.
-pub(super) struct Places<'a> {
-    pub(super) base: &'a Path,
-    pub(super) state_dir: &'a Path,
-    pub(super) ca: Option<&'a Path>,
-}
 
 pub(super) fn lists(
     c: &mut Checker<'_>,

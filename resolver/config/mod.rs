@@ -12,6 +12,7 @@ mod words;
 mod bypass;
 mod check;
 mod lists;
+mod overrides;
 mod raw;
 mod rules;
 mod settings;
@@ -32,6 +33,7 @@ use ipnet::IpNet;
 use jiff::Timestamp;
 
 pub use bypass::{BYPASS, BypassName, Switch};
+pub use overrides::Overrides;
 pub use tls::Tls;
 pub use upstream::{Upstream, UpstreamError};
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::check::Checker;
+use super::check::socket;
 use super::raw::{At, RawConfig};
-use super::validate::socket;
 
 /// The encrypted listeners and their certificate pair.
 #[derive(Clone, Debug)]

@@ -10,6 +10,13 @@ use super::raw::{At, RawList};
 use super::settings::{duration, long_duration, parsed, size};
 use crate::blocklist::{self, MAX_LIST_BYTES, MAX_LIST_ENTRIES, UrlSource};
 
+/// Where URL lists keep their copies, and the CA they trust.
+pub(super) struct Places<'a> {
+    pub(super) base: &'a Path,
+    pub(super) state_dir: &'a Path,
+    pub(super) ca: Option<&'a Path>,
+}
+
 /// The shortest `refresh`: list hosts ask for no more than this.
 const MIN_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -96,7 +103,7 @@ pub(super) fn feed(
     c: &mut Checker<'_>,
     l: &RawList,
     url: &At<String>,
-    places: &super::lists::Places<'_>,
+    places: &Places<'_>,
 ) -> Option<blocklist::feed::FeedSource> {
     if l.builtin.as_ref().map(|b| b.value.as_str()) != Some("kaspersky") {
         c.error(url, "only `builtin: kaspersky` takes a `feed`");

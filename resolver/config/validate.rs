@@ -3,13 +3,13 @@
 //! them all at once.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use ipnet::IpNet;
 
-use super::check::{Checker, bad_name, cidr, valid_name};
-use super::raw::{At, RawConfig};
+use super::check::{Checker, bad_name, cidr, socket, valid_name};
+use super::raw::RawConfig;
 use super::{Access, Config, Denied, Network, Problem, Upstream};
 use crate::networks::{self, DEFAULT_NETWORK};
 
@@ -71,7 +71,7 @@ pub(crate) fn validate(
     let networks = networks(&mut c, &raw);
     let state_dir = super::settings::state_dir(&raw, base);
     let ca = raw.upstream_ca.as_ref().map(|a| base.join(&a.value));
-    let places = super::lists::Places {
+    let places = super::urllist::Places {
         base,
         state_dir: &state_dir,
         ca: ca.as_deref(),
@@ -167,24 +167,6 @@ pub(crate) fn validate(
         tls,
         warnings,
     })
-}
-
-pub(super) fn socket(c: &mut Checker<'_>, a: &At<String>, default_port: u16) -> Option<SocketAddr> {
-    if let Ok(s) = a.value.parse::<SocketAddr>() {
-        return Some(s);
-    }
-    let bare = a.value.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Some(SocketAddr::new(ip, default_port));
-    }
-    c.error(
-        a,
-        format!(
-            "`{}` is not an address like 127.0.0.1:5533 or [::1]:5533",
-            a.value
-        ),
-    );
-    None
 }
 
 fn access(c: &mut Checker<'_>, raw: &RawConfig) -> Access {

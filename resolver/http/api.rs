@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::reload::State;
+use crate::runtime::State;
 
 pub(super) async fn metrics(AxState(state): AxState<Arc<State>>) -> Response {
     // Gauges that follow time, not queries, are fresh at every scrape.

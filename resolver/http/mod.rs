@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::reload::State;
+use crate::runtime::State;
 
 mod api;
 mod html;

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use super::api::{ExplainQuery, RecentRow, explain_query, recent_rows};
 use super::html::{STYLE, escape, sparkline};
 use super::status::{Activity, Status};
-use crate::reload::State;
+use crate::runtime::State;
 
 /// Seconds between refreshes of the page (none while an explain result is shown).
 pub(super) const REFRESH_SECONDS: u32 = 60;

@@ -13,7 +13,7 @@ use crate::blocklist::Category;
 use crate::clients::ClientRow;
 use crate::config::{Action, Rule};
 use crate::policy::rule_at;
-use crate::reload::State;
+use crate::runtime::State;
 
 /// Clients listed in the summary (the page stays small on a big network).
 pub const STATUS_CLIENTS: usize = 100;

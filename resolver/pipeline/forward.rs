@@ -12,7 +12,7 @@ use super::{Answered, Outcome, Pending, fit, respond};
 use crate::answer;
 use crate::cache::Entry;
 use crate::query::Question;
-use crate::reload::State;
+use crate::runtime::State;
 use crate::wire;
 
 /// Forwards a cache miss (shared with identical misses in flight) and
@@ -149,7 +149,7 @@ fn upstream_query(q: &Question<'_>) -> Vec<u8> {
     out.extend(name.iter().map(u8::to_ascii_lowercase));
     out.extend_from_slice(q.packet.get(q.name_end..q.question_end).unwrap_or_default());
     out.extend_from_slice(&[0, 0, 41]);
-    out.extend_from_slice(&answer::MAX_UDP.to_be_bytes());
+    out.extend_from_slice(&crate::wire::MAX_UDP.to_be_bytes());
     out.extend_from_slice(&[0, 0, if q.dnssec_ok() { 0x80 } else { 0 }, 0, 0, 0]);
     out
 }
@@ -174,7 +174,7 @@ mod tests {
         assert_eq!(m.queries[0].name().to_ascii(), "www.example.");
         assert_eq!(u16::from(m.queries[0].query_type()), 0x41, "QTYPE kept");
         let edns = m.edns.unwrap();
-        assert_eq!(edns.max_payload(), answer::MAX_UDP);
+        assert_eq!(edns.max_payload(), crate::wire::MAX_UDP);
         assert!(edns.flags().dnssec_ok);
         assert!(
             edns.options().as_ref().is_empty(),

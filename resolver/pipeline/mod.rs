@@ -25,7 +25,7 @@ use crate::matcher::NameBuf;
 use crate::policy::{Decision, Phase, Verdict};
 use crate::query::Question;
 pub use crate::query::{Answered, Protocol};
-use crate::reload::{Runtime, State};
+use crate::runtime::{Runtime, State};
 use crate::wire;
 
 mod forward;
@@ -319,7 +319,7 @@ fn recheck<'a>(
 /// Cuts an answer to the transport's size: a UDP client gets TC=1 (its DO
 /// echoed in the OPT) and retries over TCP.
 fn fit(bytes: Vec<u8>, q: &Question<'_>, protocol: Protocol) -> Vec<u8> {
-    if bytes.len() <= q.limit(protocol, answer::MAX_UDP) {
+    if bytes.len() <= q.limit(protocol, crate::wire::MAX_UDP) {
         return bytes;
     }
     let end = wire::walk(&bytes).map_or(12, |l| l.question_end);

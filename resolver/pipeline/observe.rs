@@ -6,7 +6,7 @@ use crate::config::{Action, LogEvents};
 use crate::metrics::Dropped;
 use crate::policy::Verdict;
 use crate::querylog::Record;
-use crate::reload::State;
+use crate::runtime::State;
 use crate::wire;
 
 /// After the reply is sent: metrics, then the client table, then the query

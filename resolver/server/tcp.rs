@@ -23,7 +23,7 @@ use super::conns::Lease;
 use super::{Limits, sent, stopped};
 use crate::metrics::Dropped;
 use crate::pipeline::{self, Outcome, Protocol, Step};
-use crate::reload::State;
+use crate::runtime::State;
 
 /// Who is on the other end of a connection, and over what.
 #[derive(Clone, Copy, Debug)]

@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{Limits, accept, admit, conns, tcp};
 use crate::pipeline::Protocol;
-use crate::reload::State;
+use crate::runtime::State;
 
 /// What a DoT listener needs besides its socket.
 #[derive(Clone, Debug)]

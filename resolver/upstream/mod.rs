@@ -29,7 +29,6 @@ mod transport;
 pub use error::{Failure, ForwardError};
 use health::Health;
 pub use tls::Tls;
-pub(crate) use tls::roots;
 use transport::{exchange_framed, matches, timed_out};
 
 /// Why the upstream list could not be built.

@@ -8,8 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
@@ -33,7 +32,10 @@ impl std::fmt::Debug for Tls {
 
 impl Tls {
     pub(super) fn new(ca: Option<&Path>) -> Result<Self, SetupError> {
-        let roots = roots(ca)?;
+        let roots = crate::certs::roots(ca).map_err(|e| SetupError::Ca {
+            path: e.path,
+            reason: e.reason,
+        })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let build = |alpn: &[u8]| -> Result<Arc<rustls::ClientConfig>, SetupError> {
             let mut c = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -52,30 +54,6 @@ impl Tls {
             doh: build(b"http/1.1")?,
         })
     }
-}
-
-/// The trusted roots: the Mozilla roots (webpki-roots) plus the PEM
-/// certificates in `ca` (`upstream_ca`). List downloads trust the same.
-pub(crate) fn roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, SetupError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca {
-        let err = |reason: String| SetupError::Ca {
-            path: path.display().to_string(),
-            reason,
-        };
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| err(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| err(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(err("no certificate in the file".into()));
-        }
-        for c in certs {
-            roots.add(c).map_err(|e| err(e.to_string()))?;
-        }
-    }
-    Ok(roots)
 }
 
 async fn tls_connect(
