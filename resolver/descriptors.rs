@@ -48,8 +48,10 @@ impl Need {
             inflight: n(config.serve.max_inflight),
             tcp: n(config.serve.tcp_max_connections).saturating_mul(n(tables)),
             admin: n(crate::http::MAX_CONNECTIONS),
+            // A UDP socket per worker and a TCP listener on each address,
+            // and the DoT and DoH listeners.
             listeners: n(config.listen.len())
-                .saturating_mul(2)
+                .saturating_mul(n(config.serve.threads()).saturating_add(1))
                 .saturating_add(n(dot))
                 .saturating_add(n(doh))
                 .saturating_add(1),
@@ -173,8 +175,19 @@ fn raise(to: u64) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// The default config on one worker (its `threads` is the machine's
+    /// CPU count otherwise: one more UDP socket per address and CPU).
     fn default_need() -> Need {
-        Need::of(&crate::config::load_default().unwrap())
+        let mut c = crate::config::load_default().unwrap();
+        c.serve.threads = Some(1);
+        Need::of(&c)
+    }
+
+    #[test]
+    fn each_worker_adds_a_udp_socket_on_every_listen_address() {
+        let mut c = crate::config::load_default().unwrap();
+        c.serve.threads = Some(4);
+        assert_eq!(Need::of(&c).listeners, 2 * (4 + 1) + 1);
     }
 
     #[test]

@@ -27,9 +27,12 @@ use crate::query::Protocol;
 use crate::ratelimit;
 use crate::runtime::State;
 
+// With `pktinfo`, the modules with `unsafe` code: the libc calls behind
+// recvmmsg (ADR 0009) and IP_PKTINFO (ADR 0002).
+#[allow(unsafe_code)]
+mod batch;
 mod conns;
 mod https;
-// The one module with `unsafe` code: the libc calls behind IP_PKTINFO (ADR 0002).
 #[allow(unsafe_code)]
 mod pktinfo;
 mod tcp;
@@ -128,6 +131,24 @@ impl Listeners {
             .collect()
     }
 
+    /// Opens `threads - 1` more UDP sockets on each bound UDP address, so
+    /// each worker thread has a receive loop of its own
+    /// (docs/adr/0009-udp-workers-and-batches.md).
+    fn spread(&mut self, threads: usize) -> io::Result<Vec<UdpSocket>> {
+        let mut more = Vec::new();
+        for addr in self.addrs() {
+            for _ in 1..threads {
+                more.push(bind_udp(addr).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot open another udp socket on {addr}: {e}"),
+                    )
+                })?);
+            }
+        }
+        Ok(more)
+    }
+
     /// The bound UDP addresses (the TCP ones are the same).
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.udp
@@ -152,6 +173,12 @@ fn socket(
 
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let s = socket(addr, socket2::Type::DGRAM, socket2::Protocol::UDP)?;
+    // Every worker's socket on one address shares it; the kernel spreads
+    // clients over them by their address and port. Linux only lets sockets
+    // of the same user join, and TCP (no SO_REUSEPORT) still fails at once
+    // when another server holds the address.
+    #[cfg(unix)]
+    s.set_reuse_port(true)?;
     s.bind(&addr.into())?;
     UdpSocket::from_std(s.into())
 }
@@ -202,16 +229,20 @@ pub struct Limits {
 /// Serves until `shutdown` turns true, then stops accepting and gives
 /// in-flight queries `drain` to finish.
 pub async fn run(
-    listeners: Listeners,
+    mut listeners: Listeners,
     state: Arc<State>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) -> io::Result<()> {
+    let threads = state.current.load().policy.config.serve.threads();
+    let more = listeners.spread(threads)?;
     let inflight = Arc::new(Semaphore::new(limits.inflight));
     let connections = conns::Table::new(limits.tcp_connections, limits.tcp_per_client);
     let mut tasks = JoinSet::new();
-    for socket in listeners.udp {
+    // One receive loop per socket: `threads` per UDP address, spread by the
+    // multi-thread runtime over its `threads` workers.
+    for socket in listeners.udp.into_iter().chain(more) {
         tasks.spawn(udp_loop(
             Arc::new(socket),
             state.clone(),
@@ -284,7 +315,7 @@ async fn udp_loop(
     inflight: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut buf = vec![0u8; 65535];
+    let mut batch = batch::Batch::new();
     let mut pending = JoinSet::new();
     // A wildcard listener replies from the address each query came to.
     let wildcard = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
@@ -299,10 +330,11 @@ async fn udp_loop(
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
     loop {
-        let (n, src, local) = tokio::select! {
+        // Every query waiting in the socket (up to a batch) in one call.
+        let n = tokio::select! {
             biased;
-            r = pktinfo::recv(&socket, &mut buf, pktinfo) => match r {
-                Ok(x) => x,
+            r = batch.recv(&socket, pktinfo) => match r {
+                Ok(n) => n,
                 Err(e) => {
                     // ICMP errors from earlier sends surface here on Linux; keep serving.
                     tracing::debug!(error = %e, "udp receive error");
@@ -311,42 +343,61 @@ async fn udp_loop(
             },
             () = &mut stop => break,
         };
-        if let Some(slip) = rate_limited(&state, &buf[..n], src.ip()) {
-            if let Some(b) = slip {
-                let _ = socket.send_to(&b, src).await;
-            }
-            continue;
-        }
-        match pipeline::prepare(&state, &buf[..n], src, Protocol::Udp) {
-            Step::Reply(Some(b), outcome) => {
-                let result = pktinfo::send(&socket, &b, src, local).await;
-                sent(&state, result, &b, outcome);
-            }
-            Step::Reply(None, outcome) => pipeline::observe(&state, None, outcome),
-            Step::Forward(p) => {
-                // A full table drops the query: the client retries, and a
-                // pile-up of upstream waits (DNSBomb) stays bounded.
-                let Ok(permit) = inflight.clone().try_acquire_owned() else {
-                    state.metrics.dropped(Dropped::InflightFull);
-                    continue;
-                };
-                let (state, socket) = (state.clone(), socket.clone());
-                pending.spawn(async move {
-                    let (bytes, outcome) = pipeline::finish(&state, p).await;
-                    drop(permit);
-                    match bytes {
-                        Some(b) => {
-                            let result = pktinfo::send(&socket, &b, src, local).await;
-                            sent(&state, result, &b, outcome);
-                        }
-                        None => pipeline::observe(&state, None, outcome),
-                    }
-                });
-            }
+        for i in 0..n {
+            let Some((packet, src, local)) = batch.get(i) else {
+                continue;
+            };
+            serve_datagram(&state, &socket, &inflight, &mut pending, packet, src, local).await;
         }
         while pending.try_join_next().is_some() {}
     }
     while pending.join_next().await.is_some() {}
+}
+
+/// One UDP query: rate limit, the pipeline, and the reply sent here or
+/// from a task of `pending` when it must wait for an upstream.
+async fn serve_datagram(
+    state: &Arc<State>,
+    socket: &Arc<UdpSocket>,
+    inflight: &Arc<Semaphore>,
+    pending: &mut JoinSet<()>,
+    packet: &[u8],
+    src: SocketAddr,
+    local: Option<pktinfo::Local>,
+) {
+    if let Some(slip) = rate_limited(state, packet, src.ip()) {
+        if let Some(b) = slip {
+            let _ = socket.send_to(&b, src).await;
+        }
+        return;
+    }
+    match pipeline::prepare(state, packet, src, Protocol::Udp) {
+        Step::Reply(Some(b), outcome) => {
+            let result = pktinfo::send(socket, &b, src, local).await;
+            sent(state, result, &b, outcome);
+        }
+        Step::Reply(None, outcome) => pipeline::observe(state, None, outcome),
+        Step::Forward(p) => {
+            // A full table drops the query: the client retries, and a
+            // pile-up of upstream waits (DNSBomb) stays bounded.
+            let Ok(permit) = inflight.clone().try_acquire_owned() else {
+                state.metrics.dropped(Dropped::InflightFull);
+                return;
+            };
+            let (state, socket) = (state.clone(), socket.clone());
+            pending.spawn(async move {
+                let (bytes, outcome) = pipeline::finish(&state, p).await;
+                drop(permit);
+                match bytes {
+                    Some(b) => {
+                        let result = pktinfo::send(&socket, &b, src, local).await;
+                        sent(&state, result, &b, outcome);
+                    }
+                    None => pipeline::observe(&state, None, outcome),
+                }
+            });
+        }
+    }
 }
 
 async fn tcp_loop(

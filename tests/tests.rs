@@ -86,3 +86,5 @@ mod tls_upstream;
 mod url_lists;
 /// Shared helpers: temp configs, running the binary.
 mod util;
+/// `threads:`: a UDP socket and receive loop per worker; upstream sockets reused.
+mod workers;

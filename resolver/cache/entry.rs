@@ -48,13 +48,19 @@ impl Entry {
     /// An answer that reads but must not be kept (TC, SERVFAIL, two OPTs)
     /// gets a zero TTL.
     pub fn new(bytes: Vec<u8>, upstream: usize, max_ttl: u32) -> Option<Self> {
-        let mut layout = wire::walk(&bytes)?;
+        Self::read(&bytes, upstream, max_ttl)
+    }
+
+    /// [`Entry::new`] from borrowed bytes (copied into the entry), so a
+    /// caller keeps them to relay when they cannot be read.
+    pub fn read(bytes: &[u8], upstream: usize, max_ttl: u32) -> Option<Self> {
+        let mut layout = wire::walk(bytes)?;
         // Copies, not shrinks: shrinking the upstream's 4 KiB receive buffer
         // in place would leave a long-lived answer inside it and its free
         // tail too small for the next buffer (RSS grew without bound under
         // a unique-name flood that way).
         layout.ttls = layout.ttls.as_slice().into();
-        let records = wire::records(&bytes)?;
+        let records = wire::records(bytes)?;
         let mut targets = Vec::new();
         let mut addresses = Vec::new();
         let mut opts = records.iter().filter(|r| r.rtype == 41);
@@ -67,12 +73,12 @@ impl Entry {
             layout.opt = None;
         }
         let high = opt.map_or(0, |o| o.ttl.to_be_bytes()[0]);
-        let rcode = ResponseCode::from(high, wire::rcode(&bytes));
+        let rcode = ResponseCode::from(high, wire::rcode(bytes));
         let answers = records.iter().filter(|r| r.section == Section::Answer);
         for r in answers.clone() {
             let rdata = bytes.get(r.rdata.clone())?;
             match (r.rtype, r.class) {
-                (5, _) => targets.push(wire::name_text(&bytes, r.rdata.start, r.rdata.end)?),
+                (5, _) => targets.push(wire::name_text(bytes, r.rdata.start, r.rdata.end)?),
                 (1, 1) => {
                     addresses.push(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(rdata).ok()?)))
                 }
@@ -85,7 +91,7 @@ impl Entry {
         let positive = rcode == ResponseCode::NoError && answers.clone().next().is_some();
         let negative = rcode == ResponseCode::NXDomain
             || (rcode == ResponseCode::NoError && answers.clone().next().is_none());
-        let ttl = if wire::truncated(&bytes) || !one_opt {
+        let ttl = if wire::truncated(bytes) || !one_opt {
             0
         } else if positive {
             answers.map(|r| r.ttl).min().unwrap_or(0)
@@ -105,7 +111,7 @@ impl Entry {
             0
         };
         Some(Self {
-            bytes: bytes.as_slice().into(),
+            bytes: bytes.into(),
             layout,
             stored: Instant::now(),
             ttl: Duration::from_secs(u64::from(ttl.min(max_ttl))),

@@ -88,7 +88,9 @@ pub(super) fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     for w in &config.warnings {
         tracing::warn!("config: {w}");
     }
+    // One worker per UDP receive loop of an address (`server::run` opens them).
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.serve.threads())
         .enable_all()
         .build()?;
     rt.block_on(serve(config, args, overrides))

@@ -115,6 +115,8 @@ pub struct Serve {
     pub upstream_ca: Option<PathBuf>,
     /// Queries waiting for upstreams at once.
     pub max_inflight: usize,
+    /// `threads`, when set: see [`Serve::threads`].
+    pub threads: Option<usize>,
     /// Most answers kept in the cache (`None`: only `cache_max_bytes` bounds it).
     pub cache_size: Option<usize>,
     /// Bytes the cache may be charged (0: no cache).
@@ -136,6 +138,17 @@ pub struct Serve {
     pub tcp_max_queries: usize,
     /// Where state kept across restarts lives (`state_dir`).
     pub state_dir: PathBuf,
+}
+
+impl Serve {
+    /// Runtime workers and UDP receive loops per listen address: `threads`,
+    /// or the CPUs this process may run on (its affinity mask and cgroup
+    /// quota, `std::thread::available_parallelism`). Read at start-up only.
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
 }
 
 /// Which queries the log records.

@@ -73,6 +73,8 @@ pub(crate) struct RawConfig {
     pub(crate) state_dir: Option<At<String>>,
     /// `max_inflight`: queries waiting for upstreams at once.
     pub(crate) max_inflight: Option<At<i128>>,
+    /// `threads`: UDP receive loops per listen address and runtime workers.
+    pub(crate) threads: Option<At<i128>>,
     /// `cache.size`: most answers kept; `cache.max_ttl`: longest time one is kept.
     pub(crate) cache_size: Option<At<i128>>,
     /// See `cache_size`.
@@ -260,6 +262,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "listen_https",
     "https",
     "rpz",
+    "threads",
 ];
 const RATE_KEYS: &[&str] = &[
     "qps",
@@ -396,6 +399,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
     raw.upstream_ca = string(r, &f, "upstream_ca");
     raw.state_dir = string(r, &f, "state_dir");
     raw.max_inflight = int(r, &f, "max_inflight", 1, 1_000_000);
+    raw.threads = int(r, &f, "threads", 1, 1024);
     if let Some((n, p)) = f.get("cache")
         && let Some(c) = r.fields(n, &p, CACHE_KEYS)
     {

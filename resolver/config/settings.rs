@@ -166,6 +166,10 @@ pub(super) fn serve(c: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option
         upstream_timeout,
         upstream_ca,
         max_inflight: num(&raw.max_inflight, 4096),
+        threads: raw
+            .threads
+            .as_ref()
+            .and_then(|a| usize::try_from(a.value).ok()),
         cache_size: raw
             .cache_size
             .as_ref()

@@ -39,11 +39,8 @@ pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
         .cache
         .fetch(&key, || async {
             match upstreams.forward(&upstream_query, handles).await {
-                Ok(a) => {
-                    let opaque = a.bytes.clone();
-                    Entry::new(a.bytes, a.endpoint, max_ttl)
-                        .or_else(|| opaque_entry(opaque, a.endpoint))
-                }
+                Ok(a) => Entry::read(&a.bytes, a.endpoint, max_ttl)
+                    .or_else(|| opaque_entry(a.bytes, a.endpoint)),
                 Err(e) => {
                     let (ede, text) = failed(&e);
                     if let Ok(mut f) = failure.lock() {

@@ -7,8 +7,8 @@
 //! Sits in `server`, under the UDP loop. The kernel says where each
 //! datagram arrived (IP_PKTINFO, IPV6_RECVPKTINFO with `recvmsg`) and the
 //! reply names that address as its source (`sendmsg` with the same
-//! control message). This is the only file with `unsafe` code: the libc
-//! calls and the control messages, each checked where it is written.
+//! control message). With `batch`, the only files with `unsafe` code: the
+//! libc calls and the control messages, each checked where it is written.
 //! Listeners bound to one address, and systems other than Linux, use plain
 //! `recv_from` and `send_to`.
 
@@ -33,7 +33,8 @@ pub(crate) fn enable(socket: &UdpSocket) -> io::Result<()> {
 }
 
 /// Receives one datagram: its length, its sender and, when enabled, where
-/// it arrived.
+/// it arrived (on Linux, [`super::batch`] reads with `recvmmsg` instead).
+#[cfg(not(target_os = "linux"))]
 pub(crate) async fn recv(
     socket: &UdpSocket,
     buf: &mut [u8],
@@ -59,8 +60,13 @@ pub(crate) async fn send(
     }
 }
 
+/// The helpers [`super::batch`] shares: the control buffer, reading a
+/// sender's address and a datagram's destination.
 #[cfg(target_os = "linux")]
-mod imp {
+pub(crate) use imp as sys;
+
+#[cfg(target_os = "linux")]
+pub(crate) mod imp {
     use std::io;
     use std::mem::{size_of, zeroed};
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -75,9 +81,9 @@ mod imp {
     /// Room for one `in6_pktinfo` control message (or an `in_pktinfo`),
     /// aligned as `cmsghdr` needs.
     #[repr(C, align(8))]
-    struct Control([u8; 64]);
+    pub(crate) struct Control(pub(crate) [u8; 64]);
 
-    fn len<T>() -> libc::socklen_t {
+    pub(crate) fn len<T>() -> libc::socklen_t {
         libc::socklen_t::try_from(size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
     }
 
@@ -105,43 +111,8 @@ mod imp {
         Ok(())
     }
 
-    pub(super) async fn recv(
-        socket: &UdpSocket,
-        buf: &mut [u8],
-    ) -> io::Result<(usize, SocketAddr, Option<Local>)> {
-        socket
-            .async_io(Interest::READABLE, || recv_now(socket, buf))
-            .await
-    }
-
-    fn recv_now(
-        socket: &UdpSocket,
-        buf: &mut [u8],
-    ) -> io::Result<(usize, SocketAddr, Option<Local>)> {
-        // SAFETY (all three): plain C structs for which all-zero is valid.
-        let mut name: libc::sockaddr_storage = unsafe { zeroed() };
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        let mut control = Control([0; 64]);
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        msg.msg_name = ptr::from_mut(&mut name).cast();
-        msg.msg_namelen = len::<libc::sockaddr_storage>();
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = control.0.len() as _;
-        // SAFETY: every pointer in `msg` points to a live local buffer of the
-        // length given beside it; the kernel writes no more than that.
-        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &raw mut msg, libc::MSG_DONTWAIT) };
-        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-        let src = from_sockaddr(&name).ok_or_else(|| io::Error::other("unknown address family"))?;
-        Ok((n, src, local_of(&msg)))
-    }
-
-    /// The destination in the control messages `recvmsg` filled in.
-    fn local_of(msg: &libc::msghdr) -> Option<Local> {
+    /// The destination in the control messages `recvmsg`/`recvmmsg` filled in.
+    pub(crate) fn local_of(msg: &libc::msghdr) -> Option<Local> {
         // SAFETY: `msg` was filled by recvmsg; CMSG_FIRSTHDR/NXTHDR stay
         // within msg_control..msg_controllen and return null past its end;
         // each payload is read unaligned and only when its level, type and
@@ -174,7 +145,7 @@ mod imp {
         None
     }
 
-    fn from_sockaddr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    pub(crate) fn from_sockaddr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
         match libc::c_int::from(s.ss_family) {
             libc::AF_INET => {
                 // SAFETY: the family says the storage holds a sockaddr_in.

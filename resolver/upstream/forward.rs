@@ -4,21 +4,25 @@
 //! Endpoints are tried fastest first (by their smoothed RTT; the config's
 //! order breaks ties). Each gets an equal share of what is left of the
 //! query's budget. Within its share a UDP endpoint is resent to after its
-//! retransmit timeout, doubling each time; every try has its own socket and
-//! ID and keeps listening until the budget is spent, so a late answer to an
+//! retransmit timeout, doubling each time; every try has its own socket
+//! (taken from the endpoint's pool) and ID and keeps listening until the budget is spent, so a late answer to an
 //! early try still wins. An endpoint that refuses or is unreachable gives
 //! up its share at once. FORMERR or NOTIMP to an EDNS query, or an answer
 //! only to the tries without EDNS, makes the endpoint be asked without EDNS
 //! for a while.
 
+use std::borrow::Cow;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::{Instant, sleep_until};
 
 use super::error::{Failure, ForwardError};
 use super::health::{NO_EDNS_AFTER_SILENCE, NO_EDNS_FOR};
+use super::sockets::Pool;
 use super::tls::{exchange_https, exchange_tls};
 use super::transport::{exchange_tcp, exchange_udp, relayable};
 use super::{Answer, Upstreams};
@@ -57,26 +61,41 @@ struct Seen {
     failure: Option<Failure>,
 }
 
-type Tries = JoinSet<(Try, io::Result<Vec<u8>>)>;
+type TryFuture<'a> = Pin<Box<dyn Future<Output = (Try, io::Result<Vec<u8>>)> + Send + 'a>>;
 
-/// The state of one query's forwarding.
+/// The state of one query's forwarding. The tries are futures polled by
+/// the query's own task, not tasks of their own: an answer wakes one task,
+/// and a try borrows the query and its endpoint instead of copying them.
 struct Run<'a> {
     upstreams: &'a Upstreams,
     query: &'a [u8],
-    /// The same query without its OPT, for endpoints that reject EDNS.
+    /// Whether the query has an OPT that endpoints rejecting EDNS are
+    /// asked without.
+    has_opt: bool,
+    /// The query without its OPT, made the first time it is needed.
     plain: Option<Vec<u8>>,
     deadline: Instant,
     order: std::vec::IntoIter<usize>,
     seen: Vec<Seen>,
-    tries: Tries,
+    tries: FuturesUnordered<TryFuture<'a>>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     fn launch(&mut self, endpoint: usize, edns: bool) {
-        let edns = edns && self.plain.is_some();
-        let bytes = match (&self.plain, edns) {
-            (Some(plain), false) => plain.clone(),
-            _ => self.query.to_vec(),
+        let edns = edns && self.has_opt;
+        let bytes: Cow<'a, [u8]> = if edns || !self.has_opt {
+            Cow::Borrowed(self.query)
+        } else {
+            let query = self.query;
+            let plain = self.plain.get_or_insert_with(|| {
+                let mut q = query.to_vec();
+                if let Some(l) = wire::walk(query) {
+                    // Cannot fail: `has_opt` saw the OPT last.
+                    let _ = wire::strip_opt(&mut q, &l);
+                }
+                q
+            });
+            Cow::Owned(plain.clone())
         };
         if let Some(s) = self.seen.get_mut(endpoint) {
             s.tried = true;
@@ -87,16 +106,18 @@ impl Run<'_> {
             sent: Instant::now(),
             edns,
         };
-        let upstream = self.upstreams.endpoints.get(endpoint).cloned();
-        let tls = self.upstreams.tls.clone();
+        let ups = self.upstreams;
         let deadline = self.deadline;
-        self.tries.spawn(async move {
-            let result = match upstream {
-                Some(u) => exchange(&u, tls.as_ref(), &bytes, deadline).await,
+        self.tries.push(Box::pin(async move {
+            let result = match ups.endpoints.get(endpoint) {
+                Some(u) => {
+                    let pool = ups.udp.get(endpoint).and_then(Option::as_ref);
+                    exchange(u, pool, ups.tls.as_ref(), &bytes, deadline).await
+                }
                 None => Err(io::Error::other("no such endpoint")),
             };
             (t, result)
-        });
+        }));
     }
 
     /// Starts the next endpoint's share of what is left of the budget.
@@ -133,29 +154,39 @@ impl Upstreams {
         metrics: &[UpstreamHandles],
     ) -> Result<Answer, ForwardError> {
         let deadline = Instant::now() + self.budget;
-        let plain = wire::walk(query).and_then(|l| {
-            let mut q = query.to_vec();
-            (l.opt.is_some() && wire::strip_opt(&mut q, &l)).then_some(q)
-        });
+        // Only an OPT that is the last record can be taken out (`wire::strip_opt`).
+        let has_opt = wire::walk(query)
+            .and_then(|l| l.opt)
+            .is_some_and(|(_, end)| end == query.len());
         let mut order: Vec<usize> = (0..self.endpoints.len()).collect();
         // Stable: the config's order breaks ties (and orders the unmeasured).
         order.sort_by_key(|&i| self.health[i].rto());
         let mut run = Run {
             upstreams: self,
             query,
-            plain,
+            has_opt,
+            plain: None,
             deadline,
             order: order.into_iter(),
             seen: self.endpoints.iter().map(|_| Seen::default()).collect(),
-            tries: JoinSet::new(),
+            tries: FuturesUnordered::new(),
         };
         let mut current = run.begin();
+        // One timer for the query, moved when the next resend, the end of
+        // the running endpoint's share or the deadline moves; with no
+        // endpoint running it is the deadline.
+        let mut armed = current.map_or(deadline, |c| c.next.min(c.share_end));
+        let timer = sleep_until(armed);
+        tokio::pin!(timer);
         while current.is_some() || !run.tries.is_empty() {
-            let timer = current.map_or(deadline, |c| c.next.min(c.share_end));
+            let due = current.map_or(deadline, |c| c.next.min(c.share_end));
+            if due != armed {
+                armed = due;
+                timer.as_mut().reset(due);
+            }
             tokio::select! {
                 biased;
-                Some(joined) = run.tries.join_next() => {
-                    let Ok((t, result)) = joined else { continue };
+                Some((t, result)) = run.tries.next() => {
                     let health = &self.health[t.endpoint];
                     match result {
                         // RFC 6891 §7: FORMERR/NOTIMP to EDNS; ask again without.
@@ -191,8 +222,9 @@ impl Upstreams {
                         current = run.begin();
                     }
                 }
-                () = sleep_until(timer), if current.is_some() => {
-                    let Some(mut c) = current else { continue };
+                () = &mut timer => {
+                    // Nothing running: this was the deadline.
+                    let Some(mut c) = current else { break };
                     let health = &self.health[c.endpoint];
                     health.timed_out();
                     let udp = matches!(self.endpoints[c.endpoint], Upstream::Plain(_));
@@ -208,7 +240,6 @@ impl Upstreams {
                         current = run.begin();
                     }
                 }
-                () = sleep_until(deadline) => break,
             }
         }
         let failures = run
@@ -268,26 +299,28 @@ impl Upstreams {
 /// over TCP.
 async fn exchange(
     upstream: &Upstream,
+    pool: Option<&Pool>,
     tls: Option<&super::Tls>,
     query: &[u8],
     deadline: Instant,
 ) -> io::Result<Vec<u8>> {
-    match upstream {
-        Upstream::Plain(addr) => match exchange_udp(*addr, query, deadline).await {
+    match (upstream, pool) {
+        (Upstream::Plain(addr), Some(pool)) => match exchange_udp(pool, query, deadline).await {
             Ok(bytes) if wire::truncated(&bytes) => exchange_tcp(*addr, query, deadline).await,
             other => other,
         },
-        Upstream::Tcp(addr) => exchange_tcp(*addr, query, deadline).await,
-        Upstream::Tls { addr, name } => match tls {
+        (Upstream::Plain(_), None) => Err(io::Error::other("no UDP sockets")),
+        (Upstream::Tcp(addr), _) => exchange_tcp(*addr, query, deadline).await,
+        (Upstream::Tls { addr, name }, _) => match tls {
             Some(tls) => exchange_tls(tls, *addr, name, query, deadline).await,
             None => Err(io::Error::other("no TLS settings")),
         },
-        Upstream::Https { addr, name, path } => match tls {
+        (Upstream::Https { addr, name, path }, _) => match tls {
             Some(tls) => exchange_https(tls, *addr, name, path, query, deadline).await,
             None => Err(io::Error::other("no TLS settings")),
         },
         // `Upstreams::new` reads `system` into its addresses.
-        Upstream::System => Err(io::Error::other("`system` was not read")),
+        (Upstream::System, _) => Err(io::Error::other("`system` was not read")),
     }
 }
 

@@ -9,7 +9,8 @@
 //! Sits at the end of the query flow for allowed and logged names, after the
 //! policy decision and the cache: nothing reaches this module for a blocked
 //! name. `forward` schedules the tries, `transport` does one exchange,
-//! `health` remembers each upstream's RTT and EDNS support.
+//! `sockets` keeps each UDP endpoint's sockets for reuse, `health`
+//! remembers each upstream's RTT and EDNS support.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -21,6 +22,7 @@ use crate::config::Upstream;
 mod error;
 mod forward;
 mod health;
+mod sockets;
 mod tls;
 mod transport;
 
@@ -60,6 +62,9 @@ pub struct Upstreams {
     pub budget: Duration,
     /// What each endpoint's past queries showed, by index.
     health: Arc<[Health]>,
+    /// Each UDP endpoint's reusable sockets, by index (`None` for the
+    /// others).
+    udp: Arc<[Option<sockets::Pool>]>,
 }
 
 /// An answer and the endpoint that gave it.
@@ -104,11 +109,19 @@ impl Upstreams {
         let tls = if needs_tls { Some(Tls::new(ca)?) } else { None };
         let epoch = tokio::time::Instant::now();
         let health = endpoints.iter().map(|_| Health::new(epoch)).collect();
+        let udp = endpoints
+            .iter()
+            .map(|e| match e {
+                Upstream::Plain(addr) => Some(sockets::Pool::new(*addr)),
+                _ => None,
+            })
+            .collect();
         Ok(Self {
             endpoints,
             budget,
             tls,
             health,
+            udp,
         })
     }
 }

@@ -1,18 +1,20 @@
 //! One exchange with one endpoint over UDP, TCP or a framed stream (DoT),
 //! for the tries that [`super::forward`] schedules.
 //!
-//! Every UDP try uses a new socket (a kernel-chosen random source port) and
-//! a random ID, and an answer is accepted only when its source, ID and
-//! question match (RFC 5452); forged or stray replies are ignored and the
-//! wait goes on.
+//! Every UDP try takes a socket of its endpoint's pool (connected, on a
+//! kernel-chosen random source port, retired after a few dozen queries:
+//! [`super::sockets`]) and a random ID, and an answer is accepted only when
+//! its source, ID and question match (RFC 5452); forged or stray replies
+//! are ignored and the wait goes on.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
+use super::sockets::Pool;
 use crate::wire;
 
 fn with_random_id(query: &[u8]) -> (Vec<u8>, u16) {
@@ -51,33 +53,34 @@ pub(super) fn relayable(answer: &[u8]) -> bool {
     question(answer).is_some_and(|q| !q.is_empty())
 }
 
+/// One UDP try on a socket of `pool`, given back once it got its answer
+/// (closed on an error, a timeout or when the try is dropped).
 pub(super) async fn exchange_udp(
-    addr: SocketAddr,
+    pool: &Pool,
     query: &[u8],
     deadline: Instant,
 ) -> io::Result<Vec<u8>> {
-    let bind: SocketAddr = match addr {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(bind).await?;
-    socket.connect(addr).await?;
-    let (q, id) = with_random_id(query);
-    socket.send(&q).await?;
-    // We advertise 1232 bytes upstream; 4096 leaves room for upstreams that
-    // ignore it without holding 64 KiB per query in flight.
-    let mut buf = vec![0u8; 4096];
+    let mut s = pool.take()?;
+    let id: u16 = rand::random();
+    s.out.clear();
+    s.out.extend_from_slice(query);
+    wire::set_id(&mut s.out, id);
+    s.udp.send(&s.out).await?;
     loop {
-        let n = timeout_at(deadline, socket.recv(&mut buf))
+        let n = timeout_at(deadline, s.udp.recv(&mut s.buf))
             .await
             .map_err(|_| timed_out())??;
-        // A connected socket only receives from `addr`; the ID and question
-        // must match too, else it is a stray or forged reply: keep waiting.
-        if matches(&q, id, &buf[..n]) {
-            buf.truncate(n);
-            return Ok(buf);
+        let answer = s.buf.get(..n).unwrap_or_default();
+        // A connected socket only receives from its endpoint; the ID and
+        // question must match too, else it is a stray or forged reply (or
+        // a late one to an earlier query on this socket): keep waiting.
+        if matches(&s.out, id, answer) {
+            // Copied out at its own size: the buffer stays with the socket.
+            let bytes = answer.to_vec();
+            pool.give(s);
+            return Ok(bytes);
         }
-        tracing::debug!(%addr, "ignored a UDP reply that does not match the query");
+        tracing::debug!(addr = ?s.udp.peer_addr().ok(), "ignored a UDP reply that does not match the query");
     }
 }
 
