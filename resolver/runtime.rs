@@ -70,7 +70,7 @@ pub struct State {
     /// Per-client buckets (`rate_limit`), kept across reloads.
     pub limiter: crate::ratelimit::Limiter,
     /// The RPZ zones in force (`rpz:`), built by `rpz::run`.
-    pub rpz: crate::rpz::Feed,
+    pub rpz: crate::export::zones::Feed,
     /// Temporary allows (`cutoff allow`), kept across reloads.
     pub allows: crate::allows::Allows,
     /// The admin endpoint's bearer tokens, read again on every reload.
@@ -119,7 +119,7 @@ impl State {
             activity: crate::activity::Activity::new(),
             ready: AtomicBool::new(false),
             limiter: crate::ratelimit::Limiter::new(),
-            rpz: crate::rpz::Feed::default(),
+            rpz: crate::export::zones::Feed::default(),
             allows: crate::allows::Allows::new(None),
             tokens: ArcSwap::from_pointee(crate::config::Tokens::default()),
         }

@@ -115,7 +115,7 @@ pub(crate) struct RawConfig {
     /// `rate_limit`: per-client UDP query limits (off when absent).
     pub(crate) rate_limit: Option<RawRateLimit>,
     /// `rpz`: zones served to secondaries (see `config::rpz`).
-    pub(crate) rpz: Option<super::rpz::RawRpz>,
+    pub(crate) rpz: Option<RawRpz>,
     /// Line of the `rules` key, for "no rules" warnings.
     pub(crate) rules_line: Option<u32>,
 }
@@ -331,12 +331,8 @@ pub(crate) fn all_keys() -> Vec<String> {
     out.extend(RATE_KEYS.iter().map(|k| format!("rate_limit.{k}")));
     out.extend(TLS_KEYS.iter().map(|k| format!("tls.{k}")));
     out.extend(HTTPS_KEYS.iter().map(|k| format!("https.{k}")));
-    out.extend(super::rpz::KEYS.iter().map(|k| format!("rpz.{k}")));
-    out.extend(
-        super::rpz::ZONE_KEYS
-            .iter()
-            .map(|k| format!("rpz.zones[].{k}")),
-    );
+    out.extend(RPZ_KEYS.iter().map(|k| format!("rpz.{k}")));
+    out.extend(RPZ_ZONE_KEYS.iter().map(|k| format!("rpz.zones[].{k}")));
     out.extend(HTTP_KEYS.iter().map(|k| format!("http.{k}")));
     out.extend(NETWORK_KEYS.iter().map(|k| format!("networks.NAME.{k}")));
     out
@@ -563,7 +559,7 @@ pub(crate) fn read(root: &Node, r: &mut Reader) -> RawConfig {
             }
         }
     }
-    raw.rpz = f.get("rpz").and_then(|(n, p)| super::rpz::read(r, n, &p));
+    raw.rpz = f.get("rpz").and_then(|(n, p)| read_rpz(r, n, &p));
     if let Some((n, p)) = f.get("blocking")
         && let Some(b) = r.fields(n, &p, BLOCKING_KEYS)
     {
@@ -606,4 +602,73 @@ pub(super) fn strings(r: &mut Reader, n: &Node, path: &Path) -> Vec<At<String>> 
         .into_iter()
         .map(|(value, line, path)| At { value, line, path })
         .collect()
+}
+
+/// `rpz:` as written.
+#[derive(Debug)]
+pub(crate) struct RawRpz {
+    pub(super) at: At<()>,
+    pub(super) zones: Vec<RawZone>,
+    pub(super) allow_transfer: Option<Vec<At<String>>>,
+    pub(super) notify: Vec<At<String>>,
+}
+
+/// One entry of `rpz.zones` as written.
+#[derive(Debug)]
+pub(super) struct RawZone {
+    pub(super) at: At<()>,
+    /// `name`: the zone name (`cutoff.rpz.`).
+    pub(super) name: Option<At<String>>,
+    /// `network`: whose policy (default `default`).
+    pub(super) network: Option<At<String>>,
+    /// `lists`: which lists (default: every list of the network's rules).
+    pub(super) lists: Vec<At<String>>,
+}
+
+/// Keys of `rpz:`.
+pub(crate) const RPZ_KEYS: &[&str] = &["zones", "allow_transfer", "notify"];
+/// Keys of one `rpz.zones` entry.
+pub(crate) const RPZ_ZONE_KEYS: &[&str] = &["name", "network", "lists"];
+
+/// Reads `rpz:`.
+fn read_rpz(r: &mut Reader, n: &Node, p: &Path) -> Option<RawRpz> {
+    let f = r.fields(n, p, RPZ_KEYS)?;
+    let mut zones = Vec::new();
+    if let Some((zn, zp)) = f.get("zones") {
+        for (i, item) in r.seq(zn, &zp).iter().enumerate() {
+            let path = zp.index(i);
+            let Some(z) = r.fields(item, &path, RPZ_ZONE_KEYS) else {
+                continue;
+            };
+            let name = string(r, &z, "name");
+            let network = string(r, &z, "network");
+            let lists = z
+                .get("lists")
+                .map(|(n, p)| strings(r, n, &p))
+                .unwrap_or_default();
+            zones.push(RawZone {
+                at: At {
+                    value: (),
+                    line: item.line,
+                    path,
+                },
+                name,
+                network,
+                lists,
+            });
+        }
+    }
+    Some(RawRpz {
+        at: At {
+            value: (),
+            line: n.line,
+            path: p.clone(),
+        },
+        zones,
+        allow_transfer: f.get("allow_transfer").map(|(n, p)| strings(r, n, &p)),
+        notify: f
+            .get("notify")
+            .map(|(n, p)| strings(r, n, &p))
+            .unwrap_or_default(),
+    })
 }

@@ -9,8 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::IpNet;
 
 use super::check::{Checker, cidr};
-use super::raw::{At, RawConfig, string, strings};
-use super::yaml::{Node, Path, Reader};
+use super::raw::RawConfig;
 use super::{Network, Rule};
 
 /// The `rpz:` section, validated.
@@ -42,75 +41,6 @@ impl Rpz {
         let client = client.to_canonical();
         self.allow_transfer.iter().any(|n| n.contains(&client))
     }
-}
-
-/// `rpz:` as written.
-#[derive(Debug)]
-pub(crate) struct RawRpz {
-    at: At<()>,
-    zones: Vec<RawZone>,
-    allow_transfer: Option<Vec<At<String>>>,
-    notify: Vec<At<String>>,
-}
-
-/// One entry of `rpz.zones` as written.
-#[derive(Debug)]
-struct RawZone {
-    at: At<()>,
-    /// `name`: the zone name (`cutoff.rpz.`).
-    name: Option<At<String>>,
-    /// `network`: whose policy (default `default`).
-    network: Option<At<String>>,
-    /// `lists`: which lists (default: every list of the network's rules).
-    lists: Vec<At<String>>,
-}
-
-/// Keys of `rpz:`.
-pub(crate) const KEYS: &[&str] = &["zones", "allow_transfer", "notify"];
-/// Keys of one `rpz.zones` entry.
-pub(crate) const ZONE_KEYS: &[&str] = &["name", "network", "lists"];
-
-/// Reads `rpz:`.
-pub(crate) fn read(r: &mut Reader, n: &Node, p: &Path) -> Option<RawRpz> {
-    let f = r.fields(n, p, KEYS)?;
-    let mut zones = Vec::new();
-    if let Some((zn, zp)) = f.get("zones") {
-        for (i, item) in r.seq(zn, &zp).iter().enumerate() {
-            let path = zp.index(i);
-            let Some(z) = r.fields(item, &path, ZONE_KEYS) else {
-                continue;
-            };
-            let name = string(r, &z, "name");
-            let network = string(r, &z, "network");
-            let lists = z
-                .get("lists")
-                .map(|(n, p)| strings(r, n, &p))
-                .unwrap_or_default();
-            zones.push(RawZone {
-                at: At {
-                    value: (),
-                    line: item.line,
-                    path,
-                },
-                name,
-                network,
-                lists,
-            });
-        }
-    }
-    Some(RawRpz {
-        at: At {
-            value: (),
-            line: n.line,
-            path: p.clone(),
-        },
-        zones,
-        allow_transfer: f.get("allow_transfer").map(|(n, p)| strings(r, n, &p)),
-        notify: f
-            .get("notify")
-            .map(|(n, p)| strings(r, n, &p))
-            .unwrap_or_default(),
-    })
 }
 
 /// Validates `rpz:` against the networks, lists and rules; `None` (no

@@ -11,6 +11,7 @@
 //! format here, like cutoff, lets the most specific owner win.
 
 mod formats;
+pub mod zones;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

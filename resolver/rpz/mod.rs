@@ -20,12 +20,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
 use crate::config::{Config, Rpz};
-use crate::export::{self, Export, Format, Selection};
+pub use crate::export::zones::{Feed, Zone, Zones};
+use crate::export::{self, Selection};
 use crate::query::{Protocol, Question};
 use crate::runtime::{Runtime, State};
 pub use transfer::{Transfer, transfer};
@@ -34,77 +34,9 @@ use wire::{Asked, qtype, rcode};
 /// How often [`run`] looks for a new runtime (a pointer comparison).
 const LOOK: Duration = Duration::from_secs(1);
 
-/// One zone as built.
-#[derive(Debug)]
-pub struct Zone {
-    /// The zone name, lowercase, no trailing dot.
-    pub name: String,
-    /// The name on the wire, lowercase, with its root label.
-    wire: Vec<u8>,
-    /// What it holds, and its serial (`export.serial`).
-    pub export: Export,
-}
-
-impl Zone {
-    /// The zone file.
-    pub fn text(&self) -> String {
-        export::formats_render(&self.export, Format::Rpz)
-    }
-
-    /// The SOA serial.
-    pub fn serial(&self) -> u32 {
-        self.export.serial
-    }
-}
-
-/// The zones in force.
-#[derive(Debug, Default)]
-pub struct Zones {
-    /// Built zones.
-    pub zones: Vec<Arc<Zone>>,
-    /// The runtime they were built from.
-    from: Weak<Runtime>,
-}
-
 /// Whether the zones in force were built from `runtime` (tests wait on it).
 pub fn built_from(state: &State, runtime: &Arc<Runtime>) -> bool {
-    std::ptr::eq(state.rpz.zones.load().from.as_ptr(), Arc::as_ptr(runtime))
-}
-
-/// The feed's state in the process: the zones in force, swapped whole.
-#[derive(Debug, Default)]
-pub struct Feed {
-    zones: ArcSwap<Zones>,
-}
-
-impl Feed {
-    /// The zone named `name` (case-insensitive, trailing dot optional).
-    pub fn zone(&self, name: &str) -> Option<Arc<Zone>> {
-        let want = name.strip_suffix('.').unwrap_or(name);
-        self.zones
-            .load()
-            .zones
-            .iter()
-            .find(|z| z.name.eq_ignore_ascii_case(want))
-            .cloned()
-    }
-
-    /// The names of the zones served.
-    pub fn names(&self) -> Vec<String> {
-        self.zones
-            .load()
-            .zones
-            .iter()
-            .map(|z| z.name.clone())
-            .collect()
-    }
-
-    /// The zone for the admin endpoint's `/rpz/FILE`: `FILE` is the zone
-    /// name, or the zone name and `.rpz`.
-    pub fn zone_file(&self, file: &str) -> Option<Arc<Zone>> {
-        self.zone(file)
-            .or_else(|| file.strip_suffix(".rpz").and_then(|n| self.zone(n)))
-    }
+    std::ptr::addr_eq(state.rpz.built_from(), Arc::as_ptr(runtime))
 }
 
 /// Where a question name falls: the index of the configured zone it is
@@ -186,7 +118,8 @@ pub fn answer(
 /// current time in seconds, or one more than before if that is not larger
 /// (serials only grow, whatever the clock did).
 pub fn build(runtime: &Arc<Runtime>, old: &Zones, now: Timestamp) -> Zones {
-    let from = Arc::downgrade(runtime);
+    let weak: Weak<Runtime> = Arc::downgrade(runtime);
+    let from: Weak<dyn std::any::Any + Send + Sync> = weak;
     let Some(rpz) = &runtime.policy.config.rpz else {
         return Zones {
             zones: Vec::new(),
@@ -264,7 +197,7 @@ pub async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn rebuild(state: &Arc<State>, runtime: Arc<Runtime>, now: Timestamp) {
-    let old = state.rpz.zones.load_full();
+    let old = state.rpz.load();
     let notify_to = runtime
         .policy
         .config
@@ -297,7 +230,7 @@ async fn rebuild(state: &Arc<State>, runtime: Arc<Runtime>, now: Timestamp) {
         let results = notify::Sent::ALL.map(notify::Sent::as_str);
         state.metrics.rpz_notify_series(&results);
     }
-    state.rpz.zones.store(Arc::new(zones));
+    state.rpz.store(Arc::new(zones));
     for z in changed {
         tracing::info!(zone = %z.name, serial = z.serial(), owners = z.export.owners.len(), "RPZ zone serial");
         for to in &notify_to {
