@@ -39,6 +39,8 @@ async fn a_blocked_name_is_answered_while_an_earlier_stream_on_the_connection_wa
         "never forwarded"
     );
     // Stream 2 on the same connection: blocked, answered by cutoff itself.
+    // Served one at a time, it would wait for stream 1, which then only
+    // the upstream timeout ends (SERVFAIL, caught below).
     let blocked = query("s05.upd.kaspersky.com.", RecordType::A, None);
     let req = post("/dns-query", "application/dns-message", wire(&blocked));
     let (code, r) = read(send.clone().send_request(req).await).await;
