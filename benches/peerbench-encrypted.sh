@@ -8,15 +8,21 @@
 # to cutoff. Only loopback traffic; every load is bounded by `dnsperf -l DURATION` and an
 # outer `timeout`; every process started here is stopped by its PID on exit.
 #
+# MODES=h2load (DoH POST, HTTP/2) loads the DoH listener with nghttp2's h2load instead of
+# dnsperf: REQUESTS requests of one binary query in all, over CLIENTS connections with
+# OUTSTANDING streams each (h2load -n, -c, -m), bounded by the count and an outer timeout.
+#
 #   cargo build --release && benches/peerbench-encrypted.sh
 #   DURATION=10 PEERS="cutoff unbound dnsdist" MODES="dot doh" benches/peerbench-encrypted.sh
+#   REQUESTS=200000 CLIENTS=1 MODES=h2load benches/peerbench-encrypted.sh
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 WORK=${PEERBENCH_WORK:-${TMPDIR:-/tmp}/peerbench-encrypted}
 DUR=${DURATION:-10}              # seconds per load
 CLIENTS=${CLIENTS:-1}            # dnsperf -c (connections; dnsperf 2.10 loses DoH answers with more)
-OUTSTANDING=${OUTSTANDING:-100}  # dnsperf -q
+OUTSTANDING=${OUTSTANDING:-100}  # dnsperf -q, h2load -m (streams per connection)
+REQUESTS=${REQUESTS:-200000}     # h2load -n (requests in all)
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PEERS=${PEERS:-"cutoff unbound dnsdist"}
@@ -46,8 +52,14 @@ cleanup() { local p; for p in "${PIDS[@]}"; do stop_pid "$p"; done; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# runq_ns <pid>: nanoseconds its threads spent runnable but waiting for a CPU (schedstat);
+# threads that ended during the load are not counted
+runq_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{w += $2} END {printf "%.0f", w}'; }
 
-for t in dnsperf openssl kdig taskset; do
+need=(openssl kdig taskset)
+case " $MODES " in *" dot "*|*" doh "*) need+=(dnsperf) ;; esac
+case " $MODES " in *" h2load "*) need+=(h2load) ;; esac
+for t in "${need[@]}"; do
   command -v "$t" >/dev/null || { log "missing $t"; exit 1; }
 done
 
@@ -58,6 +70,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   || { log "openssl could not make a certificate"; exit 1; }
 for i in $(seq 1 1000); do echo "n$i.blocked.test A"; done > "$RUN/queries.txt"
 echo blocked.test > "$RUN/blocked.txt"
+# the h2load POST body: one query, n1.blocked.test A (ID 0, RD)
+printf '\0\0\1\0\0\1\0\0\0\0\0\0\2n1\7blocked\4test\0\0\1\0\1' > "$RUN/query.bin"
 
 # ---------------------------------------------------------------- servers
 # render <peer>: write its config, print its command line (run under taskset)
@@ -142,7 +156,7 @@ up() {
 }
 
 CSV=$OUT/results.csv
-echo "server,mode,qps,completed,lost,cpu_s,us_per_query" > "$CSV"
+echo "server,mode,qps,completed,lost,cpu_s,us_per_query,runq_wait_s" > "$CSV"
 for p in $PEERS; do
   case $p in
     cutoff) [ -x "$CUTOFF" ] || { log "skip cutoff: no $CUTOFF (cargo build --release)"; continue; } ;;
@@ -160,25 +174,41 @@ for p in $PEERS; do
       extra=(-O "doh-uri=https://127.0.0.1:$port/dns-query" -O "doh-method=${DOH_METHOD:-GET}")
     fi
     raw=$OUT/raw/$p-$m.txt
-    s0=$(proc_ticks "$pid")
-    taskset -c "$LOAD_CPU" timeout $((DUR + 30)) dnsperf -m "$m" -s 127.0.0.1 -p "$port" \
-      -d "$RUN/queries.txt" -c "$CLIENTS" -q "$OUTSTANDING" -t 2 -l "$DUR" "${extra[@]}" > "$raw" 2>&1
-    s1=$(proc_ticks "$pid")
-    qps=$(awk '/Queries per second:/{printf "%.0f", $4}' "$raw")
-    done_n=$(awk '/Queries completed:/{print $3}' "$raw")
-    lost=$(awk '/Queries lost:/{print $3}' "$raw")
+    s0=$(proc_ticks "$pid"); w0=$(runq_ns "$pid")
+    if [ "$m" = h2load ]; then
+      port=$((BASE[$p] + 2))
+      taskset -c "$LOAD_CPU" timeout $((DUR + 60)) h2load -n "$REQUESTS" -c "$CLIENTS" \
+        -m "$OUTSTANDING" -d "$RUN/query.bin" -H "content-type: application/dns-message" \
+        "https://127.0.0.1:$port/dns-query" > "$raw" 2>&1
+    else
+      taskset -c "$LOAD_CPU" timeout $((DUR + 30)) dnsperf -m "$m" -s 127.0.0.1 -p "$port" \
+        -d "$RUN/queries.txt" -c "$CLIENTS" -q "$OUTSTANDING" -t 2 -l "$DUR" "${extra[@]}" > "$raw" 2>&1
+    fi
+    s1=$(proc_ticks "$pid"); w1=$(runq_ns "$pid")
+    if [ "$m" = h2load ]; then
+      # "finished in 1.2s, 80000.00 req/s, ..."; "requests: N total, N started, N done,
+      # N succeeded, N failed, N errored, N timeout" (succeeded: a 2xx answer)
+      qps=$(awk '/^finished in/{gsub(",", "", $4); printf "%.0f", $4}' "$raw")
+      done_n=$(awk '/^requests:/{print $8}' "$raw")
+      lost=$(awk '/^requests:/{print $2 - $8}' "$raw")
+    else
+      qps=$(awk '/Queries per second:/{printf "%.0f", $4}' "$raw")
+      done_n=$(awk '/Queries completed:/{print $3}' "$raw")
+      lost=$(awk '/Queries lost:/{print $3}' "$raw")
+    fi
     cpu=$(awk -v t=$((s1 - s0)) -v hz="$HZ" 'BEGIN{printf "%.2f", t / hz}')
     us=$(awk -v c="$cpu" -v n="${done_n:-0}" 'BEGIN{if (n > 0) printf "%.1f", 1e6 * c / n}')
-    echo "$p,$m,${qps:-},${done_n:-},${lost:-},$cpu,$us" >> "$CSV"
-    log "$p $m: qps=${qps:-?} completed=${done_n:-?} lost=${lost:-?} cpu=${cpu}s ${us:-?} us/query"
+    runq=$(awk -v a="$w0" -v b="$w1" 'BEGIN{printf "%.2f", (b - a) / 1e9}')
+    echo "$p,$m,${qps:-},${done_n:-},${lost:-},$cpu,$us,$runq" >> "$CSV"
+    log "$p $m: qps=${qps:-?} completed=${done_n:-?} lost=${lost:-?} cpu=${cpu}s ${us:-?} us/query runq-wait=${runq}s"
   done
   stop_pid "$pid"
 done
 
 # ---------------------------------------------------------------- report
 { echo "date=$(date -Is) cpus=$(nproc) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "DURATION=$DUR CLIENTS=$CLIENTS OUTSTANDING=$OUTSTANDING SERVER_CPU=$SERVER_CPU LOAD_CPU=$LOAD_CPU"
-  echo "dnsperf=$(dnsperf -h 2>&1 | grep -m1 Version) unbound=$(unbound -V 2>&1 | head -1) dnsdist=$(dnsdist --version 2>&1 | head -1)"
+  echo "DURATION=$DUR CLIENTS=$CLIENTS OUTSTANDING=$OUTSTANDING REQUESTS=$REQUESTS SERVER_CPU=$SERVER_CPU LOAD_CPU=$LOAD_CPU"
+  echo "dnsperf=$(dnsperf -h 2>&1 | grep -m1 Version) unbound=$(unbound -V 2>&1 | head -1) dnsdist=$(dnsdist --version 2>&1 | head -1) h2load=$(h2load --version 2>&1 | head -1)"
 } > "$OUT/env.txt"
 awk -F, 'NR > 1 { k = $1 "," $2; qps[k] = $3; us[k] = $7; srv[$1] = 1; mode[$2] = 1 }
   END {

@@ -39,7 +39,7 @@ rules:
 ";
 
 /// The config text (with `extra` appended) and the certificate's PEM.
-fn config(dir: &Path, extra: &str) -> (String, String) {
+pub(crate) fn config(dir: &Path, extra: &str) -> (String, String) {
     let pem = write_pair(dir);
     let yaml = CONFIG.replace("{dir}", &dir.display().to_string()) + extra;
     (yaml, pem)
@@ -60,7 +60,10 @@ async fn session(
 }
 
 /// An HTTP/2 client on a fresh session (ALPN `h2` checked).
-async fn h2(addr: SocketAddr, pem: &str) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+pub(crate) async fn h2(
+    addr: SocketAddr,
+    pem: &str,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
     let tls = session(addr, pem, &[b"h2"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (send, conn) =
@@ -83,7 +86,9 @@ async fn h1(addr: SocketAddr, pem: &str) -> hyper::client::conn::http1::SendRequ
 }
 
 /// Status, headers and body of a response.
-async fn read(r: hyper::Result<Response<hyper::body::Incoming>>) -> (StatusCode, Response<Bytes>) {
+pub(crate) async fn read(
+    r: hyper::Result<Response<hyper::body::Incoming>>,
+) -> (StatusCode, Response<Bytes>) {
     let r = r.expect("response");
     let status = r.status();
     let (parts, body) = r.into_parts();
@@ -95,7 +100,7 @@ async fn read(r: hyper::Result<Response<hyper::body::Incoming>>) -> (StatusCode,
     (status, Response::from_parts(parts, bytes))
 }
 
-fn post(path: &str, content_type: &str, body: Vec<u8>) -> Request<Full<Bytes>> {
+pub(crate) fn post(path: &str, content_type: &str, body: Vec<u8>) -> Request<Full<Bytes>> {
     Request::post(format!("https://dns.test{path}"))
         .header("content-type", content_type)
         .body(Full::new(Bytes::from(body)))
@@ -113,7 +118,7 @@ fn get_query(m: &Message) -> Request<Full<Bytes>> {
     get(&format!("/dns-query?dns={dns}"))
 }
 
-fn wire(m: &Message) -> Vec<u8> {
+pub(crate) fn wire(m: &Message) -> Vec<u8> {
     m.to_vec().expect("encode")
 }
 

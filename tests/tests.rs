@@ -28,6 +28,8 @@ mod ddr;
 mod deploy;
 /// DNS over HTTPS listeners: kdig, dig and hyper clients, HTTP errors, floods.
 mod doh;
+/// DoH HTTP/2 streams of one connection served side by side (a held upstream answer).
+mod doh_streams;
 /// DNS over TLS listeners: kdig and rustls clients, limits, bad pairs.
 mod dot;
 /// The built binary under dig, SIGHUP and SIGTERM.
