@@ -258,7 +258,16 @@ impl Cache {
                 }
             }
         };
-        let result = flight
+        // Leaves the table when done, and also when the caller is dropped
+        // mid-flight (a DoH stream reset, a closed TCP connection): else
+        // every cancelled name would stay in it for good.
+        let leave = Leave {
+            flights: &self.flights,
+            key: key.as_bytes(),
+            flight,
+        };
+        leave
+            .flight
             .get_or_init(|| async {
                 let entry = fetch().await.map(Arc::new);
                 if let Some(e) = &entry {
@@ -267,15 +276,28 @@ impl Cache {
                 entry
             })
             .await
-            .clone();
+            .clone()
+    }
+}
+
+/// A caller's place in [`Cache::fetch`]'s table of flights: on drop, the
+/// flight leaves the table if it is still the one there (a later one under
+/// the same key stays).
+struct Leave<'a> {
+    flights: &'a Mutex<HashMap<Box<[u8]>, Flight, foldhash::fast::RandomState>>,
+    key: &'a [u8],
+    flight: Flight,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
         let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
         if flights
-            .get(key.as_bytes())
-            .is_some_and(|f| Arc::ptr_eq(f, &flight))
+            .get(self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
         {
-            flights.remove(key.as_bytes());
+            flights.remove(self.key);
         }
-        result
     }
 }
 

@@ -285,6 +285,32 @@ async fn concurrent_identical_misses_fetch_once() {
     assert_eq!(c.len(), 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_fetch_whose_caller_is_dropped_mid_flight_leaves_no_trace_in_the_flights() {
+    let c = cache(limits(1 << 20));
+    let flights = |c: &Cache| c.flights.lock().unwrap().len();
+    for i in 0..100 {
+        let k = key(&format!("n{i}.example")).boxed();
+        // The upstream never answers; the caller gives up (a DoH stream reset).
+        let gone = tokio::time::timeout(
+            Duration::from_millis(10),
+            c.fetch(&k, std::future::pending::<Option<Entry>>),
+        )
+        .await;
+        assert!(gone.is_err());
+    }
+    assert_eq!(flights(&c), 0);
+    // A completed fetch leaves the table as well.
+    let k = key("done.example").boxed();
+    let got = c
+        .fetch(&k, || async {
+            Entry::new(answer_for("done.example", 300), 0, 86400)
+        })
+        .await;
+    assert!(got.is_some());
+    assert_eq!(flights(&c), 0);
+}
+
 #[test]
 fn a_good_answer_after_an_outage_replaces_the_stale_one() {
     let c = cache(limits(1 << 20));

@@ -148,28 +148,46 @@ async fn request(conn: &Conn, req: Request<Incoming>) -> Response<Full<Bytes>> {
         .requests
         .fetch_add(1, Ordering::Relaxed)
         .saturating_add(1);
-    conn.open.fetch_add(1, Ordering::Relaxed);
-    conn.slot.touch();
-    // Busy before the upstream can see it: never evicted with a query in hand.
-    conn.slot.set_busy(true);
-    conn.activity.notify_one();
-    let response = if n > conn.limits.tcp_queries {
+    // Open until dropped: hyper drops this future when the client resets
+    // the stream, and the connection must not stay busy (unevictable, never
+    // idle) for good because of it.
+    let _open = Open::new(conn);
+    if n > conn.limits.tcp_queries {
         // Read after the cap, before the connection's GOAWAY went out.
-        status(StatusCode::SERVICE_UNAVAILABLE)
-    } else {
-        match message(conn, req).await {
-            Ok(msg) => answer(conn, &msg).await,
-            Err(code) => {
-                conn.state.metrics.dropped(Dropped::DohRejected);
-                status(code)
-            }
-        }
-    };
-    if conn.open.fetch_sub(1, Ordering::Relaxed) == 1 {
-        conn.slot.set_busy(false);
+        return status(StatusCode::SERVICE_UNAVAILABLE);
     }
-    conn.activity.notify_one();
-    response
+    match message(conn, req).await {
+        Ok(msg) => answer(conn, &msg).await,
+        Err(code) => {
+            conn.state.metrics.dropped(Dropped::DohRejected);
+            status(code)
+        }
+    }
+}
+
+/// One request open on a connection, from its first byte to its answer or
+/// its reset: the connection is busy (never evicted, never idle) while any
+/// is open.
+struct Open<'a>(&'a Conn);
+
+impl<'a> Open<'a> {
+    fn new(conn: &'a Conn) -> Self {
+        conn.open.fetch_add(1, Ordering::Relaxed);
+        conn.slot.touch();
+        // Busy before the upstream can see it: never evicted with a query in hand.
+        conn.slot.set_busy(true);
+        conn.activity.notify_one();
+        Self(conn)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.slot.set_busy(false);
+        }
+        self.0.activity.notify_one();
+    }
 }
 
 /// The DNS query a request carries, or the HTTP status that refuses it.
