@@ -119,6 +119,12 @@ async fn writes_without_the_right_bearer_token_are_refused_and_change_nothing() 
     assert_eq!(code, 401);
     let (code, list) = request(s.http, "GET", "/api/v1/allow", None, "").await;
     assert_eq!((code, json(&list)), (200, serde_json::json!([])));
+    // A body past the admin endpoint's cap: 401 without the token, 413 with it.
+    let huge = format!("{{\"name\": \"{}\", \"for\": \"30m\"}}", "a".repeat(5000));
+    for (token, want) in [(None, 401), (Some(TOKEN), 413)] {
+        let (code, text) = request(s.http, "POST", "/api/v1/allow", token, &huge).await;
+        assert_eq!(code, want, "{token:?}: {text}");
+    }
     assert!(!forwarded(&s, &up, HOME).await, "still blocked");
     s.stop().await;
 }

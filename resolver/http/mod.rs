@@ -53,6 +53,9 @@ pub use write::{AllowRequest, ReloadResult};
 /// forms only go back here, no framing.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
+/// The largest request body the admin endpoint reads (413 above it).
+pub const MAX_BODY: usize = 4096;
+
 /// The routes, for serving and for tests.
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
@@ -72,6 +75,8 @@ pub fn router(state: Arc<State>) -> Router {
             get(write::list).post(write::add).delete(write::remove),
         )
         .route("/api/v1/reload", post(write::reload))
+        // A write carries a name, a network and a duration: far under this.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::read_gate,

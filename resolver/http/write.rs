@@ -80,7 +80,7 @@ pub(super) async fn add(
     }
     let Json(req) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return error(e.status(), e.body_text()),
     };
     let Some(span) = crate::config::parse_long_duration(&req.span) else {
         return refused(&AllowError::NotADuration(req.span));
@@ -117,7 +117,7 @@ pub(super) async fn remove(
     }
     let q = match Query::<Remove>::try_from_uri(&uri) {
         Ok(Query(q)) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return error(e.status(), e.body_text()),
     };
     let Some(name) = q.name.filter(|n| !n.trim().is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "`name` is required");
