@@ -194,4 +194,20 @@ mod tests {
         let again = load_shared(&spec(&path)).unwrap();
         assert!(again.lookup(b"a.example").is_some());
     }
+
+    #[test]
+    fn a_second_config_load_shares_the_unchanged_list_and_rereads_the_changed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "a.example\n").unwrap();
+        std::fs::write(dir.path().join("b.txt"), "b.example\n").unwrap();
+        let yaml = "upstreams: [\"127.0.0.1:9\"]\nlists:\n  a: {path: a.txt}\n  b: {path: b.txt}\nrules:\n  - {name: r, lists: [a, b], action: block}\n";
+        let load = || crate::config::from_str(yaml, "test", dir.path()).unwrap();
+        let running = load();
+        std::fs::write(dir.path().join("b.txt"), "c.example\n").unwrap();
+        let reloaded = load();
+        assert!(Arc::ptr_eq(&running.lists[0], &reloaded.lists[0]));
+        assert!(!Arc::ptr_eq(&running.lists[1], &reloaded.lists[1]));
+        assert!(reloaded.lists[1].lookup(b"c.example").is_some());
+        assert_ne!(running.version, reloaded.version);
+    }
 }
