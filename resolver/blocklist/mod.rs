@@ -12,6 +12,7 @@ pub mod feed;
 pub mod fetch;
 pub mod lastgood;
 mod lines;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 pub use catalogue::{Catalogue, CatalogueEntry, Confidence};
 pub use lines::{DomainError, LineError, LineProblem, LineReport, domain, read_lines};
+pub use shared::load_shared;
 
 use ipnet::IpNet;
 
@@ -375,26 +377,7 @@ pub fn load(spec: &ListSpec) -> Result<List, ListError> {
         }
         Source::Builtin(name) => Err(ListError::UnknownBuiltin(name.clone())),
         Source::Prefixes(nets) => Ok(from_prefixes(spec, nets)),
-        Source::File(path) if is_catalogue(path) => {
-            let mut text = String::new();
-            let file = crate::files::open_regular(path).map_err(|source| ListError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            std::io::Read::read_to_string(
-                &mut std::io::Read::take(file, MAX_LIST_BYTES + 1),
-                &mut text,
-            )
-            .map_err(|source| ListError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            if text.len() as u64 > MAX_LIST_BYTES {
-                return Err(ListError::TooLarge(path.clone()));
-            }
-            let cat = Catalogue::parse(&text, &path.display().to_string())?;
-            Ok(from_catalogue(spec, cat))
-        }
+        Source::File(path) if is_catalogue(path) => read_catalogue_file(spec, path, None),
         Source::Feed(feed) => {
             // A copy that does not verify is ignored here; `config` warns.
             let newer = feed::stored(feed).ok().flatten().filter(|c| {
@@ -415,13 +398,47 @@ pub fn load(spec: &ListSpec) -> Result<List, ListError> {
             seal(&mut list);
             Ok(list)
         }
-        Source::Url(u) => read_line_file(spec, &u.copy),
-        Source::File(path) => read_line_file(spec, path),
+        Source::Url(u) => read_line_file(spec, &u.copy, None),
+        Source::File(path) => read_line_file(spec, path, None),
     }
 }
 
-/// Reads a line list file, bounded in bytes and entries.
-fn read_line_file(spec: &ListSpec, path: &Path) -> Result<List, ListError> {
+/// Reads a catalogue file, bounded in bytes; `digest` is fed the text read.
+fn read_catalogue_file(
+    spec: &ListSpec,
+    path: &Path,
+    digest: Option<&mut sha2::Sha256>,
+) -> Result<List, ListError> {
+    let mut text = String::new();
+    let file = crate::files::open_regular(path).map_err(|source| ListError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_LIST_BYTES + 1),
+        &mut text,
+    )
+    .map_err(|source| ListError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if text.len() as u64 > MAX_LIST_BYTES {
+        return Err(ListError::TooLarge(path.to_path_buf()));
+    }
+    if let Some(d) = digest {
+        sha2::Digest::update(d, text.as_bytes());
+    }
+    let cat = Catalogue::parse(&text, &path.display().to_string())?;
+    Ok(from_catalogue(spec, cat))
+}
+
+/// Reads a line list file, bounded in bytes and entries; `digest` is fed
+/// every byte read.
+fn read_line_file(
+    spec: &ListSpec,
+    path: &Path,
+    digest: Option<&mut sha2::Sha256>,
+) -> Result<List, ListError> {
     let file = crate::files::open_regular(path).map_err(|source| ListError::Read {
         path: path.to_path_buf(),
         source,
@@ -434,7 +451,8 @@ fn read_line_file(spec: &ListSpec, path: &Path) -> Result<List, ListError> {
     let payload = Category::payload(spec.category);
     // Bounded: a path such as /dev/zero, or a runaway file, must not
     // hang the load or eat the memory (`cutoff check` would never end).
-    let mut limited = std::io::BufReader::new(std::io::Read::take(file, MAX_LIST_BYTES + 1));
+    let limited = std::io::Read::take(file, MAX_LIST_BYTES + 1);
+    let mut limited = std::io::BufReader::new(shared::Digesting::new(limited, digest));
     let mut entries = 0usize;
     let report = read_lines(&mut limited, spec.coverage, |name, cov| {
         entries += 1;
@@ -446,7 +464,7 @@ fn read_line_file(spec: &ListSpec, path: &Path) -> Result<List, ListError> {
         path: path.to_path_buf(),
         source,
     })?;
-    if limited.get_ref().limit() == 0 || entries > MAX_LIST_ENTRIES {
+    if limited.get_ref().inner().limit() == 0 || entries > MAX_LIST_ENTRIES {
         return Err(ListError::TooLarge(path.to_path_buf()));
     }
     list.problems = report;

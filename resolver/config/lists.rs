@@ -123,7 +123,7 @@ fn list(c: &mut Checker<'_>, l: &RawList, places: &Places<'_>) -> Option<Arc<blo
         super::urllist::missing_copy(c, at, &spec.name, u);
         return blocklist::load(&spec).ok().map(Arc::new);
     }
-    match blocklist::load(&spec) {
+    match blocklist::load_shared(&spec) {
         Ok(list) => {
             if list.problems.count > 0 {
                 let first = list
@@ -149,7 +149,7 @@ fn list(c: &mut Checker<'_>, l: &RawList, places: &Places<'_>) -> Option<Arc<blo
                 );
                 return None;
             }
-            Some(Arc::new(list))
+            Some(list)
         }
         Err(e) => {
             c.error(at, e.to_string());
