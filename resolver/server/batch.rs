@@ -133,7 +133,9 @@ mod imp {
                 socket.as_raw_fd(),
                 msgs.as_mut_ptr(),
                 count,
-                libc::MSG_DONTWAIT,
+                // The flags are a C `int` on glibc and an `unsigned` on musl;
+                // MSG_DONTWAIT (0x40) fits both.
+                libc::MSG_DONTWAIT as _,
                 ptr::null_mut(),
             )
         };
