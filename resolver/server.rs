@@ -2,9 +2,10 @@
 //! one abusive client from starving the rest.
 //!
 //! Sits at the edge of the query flow: bytes in, [`pipeline`] in the middle,
-//! bytes out. Queries answered locally (blocks, refusals, cache hits) are
-//! answered inside the receive loop; only upstream work is spawned, and the
-//! number of such tasks is capped. TCP has a cap on open connections (a full
+//! bytes out. A UDP receive loop answers what needs no upstream (blocks,
+//! refusals, cache hits) itself and keeps its cache misses as futures it
+//! polls (no task each; their number is capped), and sends the replies of
+//! a batch together (docs/adr/0009-udp-workers-and-batches.md). TCP has a cap on open connections (a full
 //! table evicts the connection idle the longest) and on connections per
 //! client, an idle timeout and a cap on queries per connection, so a flood
 //! of idle connections cannot stop UDP or new TCP clients.
@@ -17,8 +18,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::metrics::Dropped;
@@ -316,7 +319,10 @@ async fn udp_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut batch = batch::Batch::new();
-    let mut pending = JoinSet::new();
+    let mut outbox = batch::Outbox::new();
+    // Queries waiting for an upstream: futures of this loop, polled by its
+    // task (no task each), their replies sent in batches too.
+    let mut forwards = FuturesUnordered::new();
     // A wildcard listener replies from the address each query came to.
     let wildcard = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
     let pktinfo = wildcard
@@ -330,74 +336,148 @@ async fn udp_loop(
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
     loop {
-        // Every query waiting in the socket (up to a batch) in one call.
-        let n = tokio::select! {
+        tokio::select! {
             biased;
+            // Polled first: new forwards send their upstream queries here,
+            // and the answers that came are sent before more is read.
+            Some(done) = forwards.next(), if !forwards.is_empty() => {
+                reply(&state, &mut outbox, done);
+                // Every other answer already there goes in the same batch.
+                while outbox.has_room() {
+                    match forwards.next().now_or_never() {
+                        Some(Some(done)) => reply(&state, &mut outbox, done),
+                        _ => break,
+                    }
+                }
+            }
+            // Every query waiting in the socket (up to a batch) in one call.
             r = batch.recv(&socket, pktinfo) => match r {
-                Ok(n) => n,
+                Ok(n) => {
+                    for i in 0..n {
+                        let Some((packet, src, local)) = batch.get(i) else {
+                            continue;
+                        };
+                        let to = Client { addr: src, local };
+                        if let Some(p) = serve_datagram(&state, &inflight, &mut outbox, packet, to) {
+                            forwards.push(forward(&state, p, to));
+                        }
+                    }
+                }
                 Err(e) => {
                     // ICMP errors from earlier sends surface here on Linux; keep serving.
                     tracing::debug!(error = %e, "udp receive error");
-                    continue;
                 }
             },
             () = &mut stop => break,
-        };
-        for i in 0..n {
-            let Some((packet, src, local)) = batch.get(i) else {
-                continue;
-            };
-            serve_datagram(&state, &socket, &inflight, &mut pending, packet, src, local).await;
         }
-        while pending.try_join_next().is_some() {}
+        outbox
+            .flush(&socket, |out, result| sent_out(&state, out, result))
+            .await;
     }
-    while pending.join_next().await.is_some() {}
+    while let Some(done) = forwards.next().await {
+        reply(&state, &mut outbox, done);
+        outbox
+            .flush(&socket, |out, result| sent_out(&state, out, result))
+            .await;
+    }
 }
 
-/// One UDP query: rate limit, the pipeline, and the reply sent here or
-/// from a task of `pending` when it must wait for an upstream.
-async fn serve_datagram(
-    state: &Arc<State>,
-    socket: &Arc<UdpSocket>,
-    inflight: &Arc<Semaphore>,
-    pending: &mut JoinSet<()>,
-    packet: &[u8],
-    src: SocketAddr,
+/// Where a UDP reply goes: the client, and the address its query came to.
+#[derive(Clone, Copy, Debug)]
+struct Client {
+    addr: SocketAddr,
     local: Option<pktinfo::Local>,
-) {
-    if let Some(slip) = rate_limited(state, packet, src.ip()) {
-        if let Some(b) = slip {
-            let _ = socket.send_to(&b, src).await;
-        }
+}
+
+/// What a queued UDP reply is: a rate limiter's slip (not observed), or
+/// the answer to a query.
+#[derive(Debug)]
+enum Sent {
+    Slip,
+    Answer(pipeline::Outcome),
+}
+
+/// A query on its way upstream: the answer, and who gets it. The permit
+/// holds its place in the in-flight cap until the answer is in.
+struct Done {
+    bytes: Option<Vec<u8>>,
+    outcome: pipeline::Outcome,
+    to: Client,
+}
+
+async fn forward(
+    state: &State,
+    (p, permit): (pipeline::Pending, OwnedSemaphorePermit),
+    to: Client,
+) -> Done {
+    let (bytes, outcome) = pipeline::finish(state, p).await;
+    drop(permit);
+    Done { bytes, outcome, to }
+}
+
+/// Queues a forwarded query's answer (or observes that there is none).
+fn reply(state: &State, outbox: &mut batch::Outbox<Sent>, done: Done) {
+    let Some(bytes) = done.bytes else {
+        pipeline::observe(state, None, done.outcome);
         return;
+    };
+    queue(state, outbox, bytes, done.to, Sent::Answer(done.outcome));
+}
+
+/// Queues a reply; with a full outbox (it holds a batch, and a batch
+/// has one reply per query) the reply is dropped and counted as unsent.
+fn queue(state: &State, outbox: &mut batch::Outbox<Sent>, bytes: Vec<u8>, to: Client, sent: Sent) {
+    let out = batch::Out {
+        bytes,
+        to: to.addr,
+        local: to.local,
+        tag: sent,
+    };
+    if let Err(out) = outbox.push(out) {
+        // Not reached: the loop flushes before it reads or drains more
+        // than a batch.
+        sent_out(state, out, Err(io::Error::other("reply outbox full")));
     }
-    match pipeline::prepare(state, packet, src, Protocol::Udp) {
-        Step::Reply(Some(b), outcome) => {
-            let result = pktinfo::send(socket, &b, src, local).await;
-            sent(state, result, &b, outcome);
+}
+
+/// After a queued reply went out (or failed to).
+fn sent_out(state: &State, out: batch::Out<Sent>, result: io::Result<()>) {
+    match out.tag {
+        Sent::Slip => {}
+        Sent::Answer(outcome) => sent(state, result, &out.bytes, outcome),
+    }
+}
+
+/// One UDP query: the rate limit, then the pipeline; a reply answered here
+/// is queued in `outbox`, and a query that must wait for an upstream is
+/// returned (with its place in the in-flight cap) for the loop to forward.
+fn serve_datagram(
+    state: &State,
+    inflight: &Arc<Semaphore>,
+    outbox: &mut batch::Outbox<Sent>,
+    packet: &[u8],
+    to: Client,
+) -> Option<(pipeline::Pending, OwnedSemaphorePermit)> {
+    if let Some(slip) = rate_limited(state, packet, to.addr.ip()) {
+        if let Some(b) = slip {
+            queue(state, outbox, b, to, Sent::Slip);
         }
+        return None;
+    }
+    match pipeline::prepare(state, packet, to.addr, Protocol::Udp) {
+        Step::Reply(Some(b), outcome) => queue(state, outbox, b, to, Sent::Answer(outcome)),
         Step::Reply(None, outcome) => pipeline::observe(state, None, outcome),
         Step::Forward(p) => {
             // A full table drops the query: the client retries, and a
             // pile-up of upstream waits (DNSBomb) stays bounded.
             let Ok(permit) = inflight.clone().try_acquire_owned() else {
                 state.metrics.dropped(Dropped::InflightFull);
-                return;
+                return None;
             };
-            let (state, socket) = (state.clone(), socket.clone());
-            pending.spawn(async move {
-                let (bytes, outcome) = pipeline::finish(&state, p).await;
-                drop(permit);
-                match bytes {
-                    Some(b) => {
-                        let result = pktinfo::send(&socket, &b, src, local).await;
-                        sent(&state, result, &b, outcome);
-                    }
-                    None => pipeline::observe(&state, None, outcome),
-                }
-            });
+            return Some((p, permit));
         }
     }
+    None
 }
 
 async fn tcp_loop(

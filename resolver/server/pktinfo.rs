@@ -5,14 +5,15 @@
 //! only accepts an answer from where it sent the query, times out.
 //!
 //! Sits in `server`, under the UDP loop. The kernel says where each
-//! datagram arrived (IP_PKTINFO, IPV6_RECVPKTINFO with `recvmsg`) and the
-//! reply names that address as its source (`sendmsg` with the same
-//! control message). With `batch`, the only files with `unsafe` code: the
+//! datagram arrived (IP_PKTINFO, IPV6_RECVPKTINFO with `recvmmsg`) and the
+//! reply names that address as its source (`sendmmsg` with the same
+//! control message, both in [`super::batch`]). With `batch`, the only files with `unsafe` code: the
 //! libc calls and the control messages, each checked where it is written.
 //! Listeners bound to one address, and systems other than Linux, use plain
 //! `recv_from` and `send_to`.
 
 use std::io;
+#[cfg(not(target_os = "linux"))]
 use std::net::SocketAddr;
 
 use tokio::net::UdpSocket;
@@ -47,7 +48,9 @@ pub(crate) async fn recv(
     Ok((n, src, None))
 }
 
-/// Sends `buf` to `to`, from `local` when it is known.
+/// Sends `buf` to `to`, from `local` when it is known (on Linux,
+/// [`super::batch`] sends with `sendmmsg` instead).
+#[cfg(not(target_os = "linux"))]
 pub(crate) async fn send(
     socket: &UdpSocket,
     buf: &[u8],
@@ -73,7 +76,6 @@ pub(crate) mod imp {
     use std::os::fd::AsRawFd;
     use std::ptr;
 
-    use tokio::io::Interest;
     use tokio::net::UdpSocket;
 
     use super::Local;
@@ -164,22 +166,9 @@ pub(crate) mod imp {
         }
     }
 
-    pub(super) async fn send(
-        socket: &UdpSocket,
-        buf: &[u8],
-        to: SocketAddr,
-        local: Local,
-    ) -> io::Result<()> {
-        socket
-            .async_io(Interest::WRITABLE, || send_now(socket, buf, to, local))
-            .await
-    }
-
-    fn send_now(socket: &UdpSocket, buf: &[u8], to: SocketAddr, local: Local) -> io::Result<()> {
-        // SAFETY (both): plain C structs for which all-zero is valid.
-        let mut name: libc::sockaddr_storage = unsafe { zeroed() };
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        let namelen = match to {
+    /// Writes `to` into `name`; the length to give the kernel with it.
+    pub(crate) fn write_name(name: &mut libc::sockaddr_storage, to: SocketAddr) -> libc::socklen_t {
+        match to {
             SocketAddr::V4(a) => {
                 let sin = libc::sockaddr_in {
                     sin_family: libc::AF_INET as libc::sa_family_t,
@@ -190,7 +179,7 @@ pub(crate) mod imp {
                     sin_zero: [0; 8],
                 };
                 // SAFETY: sockaddr_storage is larger than sockaddr_in.
-                unsafe { ptr::write_unaligned(ptr::from_mut(&mut name).cast(), sin) };
+                unsafe { ptr::write_unaligned(ptr::from_mut(name).cast(), sin) };
                 len::<libc::sockaddr_in>()
             }
             SocketAddr::V6(a) => {
@@ -204,19 +193,17 @@ pub(crate) mod imp {
                     sin6_scope_id: a.scope_id(),
                 };
                 // SAFETY: sockaddr_storage is larger than sockaddr_in6.
-                unsafe { ptr::write_unaligned(ptr::from_mut(&mut name).cast(), sin6) };
+                unsafe { ptr::write_unaligned(ptr::from_mut(name).cast(), sin6) };
                 len::<libc::sockaddr_in6>()
             }
-        };
-        let mut control = Control([0; 64]);
-        let mut iov = libc::iovec {
-            iov_base: buf.as_ptr().cast_mut().cast(),
-            iov_len: buf.len(),
-        };
-        msg.msg_name = ptr::from_mut(&mut name).cast();
-        msg.msg_namelen = namelen;
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
+        }
+    }
+
+    /// Writes the control message that makes `local` a datagram's source
+    /// into `control`; the control length to give the kernel with it.
+    pub(crate) fn write_control(control: &mut Control, local: Local) -> io::Result<usize> {
+        // SAFETY: a plain C struct for which all-zero is valid.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
         msg.msg_control = control.0.as_mut_ptr().cast();
         // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic on sizes; the space
         // (at most 40 bytes) fits the 64-byte control buffer, so the first
@@ -234,9 +221,10 @@ pub(crate) mod imp {
                     len::<libc::in6_pktinfo>(),
                 ),
             };
-            msg.msg_controllen = libc::CMSG_SPACE(size) as _;
+            let space = libc::CMSG_SPACE(size) as usize;
+            msg.msg_controllen = space as _;
             let c = libc::CMSG_FIRSTHDR(&raw const msg);
-            if c.is_null() {
+            if c.is_null() || space > control.0.len() {
                 return Err(io::Error::other("no room for the control message"));
             }
             (*c).cmsg_level = level;
@@ -265,14 +253,8 @@ pub(crate) mod imp {
                     ptr::write_unaligned(data.cast(), p);
                 }
             }
+            Ok(space)
         }
-        // SAFETY: every pointer in `msg` points to a live local buffer of the
-        // length given beside it; the kernel only reads them.
-        let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &raw const msg, libc::MSG_DONTWAIT) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
     }
 }
 

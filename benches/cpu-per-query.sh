@@ -1,0 +1,142 @@
+#!/bin/bash
+# Server CPU per answered query, one server at a time (docs/performance.md, "Batched send"):
+# knotd as the upstream on core 1, the server pinned to core 0, dnsperf on core 1
+# (10 clients x 100 outstanding, 5 s), the server's utime+stime over the answered count.
+#
+#   benches/cpu-per-query.sh SERVER SET [perf|stat]
+#     SERVER: a cutoff binary (target/profiling/cutoff), or `unbound` / `dnsdist`
+#     SET:    blocked (peerbench's synthetic blocked names), cached (its allowed names,
+#             warmed first) or miss (unique names: every query forwarded)
+#     perf:   also record a profile (perf record, DWARF call graphs, 3 s) to $DIR/perf-SET.data
+#     stat:   also count system calls (perf stat) into $DIR/stat-SET.txt
+#
+# Data: ../shared/peerbench's gen_data.py output (DATA, default /tmp/peerbench/data).
+# Ports: PORT (default 15400) for knotd, PORT+4 for the server; DIR for configs and logs.
+# Runs hold a lock (/tmp/cutoff-cpu-per-query.lock) so two never overlap on the machine.
+# Bounded: one dnsperf run of 5 s under a 20 s timeout; every process started here is
+# stopped by its PID on exit. Loopback only.
+set -u
+BIN=${1:?server binary, unbound or dnsdist}
+SET=${2:?blocked, cached or miss}
+MODE=${3:-}
+DATA=${DATA:-/tmp/peerbench/data}
+D=${DIR:-$(mktemp -d)}
+UP=${PORT:-15400}
+SP=$((UP + 4))
+[ -f "$DATA/blocklist-large.txt" ] || { echo "no peerbench data in $DATA (run gen_data.py)" >&2; exit 1; }
+mkdir -p "$D/knot"
+exec 9>/tmp/cutoff-cpu-per-query.lock
+flock 9
+cat > "$D/knot/knot.conf" <<K
+server:
+    rundir: "$D/knot"
+    listen: 127.0.0.1@$UP
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+log:
+  - target: stderr
+    any: warning
+database:
+    storage: "$D/knot"
+template:
+  - id: default
+    storage: "$DATA"
+    file: "%s.zone"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+    semantic-checks: off
+zone:
+  - domain: example.com
+  - domain: example.net
+  - domain: example.org
+K
+cat > "$D/ours.yaml" <<Y
+listen: ["127.0.0.1:$SP"]
+upstreams: ["127.0.0.1:$UP"]
+lists:
+  bench: {path: "$DATA/blocklist-large.txt"}
+rules:
+  - {name: bench-block, lists: [bench], action: block}
+blocking: {answer: nxdomain, ttl: 300}
+cache: {size: 20000}
+threads: ${THREADS:-1}
+Y
+taskset -c 1 knotd -c "$D/knot/knot.conf" > "$D/knotd.log" 2>&1 &
+KP=$!
+case $BIN in
+  unbound)
+    sed -e "s|@PORT@|$SP|; s|@UP@|$UP|; s|@DIR@|$D|; s|@DATA@|$DATA|" > "$D/unbound.conf" <<U
+server:
+  interface: 127.0.0.1
+  port: @PORT@
+  do-ip6: no
+  access-control: 127.0.0.0/8 allow
+  num-threads: 1
+  so-reuseport: no
+  username: ""
+  chroot: ""
+  directory: "@DIR@"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  module-config: "iterator"
+  do-not-query-localhost: no
+  qname-minimisation: no
+  msg-cache-size: 64m
+  rrset-cache-size: 128m
+  include: "@DATA@/unbound-large.conf"
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@@UP@
+U
+    taskset -c 0 unbound -d -c "$D/unbound.conf" > "$D/server.log" 2>&1 &
+    ;;
+  dnsdist)
+    cat > "$D/dnsdist.conf" <<L
+setSecurityPollSuffix("")
+setLocal("127.0.0.1:$SP")
+setMaxTCPClientThreads(1)
+newServer({address="127.0.0.1:$UP", name="knotd", checkName="www0.example.com."})
+getPool(""):setCache(newPacketCache(100000, {maxTTL=86400, minTTL=0}))
+local smn = newSuffixMatchNode()
+for line in io.lines([[$DATA/blocklist-large.txt]]) do smn:add(line) end
+addAction(SuffixMatchNodeRule(smn, true), RCodeAction(DNSRCode.NXDOMAIN))
+L
+    taskset -c 0 dnsdist --supervised --disable-syslog -C "$D/dnsdist.conf" > "$D/server.log" 2>&1 &
+    ;;
+  *)
+    taskset -c 0 "$BIN" serve --config "$D/ours.yaml" --log-level warn > "$D/server.log" 2>&1 &
+    ;;
+esac
+CP=$!
+trap 'kill $KP $CP 2>/dev/null; wait' EXIT
+for _ in $(seq 300); do
+  dig +short +time=1 +tries=1 -p $SP @127.0.0.1 m0.example.net > /dev/null 2>&1 && break
+  sleep 0.3
+done
+case $SET in
+  blocked) F=$DATA/q-blocked-synth.txt ;;
+  cached)
+    F=$DATA/q-allowed.txt
+    taskset -c 1 timeout 30 dnsperf -s 127.0.0.1 -p $SP -d "$F" -n 1 -q 20 -t 2 > /dev/null 2>&1
+    ;;
+  miss) F=$DATA/q-miss.txt ;;
+  *) echo "unknown set $SET" >&2; exit 2 ;;
+esac
+cpu() { awk '{print $14 + $15}' /proc/$CP/stat; }
+t0=$(cpu)
+case $MODE in
+  perf) perf record -F 1000 --call-graph dwarf,16384 -p $CP -o "$D/perf-$SET.data" -- sleep 3 > /dev/null 2>&1 & PP=$! ;;
+  stat) perf stat -e 'syscalls:sys_enter_*' -p $CP -o "$D/stat-$SET.txt" -- sleep 5 > /dev/null 2>&1 & PP=$! ;;
+  *) PP= ;;
+esac
+taskset -c 1 timeout 20 dnsperf -s 127.0.0.1 -p $SP -d "$F" -c 10 -q 100 -t 2 -l 5 > "$D/dnsperf-$SET.txt" 2>&1
+t1=$(cpu)
+[ -n "$PP" ] && wait $PP
+q=$(awk '/Queries completed/{print $3}' "$D/dnsperf-$SET.txt")
+qps=$(awk '/Queries per second/{printf "%d", $4}' "$D/dnsperf-$SET.txt")
+ticks=$(getconf CLK_TCK)
+echo "$BIN $SET: answered=$q qps=$qps cpu_us_per_query=$(awk -v a="$t0" -v b="$t1" -v q="$q" -v t="$ticks" 'BEGIN{printf "%.2f", (b-a)*1e6/t/q}')"
