@@ -16,6 +16,7 @@
 //! | [`server`] | UDP, TCP and DoT listeners with their limits; bytes in, bytes out |
 //! | [`certs`] | the DoT certificate pair: PEM files → a rustls server config, key checked |
 //! | [`ratelimit`] | per-client token buckets at UDP receive: drop or TC=1 slip over the limit, exempt list |
+//! | [`shards`] | a table split by key hash into 16 locks, for state every worker touches per query (the rate limiter) |
 //! | [`query`] | a leaf: the question view, the protocol, how a query was answered |
 //! | [`pipeline`] | the order of one query's steps: the only place where the order lives, and the only path |
 //! | [`wire`] | byte-level reading and writing of messages: the question view of any query, TTL offsets, truncation |
@@ -103,6 +104,7 @@ pub mod rpz;
 pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod shards;
 pub mod since;
 pub mod upstream;
 pub mod wire;

@@ -6,24 +6,27 @@
 //! a busy address retries over TCP (as BIND's RRL does); TCP is not limited
 //! here (a spoofed source cannot complete a handshake).
 //!
-//! The table holds at most [`MAX_CLIENTS`] prefixes; when it is full,
-//! prefixes whose bucket has refilled are forgotten, and if none has, a new
-//! prefix is let through unlimited (fail open: a spoofing flood must not
-//! lock real clients out).
+//! The table holds at most [`MAX_CLIENTS`] prefixes, in [`Shards`] (one
+//! lock each, so workers seldom wait for one another), each shard its
+//! share; when a shard is full, its prefixes whose bucket has refilled are
+//! forgotten, and if none has, a new prefix is let through unlimited (fail
+//! open: a spoofing flood must not lock real clients out).
 
 #![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use ipnet::IpNet;
 
+use crate::shards::{SHARDS, Shards};
 use crate::wire;
 
 /// Prefixes tracked at once.
 pub const MAX_CLIENTS: usize = 65_536;
+/// Prefixes tracked at once by one shard.
+const PER_SHARD: usize = MAX_CLIENTS / SHARDS;
 
 /// The validated `rate_limit` settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +68,7 @@ struct Bucket {
 /// The buckets, kept across reloads.
 #[derive(Default)]
 pub struct Limiter {
-    buckets: Mutex<HashMap<(bool, u128), Bucket>>,
+    buckets: Shards<HashMap<(bool, u128), Bucket>>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -88,12 +91,10 @@ impl Limiter {
         }
         let key = prefix(ip, s);
         let full = u64::from(s.burst.max(1)).saturating_mul(MILLI);
-        let Ok(mut table) = self.buckets.lock() else {
-            return Verdict::Pass;
-        };
-        if table.len() >= MAX_CLIENTS && !table.contains_key(&key) {
+        let mut table = self.buckets.lock(&key);
+        if table.len() >= PER_SHARD && !table.contains_key(&key) {
             table.retain(|_, b| refilled(b, s, now) < full);
-            if table.len() >= MAX_CLIENTS {
+            if table.len() >= PER_SHARD {
                 return Verdict::Pass;
             }
         }
@@ -241,15 +242,26 @@ mod tests {
     fn a_full_table_forgets_refilled_buckets_or_fails_open() {
         let (l, mut s, t0) = (Limiter::new(), settings(), Instant::now());
         s.burst = 1;
-        for i in 0..MAX_CLIENTS as u32 {
+        let len = |l: &Limiter| {
+            let mut n = 0;
+            l.buckets.each(|t| n += t.len());
+            n
+        };
+        // New clients until every shard is full, whatever the hash spread.
+        let mut i = 0u32;
+        while len(&l) < MAX_CLIENTS && i < 4 * MAX_CLIENTS as u32 {
             l.check(&s, IpAddr::V4(i.into()), t0);
+            i += 1;
         }
-        // Every bucket is empty: a new client passes unlimited, the table stays bounded.
+        assert_eq!(len(&l), MAX_CLIENTS, "bounded, every shard full");
+        // Every bucket is empty: a new client passes unlimited, its shard
+        // stays bounded, and it passes again (fail open, not counted).
         let new = IpAddr::V4(u32::MAX.into());
         assert_eq!(l.check(&s, new, t0), Verdict::Pass);
-        assert_eq!(l.buckets.lock().unwrap().len(), MAX_CLIENTS);
-        // A second later every bucket has refilled and is forgotten.
+        assert_eq!(l.check(&s, new, t0), Verdict::Pass);
+        assert_eq!(len(&l), MAX_CLIENTS);
+        // A second later its shard's buckets have refilled and are forgotten.
         assert_eq!(l.check(&s, new, t0 + Duration::from_secs(1)), Verdict::Pass);
-        assert_eq!(l.buckets.lock().unwrap().len(), 1);
+        assert_eq!(len(&l), MAX_CLIENTS - PER_SHARD + 1);
     }
 }
