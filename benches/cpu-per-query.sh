@@ -6,7 +6,8 @@
 #   benches/cpu-per-query.sh SERVER SET [perf|stat]
 #     SERVER: a cutoff binary (target/profiling/cutoff), or `unbound` / `dnsdist`
 #     SET:    blocked (peerbench's synthetic blocked names), cached (its allowed names,
-#             warmed first) or miss (unique names: every query forwarded)
+#             warmed first), miss (unique names: every query forwarded), or latency
+#             (the allowed names at a fixed 2,000 qps, warmed: p50 and p99 instead of CPU)
 #     perf:   also record a profile (perf record, DWARF call graphs, 3 s) to $DIR/perf-SET.data
 #     stat:   also count system calls (perf stat) into $DIR/stat-SET.txt
 #
@@ -124,6 +125,16 @@ case $SET in
     taskset -c 1 timeout 30 dnsperf -s 127.0.0.1 -p $SP -d "$F" -n 1 -q 20 -t 2 > /dev/null 2>&1
     ;;
   miss) F=$DATA/q-miss.txt ;;
+  latency)
+    F=$DATA/q-allowed.txt
+    taskset -c 1 timeout 30 dnsperf -s 127.0.0.1 -p $SP -d "$F" -n 1 -q 20 -t 2 > /dev/null 2>&1
+    taskset -c 1 timeout 20 dnsperf -s 127.0.0.1 -p $SP -d "$F" -l 5 -Q 2000 -t 2 -v > "$D/dnsperf-$SET.txt" 2>&1
+    # -v prints "> RCODE name type seconds" per answer.
+    awk '/^> /{print $NF}' "$D/dnsperf-$SET.txt" | sort -g | awk -v bin="$BIN" '
+      {v[NR] = $1} END {if (NR == 0) {print bin " latency: no answers"; exit 1}
+      printf "%s latency: answered=%d p50_ms=%.3f p99_ms=%.3f\n", bin, NR, v[int(NR*0.5)+1]*1000, v[int(NR*0.99)+1]*1000}'
+    exit
+    ;;
   *) echo "unknown set $SET" >&2; exit 2 ;;
 esac
 cpu() { awk '{print $14 + $15}' /proc/$CP/stat; }
