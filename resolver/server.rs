@@ -5,10 +5,12 @@
 //! bytes out. A UDP receive loop answers what needs no upstream (blocks,
 //! refusals, cache hits) itself and keeps its cache misses as futures it
 //! polls (no task each; their number is capped), and sends the replies of
-//! a batch together (docs/adr/0009-udp-workers-and-batches.md). TCP has a cap on open connections (a full
-//! table evicts the connection idle the longest) and on connections per
-//! client, an idle timeout and a cap on queries per connection, so a flood
-//! of idle connections cannot stop UDP or new TCP clients.
+//! a batch together (docs/adr/0009-udp-workers-and-batches.md).
+//!
+//! TCP has a cap on open connections (a full table evicts the connection
+//! idle the longest) and on connections per client, an idle timeout and a
+//! cap on queries per connection, so a flood of idle connections cannot
+//! stop UDP or new TCP clients.
 //!
 //! We run our own loops over tokio sockets instead of `hickory_server::Server`,
 //! which has none of these caps: see docs/adr/0001-own-listeners.md.
