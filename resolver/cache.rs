@@ -8,7 +8,10 @@
 //! costs a copy and a few byte patches, not a parse. Negative answers are
 //! kept for the SOA's negative TTL (RFC 2308); SERVFAIL and truncated
 //! answers are not kept. The cache is bounded in bytes (`cache.max_bytes`),
-//! evicts with SIEVE ([`store`]), and keeps expired answers for
+//! evicts with SIEVE ([`store`]) in each of its shards (a cache of
+//! [`SHARD_FROM`] bytes or more is split by key hash into
+//! [`crate::shards::SHARDS`] stores with a lock and a share of the limits
+//! each, so workers seldom wait for one another), and keeps expired answers for
 //! `cache.stale_for` to serve them stale when every upstream fails
 //! (RFC 8767); a name served stale is refreshed in the background
 //! ([`refresh`]), never on a client's time.
@@ -22,6 +25,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OnceCell, mpsc};
+
+use crate::shards::{SHARDS, Shards};
 
 mod entry;
 pub mod refresh;
@@ -135,10 +140,36 @@ impl Eq for Key {}
 
 type Flight = Arc<OnceCell<Option<Arc<Entry>>>>;
 
+/// The smallest `cache.max_bytes` that is split into shards: each gets at
+/// least 256 KiB, room for many answers even of the largest size. Smaller
+/// caches are one store, whose eviction order is exact.
+pub const SHARD_FROM: usize = SHARDS * 256 * 1024;
+
+/// How many stores a cache within `limits` is split into.
+fn shard_count(limits: &Limits) -> usize {
+    let entries_allow = limits.max_entries.is_none_or(|n| n >= SHARDS * 64);
+    if limits.max_bytes >= SHARD_FROM && entries_allow {
+        SHARDS
+    } else {
+        1
+    }
+}
+
+/// One shard's part of `limits`, for `n` shards.
+fn share(limits: Limits, n: usize) -> Limits {
+    let n = n.max(1);
+    Limits {
+        max_bytes: limits.max_bytes / n,
+        max_entries: limits.max_entries.map(|e| e.div_ceil(n)),
+        ..limits
+    }
+}
+
 /// The cache and the table of upstream queries in flight.
 #[derive(Debug)]
 pub struct Cache {
-    inner: Mutex<Store>,
+    limits: Limits,
+    inner: Shards<Store>,
     flights: Mutex<HashMap<Box<[u8]>, Flight, foldhash::fast::RandomState>>,
     stale_answers: metrics::Counter,
     /// Names served stale whose upstreams should be asked again; bounded,
@@ -164,7 +195,11 @@ impl Cache {
     pub fn new(limits: Limits, stale_answers: metrics::Counter) -> Self {
         let (refresh_tx, refresh_rx) = mpsc::channel(refresh::QUEUE);
         Self {
-            inner: Mutex::new(Store::new(limits)),
+            limits,
+            inner: {
+                let n = shard_count(&limits);
+                Shards::with(n, |_| Store::new(share(limits, n)))
+            },
             flights: Mutex::new(HashMap::default()),
             stale_answers,
             refresh_tx,
@@ -181,13 +216,21 @@ impl Cache {
             .take()
     }
 
-    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The store that holds `key`, locked.
+    fn store(&self, key: &[u8]) -> std::sync::MutexGuard<'_, Store> {
+        self.inner.lock(key)
+    }
+
+    /// The sum over the stores of `f`.
+    fn sum(&self, f: impl Fn(&Store) -> usize) -> usize {
+        let mut total = 0;
+        self.inner.each(|s| total += f(s));
+        total
     }
 
     /// Number of answers held (expired ones kept for serve-stale included).
     pub fn len(&self) -> usize {
-        self.store().len()
+        self.sum(Store::len)
     }
 
     /// Whether it holds no answer.
@@ -197,12 +240,17 @@ impl Cache {
 
     /// Bytes accounted against `cache.max_bytes`.
     pub fn bytes(&self) -> usize {
-        self.store().bytes()
+        self.sum(Store::bytes)
     }
 
     /// The limits it was built with.
     pub fn limits(&self) -> Limits {
-        self.store().limits()
+        self.limits
+    }
+
+    /// How many stores it is split into.
+    pub fn shards(&self) -> usize {
+        self.inner.count()
     }
 
     /// A fresh answer for `key`, or a stale one once its refresh failed
@@ -210,7 +258,7 @@ impl Cache {
     /// also asks for a background refresh: the client is answered at once
     /// and the upstreams are asked off its path.
     pub fn get(&self, key: &Key, now: Instant) -> Lookup {
-        let found = self.store().get(key.as_bytes(), now);
+        let found = self.store(key.as_bytes()).get(key.as_bytes(), now);
         match found {
             Found::Fresh(e) => Lookup::Hit(e),
             Found::Stale { entry, refresh } => {
@@ -229,7 +277,7 @@ impl Cache {
     /// stale copy (TTL 30, EDE 3), when it expired less than
     /// `cache.stale_for` ago.
     pub fn stale(&self, key: &BoxedKey, now: Instant) -> Option<Arc<Entry>> {
-        let entry = self.store().stale(key.as_bytes(), now)?;
+        let entry = self.store(key.as_bytes()).stale(key.as_bytes(), now)?;
         self.stale_answers.increment(1);
         Some(Arc::new(entry.stale_copy(now)))
     }
@@ -237,7 +285,8 @@ impl Cache {
     /// Stores `entry` under `key` (nothing for a zero TTL), evicting what
     /// the limits require.
     pub fn insert(&self, key: &BoxedKey, entry: Arc<Entry>) {
-        self.store().put(key.as_bytes(), entry, Instant::now());
+        self.store(key.as_bytes())
+            .put(key.as_bytes(), entry, Instant::now());
     }
 
     /// The answer for `key` from `fetch`, running `fetch` once for all

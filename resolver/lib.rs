@@ -16,7 +16,7 @@
 //! | [`server`] | UDP, TCP and DoT listeners with their limits; bytes in, bytes out |
 //! | [`certs`] | the DoT certificate pair: PEM files → a rustls server config, key checked |
 //! | [`ratelimit`] | per-client token buckets at UDP receive: drop or TC=1 slip over the limit, exempt list |
-//! | [`shards`] | a table split by key hash into 16 locks, for state every worker touches per query (the rate limiter) |
+//! | [`shards`] | a table split by key hash into 16 locks, for state every worker touches per query (the rate limiter, the cache) |
 //! | [`query`] | a leaf: the question view, the protocol, how a query was answered |
 //! | [`pipeline`] | the order of one query's steps: the only place where the order lives, and the only path |
 //! | [`wire`] | byte-level reading and writing of messages: the question view of any query, TTL offsets, truncation |

@@ -1,21 +1,20 @@
 //! A table split into shards by key hash, each behind its own lock, so the
 //! receive loops of several workers seldom wait for one another.
 //!
-//! Sits beside the query flow as a leaf: the rate limiter's buckets use it
-//! (docs/adr/0009-udp-workers-and-batches.md lists what is shared per
-//! query and how). A lock is held for one lookup and update, never across
+//! Sits beside the query flow as a leaf: the rate limiter's buckets and
+//! the answer cache's stores use it (docs/adr/0009-udp-workers-and-batches.md
+//! lists what is shared per query and how). A lock is held for one lookup and update, never across
 //! an await; a poisoned shard is used as it is (its data is counters and
 //! buckets, consistent after any panic of a holder).
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-/// Shards per table: a power of two, well above the worker counts a
-/// resolver host runs, small enough that a whole-table pass stays cheap.
+/// Shards per table by default: well above the worker counts a resolver
+/// host runs, small enough that a whole-table pass stays cheap.
 pub const SHARDS: usize = 16;
-const _: () = assert!(SHARDS == 16, "`lock` takes the top four bits of the hash");
 
-/// `SHARDS` tables of `T`, one chosen per key.
+/// Tables of `T` (at least one), one chosen per key.
 #[derive(Debug)]
 pub struct Shards<T> {
     shards: Box<[Mutex<T>]>,
@@ -26,19 +25,30 @@ pub struct Shards<T> {
 
 impl<T: Default> Default for Shards<T> {
     fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: foldhash::fast::RandomState::default(),
-        }
+        Self::with(SHARDS, |_| T::default())
     }
 }
 
 impl<T> Shards<T> {
+    /// `n` shards (at least one), shard `i` made by `make(i)`.
+    pub fn with(n: usize, make: impl FnMut(usize) -> T) -> Self {
+        Self {
+            shards: (0..n.max(1)).map(make).map(Mutex::new).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// How many shards there are.
+    pub fn count(&self) -> usize {
+        self.shards.len()
+    }
+
     /// The shard that holds `key`, locked.
-    pub fn lock<K: Hash>(&self, key: &K) -> MutexGuard<'_, T> {
-        // The top four bits (SHARDS is 16): below SHARDS by construction.
-        let i = usize::try_from(self.hasher.hash_one(key) >> 60).unwrap_or(0);
-        self.shards[i % SHARDS]
+    pub fn lock<K: Hash + ?Sized>(&self, key: &K) -> MutexGuard<'_, T> {
+        // The high half: the low bits are what tables inside look at first.
+        let h = usize::try_from(self.hasher.hash_one(key) >> 32).unwrap_or(0);
+        // `with` makes at least one shard: the remainder is an index.
+        self.shards[h % self.shards.len()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -71,5 +81,19 @@ mod tests {
         assert_eq!(sizes.iter().sum::<usize>(), 4096);
         // 256 expected per shard; a shard with a tenth of that means one hash bit is stuck.
         assert!(sizes.iter().all(|n| *n > 25), "{sizes:?}");
+    }
+
+    #[test]
+    fn one_shard_holds_every_key_and_none_is_made_one() {
+        let made = std::cell::Cell::new(0);
+        let t: Shards<Vec<u32>> = Shards::with(0, |_| {
+            made.set(made.get() + 1);
+            Vec::new()
+        });
+        assert_eq!((t.count(), made.get()), (1, 1));
+        for k in 0..100u32 {
+            t.lock(&k).push(k);
+        }
+        assert_eq!(t.lock(&0u32).len(), 100);
     }
 }

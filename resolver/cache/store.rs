@@ -101,10 +101,6 @@ impl Store {
         }
     }
 
-    pub(super) fn limits(&self) -> Limits {
-        self.limits
-    }
-
     pub(super) fn len(&self) -> usize {
         self.len
     }

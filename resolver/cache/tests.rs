@@ -378,3 +378,43 @@ async fn the_refresher_runs_the_given_refresh_once_per_queued_name_until_shutdow
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+#[test]
+fn a_large_cache_is_split_into_shards_that_find_every_key_and_keep_the_budget() {
+    assert_eq!(
+        cache(limits(SHARD_FROM - 1)).shards(),
+        1,
+        "small: one store"
+    );
+    let few = Limits {
+        max_entries: Some(100),
+        ..limits(64 << 20)
+    };
+    assert_eq!(cache(few).shards(), 1, "few entries: one store");
+    let max = SHARD_FROM;
+    let c = cache(limits(max));
+    assert_eq!(c.shards(), crate::shards::SHARDS);
+    assert_eq!(c.limits(), limits(max), "the limits as given");
+    for i in 0..2_000 {
+        let name = format!("n{i}.shard.example");
+        c.insert(&key(&name).boxed(), entry(&name, 300));
+    }
+    assert_eq!(c.len(), 2_000);
+    for i in 0..2_000 {
+        let name = format!("n{i}.shard.example");
+        assert!(
+            matches!(c.get(&key(&name), Instant::now()), Lookup::Hit(_)),
+            "{name} found in its shard"
+        );
+    }
+    for i in 0..60_000 {
+        let name = format!("n{i}.flood.example");
+        c.insert(&key(&name).boxed(), entry(&name, 300));
+        if i % 1_000 == 0 {
+            let bytes = c.bytes();
+            assert!(bytes <= max, "{bytes} bytes accounted after {i} names");
+        }
+    }
+    assert!(c.bytes() <= max);
+    assert!(c.len() > 5_000, "the budget is used: {} entries", c.len());
+}
