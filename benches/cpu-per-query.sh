@@ -12,7 +12,8 @@
 #     stat:   also count system calls (perf stat) into $DIR/stat-SET.txt
 #
 # Data: ../shared/peerbench's gen_data.py output (DATA, default /tmp/peerbench/data).
-# Ports: PORT (default 15400) for knotd, PORT+4 for the server; DIR for configs and logs.
+# Ports: PORT (default 15400) for knotd, PORT+4 for the server, PORT+5 for cutoff's admin
+# endpoint; DIR for configs and logs.
 # Runs hold a lock (/tmp/cutoff-cpu-per-query.lock) so two never overlap on the machine.
 # Bounded: one dnsperf run of 5 s under a 20 s timeout; every process started here is
 # stopped by its PID on exit. Loopback only.
@@ -55,6 +56,8 @@ zone:
 K
 cat > "$D/ours.yaml" <<Y
 listen: ["127.0.0.1:$SP"]
+# Its own admin port: another cutoff (a peerbench run, a service) may hold 9153.
+http: "127.0.0.1:$((UP + 5))"
 upstreams: ["127.0.0.1:$UP"]
 lists:
   bench: {path: "$DATA/blocklist-large.txt"}
