@@ -22,7 +22,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::error::{Failure, ForwardError};
 use super::health::{NO_EDNS_AFTER_SILENCE, NO_EDNS_FOR};
-use super::sockets::Pool;
+use super::sockets::Pools;
 use super::tls::{exchange_https, exchange_tls};
 use super::transport::{exchange_tcp, exchange_udp, relayable};
 use super::{Answer, Upstreams};
@@ -111,8 +111,7 @@ impl<'a> Run<'a> {
         self.tries.push(Box::pin(async move {
             let result = match ups.endpoints.get(endpoint) {
                 Some(u) => {
-                    let pool = ups.udp.get(endpoint).and_then(Option::as_ref);
-                    exchange(u, pool, ups.tls.as_ref(), &bytes, deadline).await
+                    exchange(u, (&ups.udp, endpoint), ups.tls.as_ref(), &bytes, deadline).await
                 }
                 None => Err(io::Error::other("no such endpoint")),
             };
@@ -299,28 +298,27 @@ impl Upstreams {
 /// over TCP.
 async fn exchange(
     upstream: &Upstream,
-    pool: Option<&Pool>,
+    (pools, endpoint): (&Pools, usize),
     tls: Option<&super::Tls>,
     query: &[u8],
     deadline: Instant,
 ) -> io::Result<Vec<u8>> {
-    match (upstream, pool) {
-        (Upstream::Plain(addr), Some(pool)) => match exchange_udp(pool, query, deadline).await {
+    match upstream {
+        Upstream::Plain(addr) => match exchange_udp(pools, endpoint, query, deadline).await {
             Ok(bytes) if wire::truncated(&bytes) => exchange_tcp(*addr, query, deadline).await,
             other => other,
         },
-        (Upstream::Plain(_), None) => Err(io::Error::other("no UDP sockets")),
-        (Upstream::Tcp(addr), _) => exchange_tcp(*addr, query, deadline).await,
-        (Upstream::Tls { addr, name }, _) => match tls {
+        Upstream::Tcp(addr) => exchange_tcp(*addr, query, deadline).await,
+        Upstream::Tls { addr, name } => match tls {
             Some(tls) => exchange_tls(tls, *addr, name, query, deadline).await,
             None => Err(io::Error::other("no TLS settings")),
         },
-        (Upstream::Https { addr, name, path }, _) => match tls {
+        Upstream::Https { addr, name, path } => match tls {
             Some(tls) => exchange_https(tls, *addr, name, path, query, deadline).await,
             None => Err(io::Error::other("no TLS settings")),
         },
         // `Upstreams::new` reads `system` into its addresses.
-        (Upstream::System, _) => Err(io::Error::other("`system` was not read")),
+        Upstream::System => Err(io::Error::other("`system` was not read")),
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
-use super::sockets::Pool;
+use super::sockets::Pools;
 use crate::wire;
 
 fn with_random_id(query: &[u8]) -> (Vec<u8>, u16) {
@@ -53,14 +53,15 @@ pub(super) fn relayable(answer: &[u8]) -> bool {
     question(answer).is_some_and(|q| !q.is_empty())
 }
 
-/// One UDP try on a socket of `pool`, given back once it got its answer
-/// (closed on an error, a timeout or when the try is dropped).
+/// One UDP try on a socket of `endpoint`'s pool, given back once it got
+/// its answer (closed on an error, a timeout or when the try is dropped).
 pub(super) async fn exchange_udp(
-    pool: &Pool,
+    pools: &Pools,
+    endpoint: usize,
     query: &[u8],
     deadline: Instant,
 ) -> io::Result<Vec<u8>> {
-    let mut s = pool.take()?;
+    let mut s = pools.take(endpoint)?;
     let id: u16 = rand::random();
     s.out.clear();
     s.out.extend_from_slice(query);
@@ -77,7 +78,7 @@ pub(super) async fn exchange_udp(
         if matches(&s.out, id, answer) {
             // Copied out at its own size: the buffer stays with the socket.
             let bytes = answer.to_vec();
-            pool.give(s);
+            pools.give(endpoint, s);
             return Ok(bytes);
         }
         tracing::debug!(addr = ?s.udp.peer_addr().ok(), "ignored a UDP reply that does not match the query");
