@@ -20,10 +20,11 @@
 //! included), so `a.b.example` and `a\.b.example` never share an entry, and
 //! a lookup borrows its key from the stack: no allocation per hit.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 use tokio::sync::{OnceCell, mpsc};
 
 use crate::shards::{SHARDS, Shards};
@@ -164,13 +165,16 @@ fn share(limits: Limits, n: usize) -> Limits {
         ..limits
     }
 }
+/// The upstream queries in flight, by key (hashbrown's, for lookups by a
+/// borrowed key that copy it only when it is inserted).
+type Flights = Mutex<HashMap<Box<[u8]>, Flight, foldhash::fast::RandomState>>;
 
 /// The cache and the table of upstream queries in flight.
 #[derive(Debug)]
 pub struct Cache {
     limits: Limits,
     inner: Shards<Store>,
-    flights: Mutex<HashMap<Box<[u8]>, Flight, foldhash::fast::RandomState>>,
+    flights: Flights,
     stale_answers: metrics::Counter,
     /// Names served stale whose upstreams should be asked again; bounded,
     /// so a request that finds it full is dropped (the next interval asks
@@ -298,14 +302,7 @@ impl Cache {
     {
         let flight = {
             let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-            match flights.get(key.as_bytes()) {
-                Some(f) => f.clone(),
-                None => {
-                    let f = Flight::default();
-                    flights.insert(key.0.clone(), f.clone());
-                    f
-                }
-            }
+            flights.entry_ref(key.as_bytes()).or_default().clone()
         };
         // Leaves the table when done, and also when the caller is dropped
         // mid-flight (a DoH stream reset, a closed TCP connection): else
@@ -333,7 +330,7 @@ impl Cache {
 /// flight leaves the table if it is still the one there (a later one under
 /// the same key stays).
 struct Leave<'a> {
-    flights: &'a Mutex<HashMap<Box<[u8]>, Flight, foldhash::fast::RandomState>>,
+    flights: &'a Flights,
     key: &'a [u8],
     flight: Flight,
 }
@@ -341,11 +338,10 @@ struct Leave<'a> {
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
         let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-        if flights
-            .get(self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        if let EntryRef::Occupied(f) = flights.entry_ref(self.key)
+            && Arc::ptr_eq(f.get(), &self.flight)
         {
-            flights.remove(self.key);
+            f.remove();
         }
     }
 }

@@ -4,7 +4,9 @@
 //! SERVFAIL because its upstream socket cannot be created.
 //!
 //! The need, at most at once: one upstream socket per query waiting for an
-//! upstream (`max_inflight`), one per open DNS TCP connection
+//! upstream (`max_inflight`; the upstream socket pools keep no more
+//! sockets, idle and in use together, than tries had in use at once: see
+//! `upstream/sockets.rs`), one per open DNS TCP connection
 //! (`tcp.max_connections`), the admin endpoint's cap
 //! ([`crate::http::MAX_CONNECTIONS`]), two listening sockets per `listen`
 //! address and one for the admin port, and a fixed allowance for the rest
@@ -23,7 +25,8 @@ pub const FIXED: u64 = 32;
 /// What a config needs, by part, for the messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Need {
-    /// `max_inflight`.
+    /// `max_inflight`: an upstream socket per query in flight, which also
+    /// bounds what the upstream socket pools keep idle.
     pub inflight: u64,
     /// `tcp.max_connections`, once for plain TCP and once more each for
     /// DoT and DoH when they listen.
@@ -72,7 +75,7 @@ impl std::fmt::Display for Need {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "about {} file descriptors (max_inflight {} + {} TCP, DoT and DoH connections + {} admin connections + {} listening sockets + {FIXED} others)",
+            "about {} file descriptors (max_inflight {} upstream sockets, pooled ones included + {} TCP, DoT and DoH connections + {} admin connections + {} listening sockets + {FIXED} others)",
             self.total(),
             self.inflight,
             self.tcp,

@@ -48,12 +48,36 @@ impl Entry {
     /// An answer that reads but must not be kept (TC, SERVFAIL, two OPTs)
     /// gets a zero TTL.
     pub fn new(bytes: Vec<u8>, upstream: usize, max_ttl: u32) -> Option<Self> {
-        Self::read(&bytes, upstream, max_ttl)
+        Self::take(bytes, upstream, max_ttl).ok()
+    }
+
+    /// [`Entry::new`] that hands the bytes back when they cannot be read,
+    /// for the caller to relay them. They move into the entry without a
+    /// copy when the vector has no spare capacity (an upstream answer is
+    /// copied out of its socket's buffer at its own size).
+    pub fn take(bytes: Vec<u8>, upstream: usize, max_ttl: u32) -> Result<Self, Vec<u8>> {
+        let Some(mut entry) = Self::parse(&bytes, upstream, max_ttl) else {
+            return Err(bytes);
+        };
+        entry.bytes = if bytes.capacity() == bytes.len() {
+            bytes.into_boxed_slice()
+        } else {
+            // Copied, not shrunk: see `parse`.
+            bytes.as_slice().into()
+        };
+        Ok(entry)
     }
 
     /// [`Entry::new`] from borrowed bytes (copied into the entry), so a
     /// caller keeps them to relay when they cannot be read.
     pub fn read(bytes: &[u8], upstream: usize, max_ttl: u32) -> Option<Self> {
+        let mut entry = Self::parse(bytes, upstream, max_ttl)?;
+        entry.bytes = bytes.into();
+        Some(entry)
+    }
+
+    /// Everything but the bytes, which are left empty for the caller.
+    fn parse(bytes: &[u8], upstream: usize, max_ttl: u32) -> Option<Self> {
         let mut layout = wire::walk(bytes)?;
         // Copies, not shrinks: shrinking the upstream's 4 KiB receive buffer
         // in place would leave a long-lived answer inside it and its free
@@ -111,7 +135,7 @@ impl Entry {
             0
         };
         Some(Self {
-            bytes: bytes.into(),
+            bytes: Box::default(),
             layout,
             stored: Instant::now(),
             ttl: Duration::from_secs(u64::from(ttl.min(max_ttl))),

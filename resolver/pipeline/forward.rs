@@ -39,8 +39,10 @@ pub async fn finish(state: &State, p: Pending) -> (Option<Vec<u8>>, Outcome) {
         .cache
         .fetch(&key, || async {
             match upstreams.forward(&upstream_query, handles).await {
-                Ok(a) => Entry::read(&a.bytes, a.endpoint, max_ttl)
-                    .or_else(|| opaque_entry(a.bytes, a.endpoint)),
+                Ok(a) => match Entry::take(a.bytes, a.endpoint, max_ttl) {
+                    Ok(entry) => Some(entry),
+                    Err(bytes) => opaque_entry(bytes, a.endpoint),
+                },
                 Err(e) => {
                     let (ede, text) = failed(&e);
                     if let Ok(mut f) = failure.lock() {

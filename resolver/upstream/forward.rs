@@ -17,12 +17,14 @@ use std::io;
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures_util::future::{Fuse, FusedFuture, FutureExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use smallvec::SmallVec;
 use tokio::time::{Instant, sleep_until};
 
 use super::error::{Failure, ForwardError};
 use super::health::{NO_EDNS_AFTER_SILENCE, NO_EDNS_FOR};
-use super::sockets::Pool;
+use super::sockets::Pools;
 use super::tls::{exchange_https, exchange_tls};
 use super::transport::{exchange_tcp, exchange_udp, relayable};
 use super::{Answer, Upstreams};
@@ -61,11 +63,20 @@ struct Seen {
     failure: Option<Failure>,
 }
 
-type TryFuture<'a> = Pin<Box<dyn Future<Output = (Try, io::Result<Vec<u8>>)> + Send + 'a>>;
+/// What a try ends with.
+type Tried = (Try, io::Result<Vec<u8>>);
+
+type TryFuture<'a> = Pin<Box<dyn Future<Output = Tried> + Send + 'a>>;
+
+/// Endpoints a query keeps its bookkeeping for without a heap allocation.
+const FEW: usize = 4;
 
 /// The state of one query's forwarding. The tries are futures polled by
 /// the query's own task, not tasks of their own: an answer wakes one task,
 /// and a try borrows the query and its endpoint instead of copying them.
+/// The first try is polled where it was made; only a second one (a resend,
+/// the next endpoint, the EDNS fallback) sets up the boxed set of tries,
+/// so a query answered at the first try allocates nothing here.
 struct Run<'a> {
     upstreams: &'a Upstreams,
     query: &'a [u8],
@@ -75,13 +86,32 @@ struct Run<'a> {
     /// The query without its OPT, made the first time it is needed.
     plain: Option<Vec<u8>>,
     deadline: Instant,
-    order: std::vec::IntoIter<usize>,
-    seen: Vec<Seen>,
-    tries: FuturesUnordered<TryFuture<'a>>,
+    order: smallvec::IntoIter<[usize; FEW]>,
+    seen: SmallVec<[Seen; FEW]>,
+    /// The tries after the first.
+    more: Option<FuturesUnordered<TryFuture<'a>>>,
 }
 
 impl<'a> Run<'a> {
+    /// Starts a try in the set of tries after the first.
     fn launch(&mut self, endpoint: usize, edns: bool) {
+        let t = self.start(endpoint, edns);
+        self.more
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(Box::pin(t));
+    }
+
+    /// Whether tries after the first are in flight.
+    fn more_running(&self) -> bool {
+        self.more.as_ref().is_some_and(|m| !m.is_empty())
+    }
+
+    /// A try of `endpoint`, counted as sent now, to be polled by the caller.
+    fn start(
+        &mut self,
+        endpoint: usize,
+        edns: bool,
+    ) -> impl Future<Output = Tried> + Send + use<'a> {
         let edns = edns && self.has_opt;
         let bytes: Cow<'a, [u8]> = if edns || !self.has_opt {
             Cow::Borrowed(self.query)
@@ -108,20 +138,27 @@ impl<'a> Run<'a> {
         };
         let ups = self.upstreams;
         let deadline = self.deadline;
-        self.tries.push(Box::pin(async move {
+        async move {
             let result = match ups.endpoints.get(endpoint) {
                 Some(u) => {
-                    let pool = ups.udp.get(endpoint).and_then(Option::as_ref);
-                    exchange(u, pool, ups.tls.as_ref(), &bytes, deadline).await
+                    exchange(u, (&ups.udp, endpoint), ups.tls.as_ref(), &bytes, deadline).await
                 }
                 None => Err(io::Error::other("no such endpoint")),
             };
             (t, result)
-        }));
+        }
     }
 
     /// Starts the next endpoint's share of what is left of the budget.
     fn begin(&mut self) -> Option<Current> {
+        let (current, edns) = self.share()?;
+        self.launch(current.endpoint, edns);
+        Some(current)
+    }
+
+    /// The next endpoint's share of what is left of the budget, and
+    /// whether its first try has EDNS; nothing is sent yet.
+    fn share(&mut self) -> Option<(Current, bool)> {
         let endpoint = self.order.next()?;
         let now = Instant::now();
         let left = u32::try_from(self.order.len() + 1).unwrap_or(u32::MAX);
@@ -133,14 +170,69 @@ impl<'a> Run<'a> {
         let health = &self.upstreams.health[endpoint];
         let edns = !health.no_edns(now);
         let wait = health.rto();
-        self.launch(endpoint, edns);
-        Some(Current {
+        let current = Current {
             endpoint,
             tries: 1,
             wait,
             next: now + wait,
             share_end: now + share,
-        })
+        };
+        Some((current, edns))
+    }
+
+    /// What the try `t` ended with: the answer to relay, or `None` when
+    /// the query goes on (its endpoint's share handed on if it failed
+    /// outright, or asked again without EDNS).
+    fn settle(
+        &mut self,
+        (t, result): Tried,
+        current: &mut Option<Current>,
+        metrics: &[UpstreamHandles],
+    ) -> Option<Answer> {
+        let ups = self.upstreams;
+        let health = &ups.health[t.endpoint];
+        match result {
+            // RFC 6891 §7: FORMERR/NOTIMP to EDNS; ask again without.
+            Ok(bytes) if t.edns && matches!(wire::rcode(&bytes), 1 | 4) => {
+                health.rejects_edns(Instant::now(), NO_EDNS_FOR);
+                self.launch(t.endpoint, false);
+                return None;
+            }
+            Ok(bytes) if relayable(&bytes) => {
+                if !t.edns && self.seen[t.endpoint].edns_tries >= EDNS_TRIES {
+                    health.rejects_edns(Instant::now(), NO_EDNS_AFTER_SILENCE);
+                }
+                let rtt = t.sent.elapsed();
+                health.sample(rtt);
+                if let Some(h) = metrics.get(t.endpoint) {
+                    h.ok.increment(1);
+                    h.duration.record(rtt.as_secs_f64());
+                }
+                ups.count_failures(&self.seen, t.endpoint, metrics);
+                return Some(Answer {
+                    bytes,
+                    endpoint: t.endpoint,
+                });
+            }
+            Ok(bytes) => {
+                self.seen[t.endpoint].failure = Some(Failure::Unusable(wire::rcode(&bytes)));
+            }
+            Err(e) => self.seen[t.endpoint].failure = Some(Failure::from_io(e)),
+        }
+        // The running endpoint failed outright: give its share to the next.
+        if current.is_some_and(|c| c.endpoint == t.endpoint) {
+            health.timed_out();
+            *current = self.begin();
+        }
+        None
+    }
+}
+
+/// The next try after the first to end (`None`: none is running).
+async fn next_of<'a>(more: &mut Option<FuturesUnordered<TryFuture<'a>>>) -> Option<Tried> {
+    match more {
+        Some(m) => m.next().await,
+        None => None,
     }
 }
 
@@ -158,7 +250,7 @@ impl Upstreams {
         let has_opt = wire::walk(query)
             .and_then(|l| l.opt)
             .is_some_and(|(_, end)| end == query.len());
-        let mut order: Vec<usize> = (0..self.endpoints.len()).collect();
+        let mut order: SmallVec<[usize; FEW]> = (0..self.endpoints.len()).collect();
         // Stable: the config's order breaks ties (and orders the unmeasured).
         order.sort_by_key(|&i| self.health[i].rto());
         let mut run = Run {
@@ -169,16 +261,20 @@ impl Upstreams {
             deadline,
             order: order.into_iter(),
             seen: self.endpoints.iter().map(|_| Seen::default()).collect(),
-            tries: FuturesUnordered::new(),
+            more: None,
         };
-        let mut current = run.begin();
+        let (mut current, first) = match run.share() {
+            Some((c, edns)) => (Some(c), run.start(c.endpoint, edns).fuse()),
+            None => (None, Fuse::terminated()),
+        };
+        tokio::pin!(first);
         // One timer for the query, moved when the next resend, the end of
         // the running endpoint's share or the deadline moves; with no
         // endpoint running it is the deadline.
         let mut armed = current.map_or(deadline, |c| c.next.min(c.share_end));
         let timer = sleep_until(armed);
         tokio::pin!(timer);
-        while current.is_some() || !run.tries.is_empty() {
+        while current.is_some() || !first.is_terminated() || run.more_running() {
             let due = current.map_or(deadline, |c| c.next.min(c.share_end));
             if due != armed {
                 armed = due;
@@ -186,40 +282,14 @@ impl Upstreams {
             }
             tokio::select! {
                 biased;
-                Some((t, result)) = run.tries.next() => {
-                    let health = &self.health[t.endpoint];
-                    match result {
-                        // RFC 6891 §7: FORMERR/NOTIMP to EDNS; ask again without.
-                        Ok(bytes) if t.edns && matches!(wire::rcode(&bytes), 1 | 4) => {
-                            health.rejects_edns(Instant::now(), NO_EDNS_FOR);
-                            run.launch(t.endpoint, false);
-                            continue;
-                        }
-                        Ok(bytes) if relayable(&bytes) => {
-                            if !t.edns && run.seen[t.endpoint].edns_tries >= EDNS_TRIES {
-                                health.rejects_edns(Instant::now(), NO_EDNS_AFTER_SILENCE);
-                            }
-                            let rtt = t.sent.elapsed();
-                            health.sample(rtt);
-                            if let Some(h) = metrics.get(t.endpoint) {
-                                h.ok.increment(1);
-                                h.duration.record(rtt.as_secs_f64());
-                            }
-                            self.count_failures(&run.seen, t.endpoint, metrics);
-                            return Ok(Answer {
-                                bytes,
-                                endpoint: t.endpoint,
-                            });
-                        }
-                        Ok(bytes) => {
-                            run.seen[t.endpoint].failure = Some(Failure::Unusable(wire::rcode(&bytes)));
-                        }
-                        Err(e) => run.seen[t.endpoint].failure = Some(Failure::from_io(e)),
+                tried = &mut first, if !first.is_terminated() => {
+                    if let Some(answer) = run.settle(tried, &mut current, metrics) {
+                        return Ok(answer);
                     }
-                    // The running endpoint failed outright: give its share to the next.
-                    if current.is_some_and(|c| c.endpoint == t.endpoint) {
-                        health.timed_out();
-                        current = run.begin();
+                }
+                Some(tried) = next_of(&mut run.more) => {
+                    if let Some(answer) = run.settle(tried, &mut current, metrics) {
+                        return Ok(answer);
                     }
                 }
                 () = &mut timer => {
@@ -299,28 +369,31 @@ impl Upstreams {
 /// over TCP.
 async fn exchange(
     upstream: &Upstream,
-    pool: Option<&Pool>,
+    (pools, endpoint): (&Pools, usize),
     tls: Option<&super::Tls>,
     query: &[u8],
     deadline: Instant,
 ) -> io::Result<Vec<u8>> {
-    match (upstream, pool) {
-        (Upstream::Plain(addr), Some(pool)) => match exchange_udp(pool, query, deadline).await {
-            Ok(bytes) if wire::truncated(&bytes) => exchange_tcp(*addr, query, deadline).await,
+    match upstream {
+        Upstream::Plain(addr) => match exchange_udp(pools, endpoint, query, deadline).await {
+            Ok(bytes) if wire::truncated(&bytes) => {
+                Box::pin(exchange_tcp(*addr, query, deadline)).await
+            }
             other => other,
         },
-        (Upstream::Plain(_), None) => Err(io::Error::other("no UDP sockets")),
-        (Upstream::Tcp(addr), _) => exchange_tcp(*addr, query, deadline).await,
-        (Upstream::Tls { addr, name }, _) => match tls {
-            Some(tls) => exchange_tls(tls, *addr, name, query, deadline).await,
+        // Boxed: a UDP try's future (polled in place for the first try)
+        // stays the size UDP needs, not that of a TLS handshake.
+        Upstream::Tcp(addr) => Box::pin(exchange_tcp(*addr, query, deadline)).await,
+        Upstream::Tls { addr, name } => match tls {
+            Some(tls) => Box::pin(exchange_tls(tls, *addr, name, query, deadline)).await,
             None => Err(io::Error::other("no TLS settings")),
         },
-        (Upstream::Https { addr, name, path }, _) => match tls {
-            Some(tls) => exchange_https(tls, *addr, name, path, query, deadline).await,
+        Upstream::Https { addr, name, path } => match tls {
+            Some(tls) => Box::pin(exchange_https(tls, *addr, name, path, query, deadline)).await,
             None => Err(io::Error::other("no TLS settings")),
         },
         // `Upstreams::new` reads `system` into its addresses.
-        (Upstream::System, _) => Err(io::Error::other("`system` was not read")),
+        Upstream::System => Err(io::Error::other("`system` was not read")),
     }
 }
 

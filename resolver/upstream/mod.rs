@@ -62,9 +62,8 @@ pub struct Upstreams {
     pub budget: Duration,
     /// What each endpoint's past queries showed, by index.
     health: Arc<[Health]>,
-    /// Each UDP endpoint's reusable sockets, by index (`None` for the
-    /// others).
-    udp: Arc<[Option<sockets::Pool>]>,
+    /// Each UDP endpoint's reusable sockets, by index.
+    udp: Arc<sockets::Pools>,
 }
 
 /// An answer and the endpoint that gave it.
@@ -109,13 +108,10 @@ impl Upstreams {
         let tls = if needs_tls { Some(Tls::new(ca)?) } else { None };
         let epoch = tokio::time::Instant::now();
         let health = endpoints.iter().map(|_| Health::new(epoch)).collect();
-        let udp = endpoints
-            .iter()
-            .map(|e| match e {
-                Upstream::Plain(addr) => Some(sockets::Pool::new(*addr)),
-                _ => None,
-            })
-            .collect();
+        let udp = Arc::new(sockets::Pools::new(endpoints.iter().map(|e| match e {
+            Upstream::Plain(addr) => Some(*addr),
+            _ => None,
+        })));
         Ok(Self {
             endpoints,
             budget,

@@ -10,11 +10,11 @@
 use std::io;
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
-use super::sockets::Pool;
+use super::sockets::Pools;
 use crate::wire;
 
 fn with_random_id(query: &[u8]) -> (Vec<u8>, u16) {
@@ -53,14 +53,15 @@ pub(super) fn relayable(answer: &[u8]) -> bool {
     question(answer).is_some_and(|q| !q.is_empty())
 }
 
-/// One UDP try on a socket of `pool`, given back once it got its answer
-/// (closed on an error, a timeout or when the try is dropped).
+/// One UDP try on a socket of `endpoint`'s pool, given back once it got
+/// its answer (closed on an error, a timeout or when the try is dropped).
 pub(super) async fn exchange_udp(
-    pool: &Pool,
+    pools: &Pools,
+    endpoint: usize,
     query: &[u8],
     deadline: Instant,
 ) -> io::Result<Vec<u8>> {
-    let mut s = pool.take()?;
+    let mut s = pools.take(endpoint)?;
     let id: u16 = rand::random();
     s.out.clear();
     s.out.extend_from_slice(query);
@@ -77,11 +78,24 @@ pub(super) async fn exchange_udp(
         if matches(&s.out, id, answer) {
             // Copied out at its own size: the buffer stays with the socket.
             let bytes = answer.to_vec();
-            pool.give(s);
+            drained(&s.udp);
+            pools.give(endpoint, s);
             return Ok(bytes);
         }
         tracing::debug!(addr = ?s.udp.peer_addr().ok(), "ignored a UDP reply that does not match the query");
     }
+}
+
+/// Marks a socket whose one answer was read as not readable, as a read
+/// finding nothing would: the next query on it then waits for its answer
+/// instead of first trying a read that finds nothing (tokio keeps a socket
+/// readable until a read fails). A datagram still queued (a duplicate) is
+/// read, and fails the checks, when the next one arrives: epoll reports
+/// every arrival.
+fn drained(udp: &tokio::net::UdpSocket) {
+    let _ = udp.try_io(Interest::READABLE, || {
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
 }
 
 pub(super) async fn exchange_tcp(
@@ -160,5 +174,37 @@ mod tests {
         );
         answer[14] = b'z';
         assert!(!matches(&q, 0x1234, &answer), "another question");
+    }
+
+    #[tokio::test]
+    async fn a_reused_socket_still_gets_its_answer_after_a_duplicate_was_left_queued() {
+        let up = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let pools = Pools::new([Some(up.local_addr().unwrap())]);
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let q = query();
+        let (first, seen) = tokio::join!(exchange_udp(&pools, 0, &q, deadline), async {
+            let mut buf = [0u8; 512];
+            let (n, from) = up.recv_from(&mut buf).await.unwrap();
+            buf[2] |= 0x80;
+            // The answer twice: the second stays queued on the socket.
+            up.send_to(&buf[..n], from).await.unwrap();
+            up.send_to(&buf[..n], from).await.unwrap();
+            from
+        });
+        assert_eq!(first.unwrap().len(), q.len());
+        let (second, again) = tokio::join!(exchange_udp(&pools, 0, &q, deadline), async {
+            let mut buf = [0u8; 512];
+            let (n, from) = up.recv_from(&mut buf).await.unwrap();
+            buf[2] |= 0x80;
+            up.send_to(&buf[..n], from).await.unwrap();
+            (from, wire::id(&buf))
+        });
+        assert_eq!(again.0, seen, "the same socket, taken again");
+        let second = second.unwrap();
+        assert_eq!(
+            wire::id(&second),
+            again.1,
+            "its own answer, not the duplicate"
+        );
     }
 }

@@ -183,3 +183,22 @@ fn a_stale_copy_of_an_answer_without_opt_gets_one_for_its_ede() {
     assert!(s.bytes.ends_with(STALE_EDE));
     assert_eq!(&*s.addresses, &*e.addresses);
 }
+
+#[test]
+fn an_exact_sized_answer_moves_into_its_entry_and_an_unreadable_one_comes_back() {
+    let bytes = response(1, 0, &[(1, 300, &[192, 0, 2, 1])], 0, &[]).into_boxed_slice();
+    let (at, len) = (bytes.as_ptr(), bytes.len());
+    let e = Entry::take(bytes.into_vec(), 0, 86400).unwrap();
+    assert_eq!((e.bytes.as_ptr(), e.bytes.len()), (at, len), "not copied");
+    // Spare capacity (a receive buffer) is copied out, not shrunk in place.
+    let mut roomy = Vec::with_capacity(4096);
+    roomy.extend_from_slice(&e.bytes);
+    let buffer = roomy.as_ptr();
+    let copied = Entry::take(roomy, 0, 86400).unwrap();
+    assert_ne!(copied.bytes.as_ptr(), buffer);
+    assert_eq!(copied.bytes, e.bytes);
+    let mut cut = response(1, 0, &[(1, 300, &[192, 0, 2, 1])], 0, &[]);
+    cut.pop();
+    let back = Entry::take(cut.clone(), 0, 86400).unwrap_err();
+    assert_eq!(back, cut, "handed back as it was, to be relayed");
+}
