@@ -161,7 +161,9 @@ fn share(limits: Limits, n: usize) -> Limits {
     let n = n.max(1);
     Limits {
         max_bytes: limits.max_bytes / n,
-        max_entries: limits.max_entries.map(|e| e.div_ceil(n)),
+        // Rounded down: the shards together never hold more than `size`
+        // (sharding needs 64 entries a shard, so none is left with 0).
+        max_entries: limits.max_entries.map(|e| e / n),
         ..limits
     }
 }

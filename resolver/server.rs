@@ -337,12 +337,30 @@ async fn udp_loop(
     // costs more than the rest of a blocked answer.
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
+    // After a turn that sent a whole batch of forwarded answers, the socket
+    // is read first: a burst of answers (an upstream coming back) cannot
+    // keep new queries waiting for more than one turn.
+    let mut recv_first = false;
     loop {
-        tokio::select! {
-            biased;
-            // Polled first: new forwards send their upstream queries here,
-            // and the answers that came are sent before more is read.
-            Some(done) = forwards.next(), if !forwards.is_empty() => {
+        // Forwards first as a rule: new ones send their upstream queries on
+        // that poll, and the answers that came go out before more is read.
+        let event = if recv_first {
+            tokio::select! {
+                biased;
+                r = batch.recv(&socket, pktinfo) => Event::Received(r),
+                Some(done) = forwards.next(), if !forwards.is_empty() => Event::Answered(done),
+                () = &mut stop => Event::Stop,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                Some(done) = forwards.next(), if !forwards.is_empty() => Event::Answered(done),
+                r = batch.recv(&socket, pktinfo) => Event::Received(r),
+                () = &mut stop => Event::Stop,
+            }
+        };
+        match event {
+            Event::Answered(done) => {
                 reply(&state, &mut outbox, done);
                 // Every other answer already there goes in the same batch.
                 while outbox.has_room() {
@@ -351,26 +369,27 @@ async fn udp_loop(
                         _ => break,
                     }
                 }
+                recv_first = !outbox.has_room();
             }
             // Every query waiting in the socket (up to a batch) in one call.
-            r = batch.recv(&socket, pktinfo) => match r {
-                Ok(n) => {
-                    for i in 0..n {
-                        let Some((packet, src, local)) = batch.get(i) else {
-                            continue;
-                        };
-                        let to = Client { addr: src, local };
-                        if let Some(p) = serve_datagram(&state, &inflight, &mut outbox, packet, to) {
-                            forwards.push(forward(&state, p, to));
-                        }
+            Event::Received(Ok(n)) => {
+                for i in 0..n {
+                    let Some((packet, src, local)) = batch.get(i) else {
+                        continue;
+                    };
+                    let to = Client { addr: src, local };
+                    if let Some(p) = serve_datagram(&state, &inflight, &mut outbox, packet, to) {
+                        forwards.push(forward(&state, p, to));
                     }
                 }
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here on Linux; keep serving.
-                    tracing::debug!(error = %e, "udp receive error");
-                }
-            },
-            () = &mut stop => break,
+                recv_first = false;
+            }
+            Event::Received(Err(e)) => {
+                // ICMP errors from earlier sends surface here on Linux; keep serving.
+                tracing::debug!(error = %e, "udp receive error");
+                recv_first = false;
+            }
+            Event::Stop => break,
         }
         outbox
             .flush(&socket, |out, result| sent_out(&state, out, result))
@@ -382,6 +401,20 @@ async fn udp_loop(
             .flush(&socket, |out, result| sent_out(&state, out, result))
             .await;
     }
+}
+
+/// What woke a UDP receive loop.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "on the loop's stack for one turn; a box would cost an allocation per answer"
+)]
+enum Event {
+    /// A forwarded query's answer is in.
+    Answered(Done),
+    /// Datagrams were read (their count), or the read failed.
+    Received(io::Result<usize>),
+    /// Shutdown.
+    Stop,
 }
 
 /// Where a UDP reply goes: the client, and the address its query came to.

@@ -98,3 +98,71 @@ async fn forwarded_misses_reuse_upstream_sockets_instead_of_one_per_query() {
     assert_eq!(ports.len(), 1, "{ports:?}");
     s.stop().await;
 }
+
+/// ADR 0009: a receive loop keeps its cache misses as futures and sends the
+/// answers that are in with one `sendmmsg`, up to a batch a turn. A burst of
+/// answers larger than a batch (here 50, all released by the upstream at
+/// once) reaches every client with its own ID and question, and a query that
+/// arrives meanwhile is still read and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_forwarded_answers_larger_than_a_batch_reaches_every_client() {
+    use std::time::Duration;
+
+    use hickory_proto::op::Message;
+    use tokio::net::UdpSocket;
+
+    let up = Fakeup::start().await;
+    up.set_mode(crate::fakeup::Mode::Delay(Duration::from_millis(300)));
+    let s = serve(&format!("threads: 1\n{RULES}"), up.addr()).await;
+    let client = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    const N: u16 = 50;
+    for id in 0..N {
+        let mut q = query(&format!("host{id}.example.com."), RecordType::A, Some(1232));
+        q.metadata.id = id;
+        let bytes = q.to_vec().expect("encode");
+        client.send_to(&bytes, s.addr).await.expect("send");
+    }
+    // While the upstream holds them: a blocked name, answered at once.
+    let mut q = query("dnl-01.geo.kaspersky.com.", RecordType::A, None);
+    q.metadata.id = 999;
+    client
+        .send_to(&q.to_vec().expect("encode"), s.addr)
+        .await
+        .expect("send");
+    let mut got = std::collections::BTreeMap::new();
+    let mut buf = vec![0u8; 4096];
+    while got.len() < usize::from(N) + 1 {
+        let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(10), client.recv(&mut buf)).await
+        else {
+            break;
+        };
+        let m = Message::from_vec(&buf[..n]).expect("a DNS answer");
+        let name = m.queries[0].name().to_ascii();
+        assert!(
+            got.insert(m.metadata.id, (name, m.metadata.response_code))
+                .is_none(),
+            "one answer per ID"
+        );
+    }
+    assert_eq!(
+        got.len(),
+        usize::from(N) + 1,
+        "every query answered: {got:?}"
+    );
+    let blocked = &got[&999];
+    assert_eq!(blocked.1, ResponseCode::NXDomain);
+    assert_eq!(
+        got.keys().next_back(),
+        Some(&999),
+        "IDs 0..{N} and the blocked one"
+    );
+    for id in 0..N {
+        assert_eq!(got[&id].0, format!("host{id}.example.com."), "ID {id}");
+    }
+    assert_eq!(
+        up.seen().len(),
+        usize::from(N),
+        "the blocked name never left"
+    );
+    s.stop().await;
+}

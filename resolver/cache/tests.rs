@@ -144,6 +144,22 @@ fn the_entry_cap_bounds_the_count_too() {
 }
 
 #[test]
+fn the_entry_cap_holds_across_shards() {
+    let size = crate::shards::SHARDS * 64 + 15;
+    let c = cache(Limits {
+        max_entries: Some(size),
+        ..limits(64 << 20)
+    });
+    assert_eq!(c.shards(), crate::shards::SHARDS);
+    for i in 0..5_000 {
+        let name = format!("n{i}.cap.example");
+        c.insert(&key(&name).boxed(), entry(&name, 300));
+    }
+    assert!(c.len() <= size, "{} answers held, size {size}", c.len());
+    assert_eq!(c.len(), crate::shards::SHARDS * 64, "every shard full");
+}
+
+#[test]
 fn a_popular_name_survives_a_flood_of_unique_names() {
     let c = cache(Limits {
         max_entries: Some(100),
@@ -169,58 +185,61 @@ fn a_popular_name_survives_a_flood_of_unique_names() {
 
 #[test]
 fn expired_answers_are_served_stale_only_after_a_failure() {
-    let c = cache(limits(1 << 20));
-    let k = key("stale.example");
-    c.insert(&k.boxed(), aged("stale.example", 60, 600));
-    let now = Instant::now();
-    // Expired: a lookup asks the upstreams first.
-    assert!(matches!(c.get(&k, now), Lookup::Miss));
-    // They failed: the stale copy, TTL 30 and EDE 3.
-    let s = c.stale(&k.boxed(), now).unwrap();
-    let out = s.render(9, &[], true, now);
-    let m = Message::from_vec(&out).unwrap();
-    assert_eq!(m.answers[0].ttl, STALE_TTL);
-    assert!(m.edns.is_some());
-    // The OPT ends with EDE option 15, info-code 3 "Stale Answer".
-    let ede = entry::STALE_EDE;
-    assert!(out.ends_with(ede));
-    assert_eq!(&ede[..2], &[0, 15]);
-    assert_eq!(&ede[4..6], &[0, 3]);
-    assert_eq!(usize::from(ede[3]), ede.len() - 4);
-    // Without EDNS the client gets no OPT (and so no EDE).
-    let plain = Message::from_vec(&s.render(9, &[], false, now)).unwrap();
-    assert!(plain.edns.is_none());
-    assert_eq!(plain.answers[0].ttl, STALE_TTL);
-    // For 30 s after the failure the stale copy is a hit, with no
-    // upstream try at all.
-    let mut refreshes = c.refreshes().unwrap();
-    assert!(matches!(
-        c.get(&k, now + Duration::from_secs(10)),
-        Lookup::Hit(_)
-    ));
-    assert!(
-        refreshes.try_recv().is_err(),
-        "no refresh inside the interval"
-    );
-    // After it, the client is still answered stale at once, and the name
-    // is queued once for a background refresh.
-    for _ in 0..3 {
+    // In one store, and in a cache split into shards (the default size).
+    for l in [limits(1 << 20), limits(SHARD_FROM)] {
+        let c = cache(l);
+        let k = key("stale.example");
+        c.insert(&k.boxed(), aged("stale.example", 60, 600));
+        let now = Instant::now();
+        // Expired: a lookup asks the upstreams first.
+        assert!(matches!(c.get(&k, now), Lookup::Miss));
+        // They failed: the stale copy, TTL 30 and EDE 3.
+        let s = c.stale(&k.boxed(), now).unwrap();
+        let out = s.render(9, &[], true, now);
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.answers[0].ttl, STALE_TTL);
+        assert!(m.edns.is_some());
+        // The OPT ends with EDE option 15, info-code 3 "Stale Answer".
+        let ede = entry::STALE_EDE;
+        assert!(out.ends_with(ede));
+        assert_eq!(&ede[..2], &[0, 15]);
+        assert_eq!(&ede[4..6], &[0, 3]);
+        assert_eq!(usize::from(ede[3]), ede.len() - 4);
+        // Without EDNS the client gets no OPT (and so no EDE).
+        let plain = Message::from_vec(&s.render(9, &[], false, now)).unwrap();
+        assert!(plain.edns.is_none());
+        assert_eq!(plain.answers[0].ttl, STALE_TTL);
+        // For 30 s after the failure the stale copy is a hit, with no
+        // upstream try at all.
+        let mut refreshes = c.refreshes().unwrap();
         assert!(matches!(
-            c.get(&k, now + Duration::from_secs(31)),
+            c.get(&k, now + Duration::from_secs(10)),
             Lookup::Hit(_)
         ));
+        assert!(
+            refreshes.try_recv().is_err(),
+            "no refresh inside the interval"
+        );
+        // After it, the client is still answered stale at once, and the name
+        // is queued once for a background refresh.
+        for _ in 0..3 {
+            assert!(matches!(
+                c.get(&k, now + Duration::from_secs(31)),
+                Lookup::Hit(_)
+            ));
+        }
+        assert_eq!(refreshes.try_recv().unwrap(), k.boxed());
+        assert!(refreshes.try_recv().is_err(), "one refresh an interval");
+        assert!(matches!(
+            c.get(&k, now + Duration::from_secs(62)),
+            Lookup::Hit(_)
+        ));
+        assert_eq!(refreshes.try_recv().unwrap(), k.boxed());
+        // A fresh answer ends it: a plain hit, nothing queued.
+        c.insert(&k.boxed(), entry("stale.example", 60));
+        assert!(matches!(c.get(&k, Instant::now()), Lookup::Hit(e) if e.fresh(Instant::now())));
+        assert!(refreshes.try_recv().is_err());
     }
-    assert_eq!(refreshes.try_recv().unwrap(), k.boxed());
-    assert!(refreshes.try_recv().is_err(), "one refresh an interval");
-    assert!(matches!(
-        c.get(&k, now + Duration::from_secs(62)),
-        Lookup::Hit(_)
-    ));
-    assert_eq!(refreshes.try_recv().unwrap(), k.boxed());
-    // A fresh answer ends it: a plain hit, nothing queued.
-    c.insert(&k.boxed(), entry("stale.example", 60));
-    assert!(matches!(c.get(&k, Instant::now()), Lookup::Hit(e) if e.fresh(Instant::now())));
-    assert!(refreshes.try_recv().is_err());
 }
 
 #[test]

@@ -205,7 +205,13 @@ mod imp {
             h.msg_iov = ptr::from_mut(iov);
             h.msg_iovlen = 1;
             if let Some(local) = out.local {
-                h.msg_controllen = write_control(control, local)? as _;
+                match write_control(control, local) {
+                    Ok(n) => h.msg_controllen = n as _,
+                    // Send those before it; this one then fails alone as
+                    // the first of the rest.
+                    Err(e) if count == 0 => return Err(e),
+                    Err(_) => break,
+                }
                 h.msg_control = control.0.as_mut_ptr().cast();
             }
             count += 1;
@@ -449,22 +455,34 @@ mod tests {
         let (bytes, src, local) = batch.get(0).unwrap();
         assert_eq!(bytes, b"query");
         assert_eq!(local, Some(Local::V4("127.0.0.2".parse().unwrap())));
+        // In the same sendmmsg, a reply with no destination to keep (as on
+        // a listener bound to one address): the kernel picks its source.
+        let other = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let mut outbox = Outbox::new();
+        let reply = |to, local, tag| Out {
+            bytes: b"reply".to_vec(),
+            to,
+            local,
+            tag,
+        };
+        outbox.push(reply(src, local, 1)).unwrap();
         outbox
-            .push(Out {
-                bytes: b"reply".to_vec(),
-                to: src,
-                local,
-                tag: (),
-            })
+            .push(reply(other.local_addr().unwrap(), None, 2))
             .unwrap();
-        let mut ok = false;
-        outbox.flush(&server, |_, r| ok = r.is_ok()).await;
-        assert!(ok);
+        outbox.push(reply(src, local, 3)).unwrap();
+        let mut ok = vec![];
+        outbox
+            .flush(&server, |o, r| ok.push((o.tag, r.is_ok())))
+            .await;
+        assert_eq!(ok, [(1, true), (2, true), (3, true)]);
         let mut buf = [0u8; 16];
-        let (n, from) = client.recv_from(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"reply");
-        assert_eq!(from, SocketAddr::from(([127, 0, 0, 2], port)));
+        for _ in 0..2 {
+            let (n, from) = client.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"reply");
+            assert_eq!(from, SocketAddr::from(([127, 0, 0, 2], port)));
+        }
+        let (_, from) = other.recv_from(&mut buf).await.unwrap();
+        assert_eq!(from, SocketAddr::from(([127, 0, 0, 1], port)));
     }
 
     #[cfg(target_os = "linux")]
