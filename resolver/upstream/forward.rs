@@ -375,7 +375,7 @@ async fn exchange(
     deadline: Instant,
 ) -> io::Result<Vec<u8>> {
     match upstream {
-        Upstream::Plain(addr) => match exchange_udp(pools, endpoint, query, deadline).await {
+        Upstream::Plain(addr) => match exchange_udp(pools, endpoint, query).await {
             Ok(bytes) if wire::truncated(&bytes) => {
                 Box::pin(exchange_tcp(*addr, query, deadline)).await
             }

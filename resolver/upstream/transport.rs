@@ -54,12 +54,13 @@ pub(super) fn relayable(answer: &[u8]) -> bool {
 }
 
 /// One UDP try on a socket of `endpoint`'s pool, given back once it got
-/// its answer (closed on an error, a timeout or when the try is dropped).
+/// its answer (closed on an error or when the try is dropped). It has no
+/// timer of its own: the query's one timer in [`super::forward`] drops
+/// every try at the deadline.
 pub(super) async fn exchange_udp(
     pools: &Pools,
     endpoint: usize,
     query: &[u8],
-    deadline: Instant,
 ) -> io::Result<Vec<u8>> {
     let mut s = pools.take(endpoint)?;
     let id: u16 = rand::random();
@@ -68,9 +69,7 @@ pub(super) async fn exchange_udp(
     wire::set_id(&mut s.out, id);
     s.udp.send(&s.out).await?;
     loop {
-        let n = timeout_at(deadline, s.udp.recv(&mut s.buf))
-            .await
-            .map_err(|_| timed_out())??;
+        let n = s.udp.recv(&mut s.buf).await?;
         let answer = s.buf.get(..n).unwrap_or_default();
         // A connected socket only receives from its endpoint; the ID and
         // question must match too, else it is a stray or forged reply (or
@@ -180,9 +179,8 @@ mod tests {
     async fn a_reused_socket_still_gets_its_answer_after_a_duplicate_was_left_queued() {
         let up = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let pools = Pools::new([Some(up.local_addr().unwrap())]);
-        let deadline = Instant::now() + std::time::Duration::from_secs(30);
         let q = query();
-        let (first, seen) = tokio::join!(exchange_udp(&pools, 0, &q, deadline), async {
+        let (first, seen) = tokio::join!(exchange_udp(&pools, 0, &q), async {
             let mut buf = [0u8; 512];
             let (n, from) = up.recv_from(&mut buf).await.unwrap();
             buf[2] |= 0x80;
@@ -192,7 +190,7 @@ mod tests {
             from
         });
         assert_eq!(first.unwrap().len(), q.len());
-        let (second, again) = tokio::join!(exchange_udp(&pools, 0, &q, deadline), async {
+        let (second, again) = tokio::join!(exchange_udp(&pools, 0, &q), async {
             let mut buf = [0u8; 512];
             let (n, from) = up.recv_from(&mut buf).await.unwrap();
             buf[2] |= 0x80;
