@@ -20,9 +20,9 @@ use std::sync::Arc;
 use metrics::{
     Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
 };
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+mod histogram;
 
 use crate::blocklist::Category;
 use crate::config::{Action, Config};
@@ -261,6 +261,8 @@ const PATHS: [&str; 4] = ["blocked", "cached", "forwarded", "local"];
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    /// The histograms, counted apart from the exporter (`histogram`).
+    histograms: histogram::Families,
     /// By response code (index of [`RCODES`]).
     pub responses: Vec<Counter>,
     /// By path (index of `PATHS`).
@@ -310,31 +312,19 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// A new recorder with every family described and its fixed series at 0.
     pub fn new() -> Self {
-        let builder = PrometheusBuilder::new();
-        // Bucket lists are constant and non-empty, so these cannot fail.
-        let builder = builder
-            .set_buckets_for_metric(
-                Matcher::Full("cutoff_query_duration_seconds".into()),
-                QUERY_BUCKETS,
-            )
-            .unwrap_or_else(|_| PrometheusBuilder::new());
-        let builder = builder
-            .set_buckets_for_metric(
-                Matcher::Full("cutoff_upstream_duration_seconds".into()),
-                UPSTREAM_BUCKETS,
-            )
-            .unwrap_or_else(|_| PrometheusBuilder::new());
-        let recorder = Arc::new(builder.build_recorder());
+        let recorder = Arc::new(PrometheusBuilder::new().build_recorder());
         for (name, kind, help) in FAMILIES {
             let key = KeyName::from_const_str(name);
             let help = SharedString::const_str(help);
             match *kind {
                 "counter" => recorder.describe_counter(key, None, help),
                 "gauge" => recorder.describe_gauge(key, None, help),
-                _ => recorder.describe_histogram(key, None, help),
+                // Rendered with their help by `histogram`.
+                _ => {}
             }
         }
         let handle = recorder.handle();
+        let histograms = histogram::Families::default();
         let r = &recorder;
         let m = Self {
             responses: RCODES
@@ -343,7 +333,7 @@ impl Metrics {
                 .collect(),
             durations: PATHS
                 .iter()
-                .map(|p| histogram(r, "cutoff_query_duration_seconds", &[("path", p)]))
+                .map(|p| histograms.series(family(QUERY_DURATION), QUERY_BUCKETS, &[("path", p)]))
                 .collect(),
             drops: DROP_REASONS
                 .iter()
@@ -377,6 +367,7 @@ impl Metrics {
             ],
             recorder,
             handle,
+            histograms,
         };
         gauge(
             &m.recorder,
@@ -389,7 +380,12 @@ impl Metrics {
 
     /// The exposition text for `/metrics`.
     pub fn render(&self) -> String {
-        self.handle.render()
+        let mut out = self.handle.render();
+        if !out.is_empty() && !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        self.histograms.render_into(&mut out);
+        out
     }
 
     /// The refresh series of one URL list, every result at 0 (the list
@@ -457,7 +453,9 @@ impl Metrics {
         }
     }
 
-    /// Housekeeping the exporter needs now and then (drains histograms).
+    /// Housekeeping the exporter needs now and then (its own histograms,
+    /// which cutoff does not use, are drained then; `histogram` counts as
+    /// it records).
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
     }
@@ -639,7 +637,11 @@ impl Metrics {
                     "cutoff_upstream_requests_total",
                     &[("upstream", u), ("result", "error")],
                 ),
-                duration: histogram(r, "cutoff_upstream_duration_seconds", &[("upstream", u)]),
+                duration: self.histograms.series(
+                    family(UPSTREAM_DURATION),
+                    UPSTREAM_BUCKETS,
+                    &[("upstream", u)],
+                ),
             })
             .collect();
         let clients = c
@@ -795,6 +797,14 @@ fn gauge(r: &PrometheusRecorder, name: &'static str, labels: &[(&str, &str)]) ->
     g
 }
 
-fn histogram(r: &PrometheusRecorder, name: &'static str, labels: &[(&str, &str)]) -> Histogram {
-    r.register_histogram(&key(name, labels), &META)
+const QUERY_DURATION: &str = "cutoff_query_duration_seconds";
+const UPSTREAM_DURATION: &str = "cutoff_upstream_duration_seconds";
+
+/// The name and help text of a histogram family in [`FAMILIES`].
+fn family(name: &'static str) -> (&'static str, &'static str) {
+    let help = FAMILIES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map_or("", |(_, _, help)| help);
+    (name, help)
 }
