@@ -1,7 +1,7 @@
 #!/bin/bash
 # Server CPU per answered query, one server at a time (docs/performance.md, "Batched send"):
 # knotd as the upstream on core 1, the server pinned to core 0, dnsperf on core 1
-# (10 clients x 100 outstanding, 5 s), the server's utime+stime over the answered count.
+# (10 clients x 100 outstanding, 5 s), the server's utime+stime over the answered count, and each apart.
 #
 #   benches/cpu-per-query.sh SERVER SET [perf|stat]
 #     SERVER: a cutoff binary (target/profiling/cutoff), or `unbound` / `dnsdist`
@@ -140,7 +140,8 @@ case $SET in
     ;;
   *) echo "unknown set $SET" >&2; exit 2 ;;
 esac
-cpu() { awk '{print $14 + $15}' /proc/$CP/stat; }
+# utime and stime, in clock ticks.
+cpu() { awk '{print $14, $15}' /proc/$CP/stat; }
 t0=$(cpu)
 case $MODE in
   perf) perf record -F 1000 --call-graph dwarf,16384 -p $CP -o "$D/perf-$SET.data" -- sleep 3 > /dev/null 2>&1 & PP=$! ;;
@@ -153,4 +154,8 @@ t1=$(cpu)
 q=$(awk '/Queries completed/{print $3}' "$D/dnsperf-$SET.txt")
 qps=$(awk '/Queries per second/{printf "%d", $4}' "$D/dnsperf-$SET.txt")
 ticks=$(getconf CLK_TCK)
-echo "$BIN $SET: answered=$q qps=$qps cpu_us_per_query=$(awk -v a="$t0" -v b="$t1" -v q="$q" -v t="$ticks" 'BEGIN{printf "%.2f", (b-a)*1e6/t/q}')"
+# CPU per answered query, and its user and kernel (system) parts: the kernel part is what
+# any server pays to receive and send the datagrams, the user part is the server's own work.
+echo "$BIN $SET: answered=$q qps=$qps $(awk -v a="$t0" -v b="$t1" -v q="$q" -v t="$ticks" 'BEGIN{
+  split(a, x, " "); split(b, y, " "); u = (y[1]-x[1])*1e6/t/q; s = (y[2]-x[2])*1e6/t/q
+  printf "cpu_us_per_query=%.2f user_us=%.2f sys_us=%.2f", u+s, u, s}')"
