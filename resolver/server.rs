@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::StreamExt;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -40,6 +40,7 @@ mod conns;
 mod https;
 #[allow(unsafe_code)]
 mod pktinfo;
+mod slots;
 mod tcp;
 mod tls;
 
@@ -323,8 +324,8 @@ async fn udp_loop(
     let mut batch = batch::Batch::new();
     let mut outbox = batch::Outbox::new();
     // Queries waiting for an upstream: futures of this loop, polled by its
-    // task (no task each), their replies sent in batches too.
-    let mut forwards = FuturesUnordered::new();
+    // task (no task each) in slots it reuses, their replies sent in batches too.
+    let mut forwards = slots::Slots::new();
     // A wildcard listener replies from the address each query came to.
     let wildcard = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
     let pktinfo = wildcard
