@@ -57,6 +57,17 @@ fn type_and_rdlen(fixed: &[u8]) -> Option<(u16, usize)> {
 
 /// Walks a message's sections. `None` when it is malformed or truncated.
 pub fn walk(msg: &[u8]) -> Option<Layout> {
+    walk_with(msg, true)
+}
+
+/// [`walk`] without the TTL offsets (`ttls` left empty), so without an
+/// allocation: for the callers that only check a message or want its
+/// question's end or its OPT.
+pub fn outline(msg: &[u8]) -> Option<Layout> {
+    walk_with(msg, false)
+}
+
+fn walk_with(msg: &[u8], with_ttls: bool) -> Option<Layout> {
     if msg.len() < 12 || msg.len() > usize::from(u16::MAX) {
         return None;
     }
@@ -69,11 +80,21 @@ pub fn walk(msg: &[u8]) -> Option<Layout> {
     if at > msg.len() {
         return None;
     }
+    // Room for every record's TTL (one slot too many with an OPT), so the
+    // offsets are not copied to fit when an answer is cached. A record takes
+    // 11 bytes at least: counts the message cannot hold reserve nothing.
+    let records = an + ns + ar;
+    let room = if with_ttls {
+        records.min(msg.len().saturating_sub(at) / 11)
+    } else {
+        0
+    };
     let mut layout = Layout {
         question_end: at,
-        ..Layout::default()
+        ttls: Vec::with_capacity(room),
+        opt: None,
     };
-    for _ in 0..an + ns + ar {
+    for _ in 0..records {
         let start = at;
         at = skip_name(msg, at)?;
         let (rtype, rdlen) = type_and_rdlen(msg.get(at..at + 10)?)?;
@@ -84,7 +105,10 @@ pub fn walk(msg: &[u8]) -> Option<Layout> {
         if rtype == 41 {
             layout.opt = Some((start, end));
         } else {
-            layout.ttls.push(u16::try_from(at + 4).ok()?);
+            let ttl = u16::try_from(at + 4).ok()?;
+            if with_ttls {
+                layout.ttls.push(ttl);
+            }
         }
         at = end;
     }
@@ -268,6 +292,33 @@ mod tests {
         assert_eq!(l.ttls, vec![35]);
         assert_eq!(ttl_at(&m, 35), 300);
         assert_eq!(l.opt, Some((45, 56)));
+        assert!(
+            l.ttls.capacity() <= 2,
+            "one offset per record, reserved once"
+        );
+    }
+
+    #[test]
+    fn an_outline_is_the_walk_without_ttls_and_fails_where_the_walk_fails() {
+        let m = sample();
+        let (w, o) = (walk(&m).unwrap(), outline(&m).unwrap());
+        assert_eq!((o.question_end, o.opt), (w.question_end, w.opt));
+        assert!(
+            o.ttls.is_empty() && o.ttls.capacity() == 0,
+            "nothing allocated"
+        );
+        for bad in [&m[..40], &m[..30], &[0u8; 5][..]] {
+            assert!(walk(bad).is_none() && outline(bad).is_none());
+        }
+    }
+
+    #[test]
+    fn record_counts_the_message_cannot_hold_fail_the_walk() {
+        // 196,605 records claimed, room for two: the offsets reserved are
+        // what the bytes can hold, and the walk fails at the third.
+        let mut m = sample();
+        m[6..12].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert!(walk(&m).is_none() && outline(&m).is_none());
     }
 
     #[test]

@@ -79,14 +79,29 @@ impl Entry {
     /// Everything but the bytes, which are left empty for the caller.
     fn parse(bytes: &[u8], upstream: usize, max_ttl: u32) -> Option<Self> {
         let mut layout = wire::walk(bytes)?;
-        // Copies, not shrinks: shrinking the upstream's 4 KiB receive buffer
-        // in place would leave a long-lived answer inside it and its free
+        // `walk` reserves one offset per record, so the offsets fit already
+        // (one slot spare with an OPT). Anything looser is copied to fit,
+        // not shrunk in place: shrinking the upstream's 4 KiB receive buffer
+        // in place once left a long-lived answer inside it and its free
         // tail too small for the next buffer (RSS grew without bound under
         // a unique-name flood that way).
-        layout.ttls = layout.ttls.as_slice().into();
+        if layout.ttls.capacity() > layout.ttls.len() + 1 {
+            layout.ttls = layout.ttls.as_slice().into();
+        }
         let records = wire::records(bytes)?;
-        let mut targets = Vec::new();
-        let mut addresses = Vec::new();
+        let answers = records.iter().filter(|r| r.section == Section::Answer);
+        // Counted first, so the boxed slices below are allocated once at
+        // their size.
+        let (mut n_targets, mut n_addresses) = (0, 0);
+        for r in answers.clone() {
+            match (r.rtype, r.class) {
+                (5, _) => n_targets += 1,
+                (1 | 28, 1) => n_addresses += 1,
+                _ => {}
+            }
+        }
+        let mut targets = Vec::with_capacity(n_targets);
+        let mut addresses = Vec::with_capacity(n_addresses);
         let mut opts = records.iter().filter(|r| r.rtype == 41);
         let opt = opts.next();
         let one_opt = opts.next().is_none() && opt.is_none_or(|o| o.section == Section::Additional);
@@ -98,7 +113,6 @@ impl Entry {
         }
         let high = opt.map_or(0, |o| o.ttl.to_be_bytes()[0]);
         let rcode = ResponseCode::from(high, wire::rcode(bytes));
-        let answers = records.iter().filter(|r| r.section == Section::Answer);
         for r in answers.clone() {
             let rdata = bytes.get(r.rdata.clone())?;
             match (r.rtype, r.class) {

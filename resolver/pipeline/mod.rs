@@ -342,7 +342,7 @@ fn fit(bytes: Vec<u8>, q: &Question<'_>, protocol: Protocol) -> Vec<u8> {
     if bytes.len() <= q.limit(protocol, crate::wire::MAX_UDP) {
         return bytes;
     }
-    let end = wire::walk(&bytes).map_or(12, |l| l.question_end);
+    let end = wire::outline(&bytes).map_or(12, |l| l.question_end);
     wire::truncate(&bytes, end, q.edns.map(|e| e.dnssec_ok))
 }
 

@@ -255,7 +255,7 @@ fn dns_param(query: Option<&str>) -> Option<Vec<u8>> {
 /// with 400 rather than a DNS error.
 fn is_query(msg: &[u8]) -> bool {
     let header_ok = matches!(msg, [_, _, flags, _, 0, 1, ..] if flags & 0x80 == 0);
-    header_ok && crate::wire::walk(msg).is_some()
+    header_ok && crate::wire::outline(msg).is_some()
 }
 
 /// The pipeline's answer to `msg` as an HTTP response.

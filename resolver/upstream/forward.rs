@@ -119,7 +119,7 @@ impl<'a> Run<'a> {
             let query = self.query;
             let plain = self.plain.get_or_insert_with(|| {
                 let mut q = query.to_vec();
-                if let Some(l) = wire::walk(query) {
+                if let Some(l) = wire::outline(query) {
                     // Cannot fail: `has_opt` saw the OPT last.
                     let _ = wire::strip_opt(&mut q, &l);
                 }
@@ -247,7 +247,7 @@ impl Upstreams {
     ) -> Result<Answer, ForwardError> {
         let deadline = Instant::now() + self.budget;
         // Only an OPT that is the last record can be taken out (`wire::strip_opt`).
-        let has_opt = wire::walk(query)
+        let has_opt = wire::outline(query)
             .and_then(|l| l.opt)
             .is_some_and(|(_, end)| end == query.len());
         let mut order: SmallVec<[usize; FEW]> = (0..self.endpoints.len()).collect();

@@ -27,7 +27,7 @@ fn with_random_id(query: &[u8]) -> (Vec<u8>, u16) {
 /// The question section of a message (bytes 12..end of question), for
 /// matching an answer to what was asked, case-insensitively.
 fn question(msg: &[u8]) -> Option<&[u8]> {
-    let end = wire::walk(msg)?.question_end;
+    let end = wire::outline(msg)?.question_end;
     msg.get(12..end)
 }
 
