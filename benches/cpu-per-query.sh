@@ -11,6 +11,13 @@
 #     perf:   also record a profile (perf record, DWARF call graphs, 3 s) to $DIR/perf-SET.data
 #     stat:   also count system calls (perf stat) into $DIR/stat-SET.txt
 #
+# QPS=N sends at a fixed rate instead of as fast as the answers come back (every server then
+# does the same work per second). STAT_EVENTS replaces the system-call events of `stat`, and
+# PERF_EVENT the cycles `perf` samples, e.g. with a uprobe on glibc's malloc:
+#   perf probe -x /lib/x86_64-linux-gnu/libc.so.6 malloc
+#   STAT_EVENTS=probe_libc:malloc benches/cpu-per-query.sh BIN miss stat   # mallocs per miss
+#   PERF_EVENT=probe_libc:malloc benches/cpu-per-query.sh BIN miss perf    # and where from
+#
 # Data: ../shared/peerbench's gen_data.py output (DATA, default /tmp/peerbench/data).
 # Ports: PORT (default 15400) for knotd, PORT+4 for the server, PORT+5 for cutoff's admin
 # endpoint; DIR for configs and logs.
@@ -144,11 +151,11 @@ esac
 cpu() { awk '{print $14, $15}' /proc/$CP/stat; }
 t0=$(cpu)
 case $MODE in
-  perf) perf record -F 1000 --call-graph dwarf,16384 -p $CP -o "$D/perf-$SET.data" -- sleep 3 > /dev/null 2>&1 & PP=$! ;;
-  stat) perf stat -e 'syscalls:sys_enter_*' -p $CP -o "$D/stat-$SET.txt" -- sleep 5 > /dev/null 2>&1 & PP=$! ;;
+  perf) perf record ${PERF_EVENT:+-e "$PERF_EVENT"} -F 1000 --call-graph dwarf,16384 -p $CP -o "$D/perf-$SET.data" -- sleep 3 > /dev/null 2>&1 & PP=$! ;;
+  stat) perf stat -e "${STAT_EVENTS:-syscalls:sys_enter_*}" -p $CP -o "$D/stat-$SET.txt" -- sleep 5 > /dev/null 2>&1 & PP=$! ;;
   *) PP= ;;
 esac
-taskset -c 1 timeout 20 dnsperf -s 127.0.0.1 -p $SP -d "$F" -c 10 -q 100 -t 2 -l 5 > "$D/dnsperf-$SET.txt" 2>&1
+taskset -c 1 timeout 20 dnsperf -s 127.0.0.1 -p $SP -d "$F" -c 10 -q 100 ${QPS:+-Q "$QPS"} -t 2 -l 5 > "$D/dnsperf-$SET.txt" 2>&1
 t1=$(cpu)
 [ -n "$PP" ] && wait $PP
 q=$(awk '/Queries completed/{print $3}' "$D/dnsperf-$SET.txt")
