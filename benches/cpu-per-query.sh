@@ -1,7 +1,8 @@
 #!/bin/bash
 # Server CPU per answered query, one server at a time (docs/performance.md, "Batched send"):
 # knotd as the upstream on core 1, the server pinned to core 0, dnsperf on core 1
-# (10 clients x 100 outstanding, 5 s), the server's utime+stime over the answered count, and each apart.
+# (10 clients x 100 outstanding, 5 s), the server's utime+stime over the answered count, and each
+# apart; upstream_us is knotd's CPU per answered query.
 #
 #   benches/cpu-per-query.sh SERVER SET [perf|stat]
 #     SERVER: a cutoff binary (target/profiling/cutoff), or `unbound` / `dnsdist`
@@ -149,7 +150,10 @@ case $SET in
 esac
 # utime and stime, in clock ticks.
 cpu() { awk '{print $14, $15}' /proc/$CP/stat; }
+# knotd's CPU too: what the server's way of forwarding costs its upstream (core 1).
+kcpu() { awk '{print $14 + $15}' /proc/$KP/stat; }
 t0=$(cpu)
+k0=$(kcpu)
 case $MODE in
   perf) perf record ${PERF_EVENT:+-e "$PERF_EVENT"} -F 1000 --call-graph dwarf,16384 -p $CP -o "$D/perf-$SET.data" -- sleep 3 > /dev/null 2>&1 & PP=$! ;;
   stat) perf stat -e "${STAT_EVENTS:-syscalls:sys_enter_*}" -p $CP -o "$D/stat-$SET.txt" -- sleep 5 > /dev/null 2>&1 & PP=$! ;;
@@ -157,6 +161,7 @@ case $MODE in
 esac
 taskset -c 1 timeout 20 dnsperf -s 127.0.0.1 -p $SP -d "$F" -c 10 -q 100 ${QPS:+-Q "$QPS"} -t 2 -l 5 > "$D/dnsperf-$SET.txt" 2>&1
 t1=$(cpu)
+k1=$(kcpu)
 [ -n "$PP" ] && wait $PP
 q=$(awk '/Queries completed/{print $3}' "$D/dnsperf-$SET.txt")
 qps=$(awk '/Queries per second/{printf "%d", $4}' "$D/dnsperf-$SET.txt")
@@ -165,4 +170,4 @@ ticks=$(getconf CLK_TCK)
 # any server pays to receive and send the datagrams, the user part is the server's own work.
 echo "$BIN $SET: answered=$q qps=$qps $(awk -v a="$t0" -v b="$t1" -v q="$q" -v t="$ticks" 'BEGIN{
   split(a, x, " "); split(b, y, " "); u = (y[1]-x[1])*1e6/t/q; s = (y[2]-x[2])*1e6/t/q
-  printf "cpu_us_per_query=%.2f user_us=%.2f sys_us=%.2f", u+s, u, s}')"
+  printf "cpu_us_per_query=%.2f user_us=%.2f sys_us=%.2f", u+s, u, s}') upstream_us=$(awk -v a="$k0" -v b="$k1" -v q="$q" -v t="$ticks" 'BEGIN{printf "%.2f", (b-a)*1e6/t/q}')"
