@@ -37,7 +37,8 @@ pub(super) struct Slots<F> {
     /// Futures in the set.
     live: usize,
     ready: Arc<Ready>,
-    /// Woken slots taken from `ready` and not polled yet, the next last.
+    /// Slots to poll: new ones, and woken ones taken from `ready`; the
+    /// next is the last.
     woken: Vec<usize>,
 }
 
@@ -98,12 +99,17 @@ impl<F: Future> Slots<F> {
     }
 
     /// Adds a future, in an empty slot when there is one; it is first
-    /// polled by the next poll of the set.
+    /// polled by the next poll of the set (queued here, not woken: the
+    /// caller polls the set after adding to it, as with
+    /// `FuturesUnordered`, and a wake would poll the loop's task once more
+    /// for nothing).
     pub(super) fn push(&mut self, future: F) {
-        let slot = match self.free.pop().and_then(|i| self.slots.get_mut(i)) {
-            Some(slot) => {
-                slot.future.set(Some(future));
-                slot
+        let i = match self.free.pop().filter(|i| *i < self.slots.len()) {
+            Some(i) => {
+                if let Some(slot) = self.slots.get_mut(i) {
+                    slot.future.set(Some(future));
+                }
+                i
             }
             None => {
                 let flag = Arc::new(SlotWaker {
@@ -116,14 +122,15 @@ impl<F: Future> Slots<F> {
                     waker: Waker::from(Arc::clone(&flag)),
                     flag,
                 });
-                let Some(slot) = self.slots.last_mut() else {
-                    return;
-                };
-                slot
+                self.slots.len() - 1
             }
         };
         self.live += 1;
-        slot.waker.wake_by_ref();
+        if let Some(slot) = self.slots.get(i)
+            && !slot.flag.queued.swap(true, Ordering::AcqRel)
+        {
+            self.woken.push(i);
+        }
     }
 
     /// Slots held, filled or empty.
