@@ -181,8 +181,11 @@ impl<F: Future> Stream for Slots<F> {
                 return Poll::Ready(Some(out));
             }
         }
-        // Others are woken still: poll them on the next turn.
-        cx.waker().wake_by_ref();
+        // Slots taken from the queue are left: poll them on the next turn
+        // (those still queued woke the task when they were queued).
+        if !this.woken.is_empty() {
+            cx.waker().wake_by_ref();
+        }
         Poll::Pending
     }
 }
