@@ -11,11 +11,14 @@
 //! many as the most forwards this loop had in flight at once, which the
 //! in-flight cap (`max_inflight`) bounds.
 //!
-//! A slot's waker queues the slot's index and wakes the loop's task; the
-//! next poll polls the queued slots in the order they were woken. A wake
+//! A slot's waker queues the slot's index and wakes the loop's task; each
+//! poll takes in what was queued and polls the slots first in, first out
+//! (a new future is queued when it is added, so it waits behind the answers
+//! that came before it). A wake
 //! that comes after its future finished (a clone kept somewhere) polls the
 //! slot's next future once for nothing, which a future allows.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,9 +40,9 @@ pub(super) struct Slots<F> {
     /// Futures in the set.
     live: usize,
     ready: Arc<Ready>,
-    /// Slots to poll: new ones, and woken ones taken from `ready`; the
-    /// next is the last.
-    woken: Vec<usize>,
+    /// Slots to poll, first in first out: new ones, and woken ones taken
+    /// from `ready`.
+    woken: VecDeque<usize>,
 }
 
 struct Slot<F> {
@@ -89,7 +92,7 @@ impl<F: Future> Slots<F> {
             free: Vec::new(),
             live: 0,
             ready: Arc::default(),
-            woken: Vec::new(),
+            woken: VecDeque::new(),
         }
     }
 
@@ -129,7 +132,7 @@ impl<F: Future> Slots<F> {
         if let Some(slot) = self.slots.get(i)
             && !slot.flag.queued.swap(true, Ordering::AcqRel)
         {
-            self.woken.push(i);
+            self.woken.push_back(i);
         }
     }
 
@@ -151,18 +154,12 @@ impl<F: Future> Stream for Slots<F> {
             return Poll::Ready(None);
         }
         this.ready.task.register(cx.waker());
+        this.take_queued();
         for _ in 0..POLLS_PER_TURN {
             if this.woken.is_empty() {
-                let mut queue = this
-                    .ready
-                    .queue
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                std::mem::swap(&mut *queue, &mut this.woken);
-                drop(queue);
-                this.woken.reverse();
+                this.take_queued();
             }
-            let Some(i) = this.woken.pop() else {
+            let Some(i) = this.woken.pop_front() else {
                 return Poll::Pending;
             };
             let Some(slot) = this.slots.get_mut(i) else {
@@ -181,12 +178,24 @@ impl<F: Future> Stream for Slots<F> {
                 return Poll::Ready(Some(out));
             }
         }
-        // Slots taken from the queue are left: poll them on the next turn
-        // (those still queued woke the task when they were queued).
-        if !this.woken.is_empty() {
-            cx.waker().wake_by_ref();
-        }
+        // The budget is spent: the task is polled again for the rest, as
+        // `FuturesUnordered` does. Not only when slots taken in are left:
+        // those still queued may have woken a task waker that is gone (the
+        // loop's `now_or_never` polls with one that wakes nothing).
+        cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+impl<F> Slots<F> {
+    /// Moves the slots queued by their wakers behind those taken already.
+    fn take_queued(&mut self) {
+        let mut queue = self
+            .ready
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.woken.extend(queue.drain(..));
     }
 }
 
@@ -236,6 +245,40 @@ mod tests {
             assert_eq!(got, (0..8).map(|i| round * 10 + i).collect::<Vec<_>>());
             assert_eq!(set.capacity(), 8, "the slots of the first round, reused");
         }
+    }
+
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    type Boxed = Pin<Box<dyn Future<Output = u32> + Send>>;
+
+    #[test]
+    fn a_future_woken_behind_a_spent_budget_is_polled_on_the_next_turn() {
+        let mut set: Slots<Boxed> = Slots::new();
+        let (tx, rx) = oneshot::channel::<u32>();
+        set.push(Box::pin(async move { rx.await.unwrap_or(0) }));
+        let count = Arc::new(Count(0.into()));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut set).poll_next(&mut cx).is_pending());
+        for _ in 0..POLLS_PER_TURN {
+            set.push(Box::pin(std::future::pending::<u32>()));
+        }
+        // Its answer comes after the new ones were queued: a budget's worth.
+        tx.send(7).unwrap();
+        let before = count.0.load(Ordering::Relaxed);
+        assert!(Pin::new(&mut set).poll_next(&mut cx).is_pending());
+        assert!(
+            count.0.load(Ordering::Relaxed) > before,
+            "the task is woken again for what is left"
+        );
+        assert_eq!(Pin::new(&mut set).poll_next(&mut cx), Poll::Ready(Some(7)));
     }
 
     #[tokio::test]
