@@ -6,9 +6,11 @@
 //! allocated and freed between two upkeeps for `cutoff_query_duration_seconds`
 //! alone, and a block of some 2 KiB allocated on the query path every 128
 //! values (which also makes glibc consolidate its small free chunks). Here a
-//! value is counted into its bucket at once: three atomic adds (the bucket,
-//! the count, the sum in nanoseconds) and no allocation. The buckets are the
-//! ones docs/metrics.md lists; the exposition is the same text.
+//! value is counted into its bucket at once: an atomic add to the bucket and
+//! one to the sum (an `f64`, as the exporter keeps it: integer nanoseconds
+//! would wrap after some months of a busy server's summed latencies), and no
+//! allocation. The buckets are the ones docs/metrics.md lists; the
+//! exposition is the same text.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -18,12 +20,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use metrics::{Histogram, HistogramFn};
 
 /// One series: a count per bucket (not cumulative; the last is `+Inf`),
-/// and the sum of the values in nanoseconds.
+/// and the sum of the values (the bits of an `f64`, in seconds).
 #[derive(Debug)]
 struct Series {
     bounds: &'static [f64],
     buckets: Box<[AtomicU64]>,
-    sum_ns: AtomicU64,
+    sum: AtomicU64,
 }
 
 impl Series {
@@ -31,23 +33,30 @@ impl Series {
         Self {
             bounds,
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_ns: AtomicU64::new(0),
+            sum: AtomicU64::new(0.0f64.to_bits()),
         }
     }
 }
 
 impl HistogramFn for Series {
     /// Counts `value` (seconds) in the first bucket whose bound is at least
-    /// the value (`le` is inclusive). A negative or NaN value counts as 0.
+    /// the value (`le` is inclusive). A negative or NaN value counts as 0;
+    /// an infinite one is counted in `+Inf` but left out of the sum, which
+    /// it would make infinite for good.
     fn record(&self, value: f64) {
         let value = if value > 0.0 { value } else { 0.0 };
         let i = self.bounds.partition_point(|b| *b < value);
         if let Some(b) = self.buckets.get(i) {
             b.fetch_add(1, Ordering::Relaxed);
         }
-        // `as` saturates: a value beyond 584 years adds u64::MAX.
-        let ns = (value * 1e9).round() as u64;
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        if value.is_finite() {
+            // Err only when the closure returns None, which it never does.
+            let _ = self
+                .sum
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                    Some((f64::from_bits(bits) + value).to_bits())
+                });
+        }
     }
 }
 
@@ -111,7 +120,7 @@ impl Families {
                     Some(l) => format!("{{{l}}}"),
                     None => String::new(),
                 };
-                let sum = s.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+                let sum = f64::from_bits(s.sum.load(Ordering::Relaxed));
                 let _ = writeln!(out, "{name}_sum{bare} {sum}");
                 let _ = writeln!(out, "{name}_count{bare} {total}");
             }
@@ -148,7 +157,19 @@ mod tests {
     #[test]
     fn values_land_in_the_first_bucket_whose_bound_holds_them_and_count_cumulatively() {
         let (f, h) = families();
-        for v in [0.0005, 0.001, 0.002, 0.5, 1.0, 7.0, -1.0, f64::NAN] {
+        // Binary fractions, so the sum is exact.
+        let values = [
+            0.00048828125, // 2^-11
+            0.0009765625,  // 2^-10
+            0.001953125,   // 2^-9
+            0.5,
+            1.0, // on a bound: `le` holds it
+            7.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+        ];
+        for v in values {
             h.record(v);
         }
         assert_eq!(
@@ -158,9 +179,9 @@ mod tests {
              t_seconds_bucket{path=\"cached\",le=\"0.001\"} 4\n\
              t_seconds_bucket{path=\"cached\",le=\"0.01\"} 5\n\
              t_seconds_bucket{path=\"cached\",le=\"1\"} 7\n\
-             t_seconds_bucket{path=\"cached\",le=\"+Inf\"} 8\n\
-             t_seconds_sum{path=\"cached\"} 8.5035\n\
-             t_seconds_count{path=\"cached\"} 8\n\n"
+             t_seconds_bucket{path=\"cached\",le=\"+Inf\"} 9\n\
+             t_seconds_sum{path=\"cached\"} 8.50341796875\n\
+             t_seconds_count{path=\"cached\"} 9\n\n"
         );
     }
 
