@@ -85,7 +85,10 @@ impl Entry {
         // in place once left a long-lived answer inside it and its free
         // tail too small for the next buffer (RSS grew without bound under
         // a unique-name flood that way).
-        if layout.ttls.capacity() > layout.ttls.len() + 1 {
+        if layout.ttls.is_empty() {
+            // Only an OPT: its slot goes.
+            layout.ttls = Vec::new();
+        } else if layout.ttls.capacity() > layout.ttls.len() + 1 {
             layout.ttls = layout.ttls.as_slice().into();
         }
         let records = wire::records(bytes)?;
