@@ -297,8 +297,13 @@ impl Upstreams {
                     let Some(mut c) = current else { break };
                     let health = &self.health[c.endpoint];
                     health.timed_out();
-                    let udp = matches!(self.endpoints[c.endpoint], Upstream::Plain(_));
                     let now = Instant::now();
+                    // A timer that fired late (a busy loop) must not send
+                    // tries past the deadline that are dropped at once.
+                    if now >= deadline {
+                        break;
+                    }
+                    let udp = matches!(self.endpoints[c.endpoint], Upstream::Plain(_));
                     if udp && c.tries < MAX_TRIES && c.next < c.share_end {
                         let edns = c.tries < EDNS_TRIES && !health.no_edns(now);
                         run.launch(c.endpoint, edns);

@@ -180,7 +180,10 @@ mod tests {
         let up = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let pools = Pools::new([Some(up.local_addr().unwrap())]);
         let q = query();
-        let (first, seen) = tokio::join!(exchange_udp(&pools, 0, &q), async {
+        // A hang guard: a try has no timer of its own any more.
+        let guard = std::time::Duration::from_secs(60);
+        let try_ = || tokio::time::timeout(guard, exchange_udp(&pools, 0, &q));
+        let (first, seen) = tokio::join!(try_(), async {
             let mut buf = [0u8; 512];
             let (n, from) = up.recv_from(&mut buf).await.unwrap();
             buf[2] |= 0x80;
@@ -189,8 +192,8 @@ mod tests {
             up.send_to(&buf[..n], from).await.unwrap();
             from
         });
-        assert_eq!(first.unwrap().len(), q.len());
-        let (second, again) = tokio::join!(exchange_udp(&pools, 0, &q), async {
+        assert_eq!(first.expect("answered").unwrap().len(), q.len());
+        let (second, again) = tokio::join!(try_(), async {
             let mut buf = [0u8; 512];
             let (n, from) = up.recv_from(&mut buf).await.unwrap();
             buf[2] |= 0x80;
@@ -198,7 +201,7 @@ mod tests {
             (from, wire::id(&buf))
         });
         assert_eq!(again.0, seen, "the same socket, taken again");
-        let second = second.unwrap();
+        let second = second.expect("answered").unwrap();
         assert_eq!(
             wire::id(&second),
             again.1,
