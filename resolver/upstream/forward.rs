@@ -429,6 +429,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_timer_that_fires_after_the_deadline_sends_no_more_tries() {
+        // Two silent endpoints. The query runs until its first try reaches
+        // the first; then its task is held past the whole budget, as a busy
+        // loop would hold it, before it is polled again.
+        let a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let endpoints = [
+            Upstream::Plain(a.local_addr().unwrap()),
+            Upstream::Plain(b.local_addr().unwrap()),
+        ];
+        let budget = Duration::from_millis(200);
+        let ups = Upstreams::new(
+            &endpoints,
+            budget,
+            &[],
+            std::path::Path::new("/nonexistent"),
+            None,
+        )
+        .unwrap();
+        let mut query = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        query.extend_from_slice(b"\x07example\x00\x00\x01\x00\x01");
+        let mut forward = Box::pin(ups.forward(&query, &[]));
+        let mut buf = [0u8; 512];
+        tokio::select! {
+            _ = &mut forward => panic!("ended before its first try was sent"),
+            r = a.recv_from(&mut buf) => { r.unwrap(); }
+        }
+        // Blocks this runtime's only thread: no timer or try is polled.
+        std::thread::sleep(budget * 2);
+        let e = forward.await.unwrap_err();
+        assert!(e.timed_out(), "{e}");
+        // Each try sends on its first poll, so a try launched is a datagram
+        // queued at the second endpoint by now.
+        tokio::task::yield_now().await;
+        assert!(
+            b.try_recv_from(&mut buf).is_err(),
+            "nothing was sent to the second endpoint after the deadline"
+        );
+    }
+
+    #[tokio::test]
     async fn without_upstreams_forwarding_fails() {
         let ups = Upstreams::new(
             &[],
