@@ -72,13 +72,7 @@ impl Listeners {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for addr in addrs {
-            let u = bind_udp(*addr).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on udp {addr}: {e}"))
-            })?;
-            let bound = u.local_addr()?;
-            let t = bind_tcp(bound).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on tcp {bound}: {e}"))
-            })?;
+            let (u, t) = bind_pair(*addr)?;
             udp.push(u);
             tcp.push(t);
         }
@@ -161,6 +155,40 @@ impl Listeners {
             .iter()
             .filter_map(|s| s.local_addr().ok())
             .collect()
+    }
+}
+
+/// Tries at a port that is free for both UDP and TCP when the port is 0.
+const PAIR_TRIES: u32 = 32;
+
+/// A UDP socket and a TCP listener on the same address and port. With port
+/// 0 the kernel picks the UDP port, and that port may be taken for TCP (by
+/// another program's listener or an outgoing connection); then another UDP
+/// port is picked, up to [`PAIR_TRIES`] times. A port given in the config
+/// is bound once: an error there is the user's to see.
+fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let u = bind_udp(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on udp {addr}: {e}")))?;
+        let bound = u.local_addr()?;
+        match bind_tcp(bound) {
+            Ok(t) => return Ok((u, t)),
+            Err(e)
+                if addr.port() == 0
+                    && e.kind() == io::ErrorKind::AddrInUse
+                    && tries < PAIR_TRIES =>
+            {
+                drop(u);
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on tcp {bound}: {e}"),
+                ));
+            }
+        }
     }
 }
 

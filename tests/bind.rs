@@ -256,3 +256,53 @@ fn a_reload_moves_the_admin_endpoint_and_keeps_it_when_the_new_port_is_taken() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Port 0 in a namespace whose ephemeral range is two ports, the first
+/// held for TCP: the UDP port the kernel picks is the held one about half
+/// the time, and the listener must then pick again until UDP and TCP get a
+/// port free for both (it failed a CI run once with "cannot listen on tcp
+/// …: Address already in use").
+#[test]
+fn port_0_picks_a_port_free_for_both_udp_and_tcp() {
+    if !namespaces() {
+        return;
+    }
+    let outcome = std::thread::spawn(|| -> Result<Vec<u16>, String> {
+        // SAFETY: unshare takes no pointers; on this thread only, it
+        // replaces the network namespace, which nothing on it holds yet.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+        }
+        let up = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status();
+        if !up.is_ok_and(|s| s.success()) {
+            return Err("ip link set lo up failed".into());
+        }
+        // Per namespace: opened from this thread, it is this namespace's.
+        std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "40000 40001")
+            .map_err(|e| format!("ip_local_port_range: {e}"))?;
+        let _held = std::net::TcpListener::bind("127.0.0.1:40000").map_err(|e| e.to_string())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let any = ["127.0.0.1:0".parse().expect("addr")];
+        // Eight binds: without the second pick, all eight succeed only one
+        // time in 256.
+        (0..8)
+            .map(|_| {
+                let l = rt
+                    .block_on(cutoff::server::Listeners::bind(&any))
+                    .map_err(|e| e.to_string())?;
+                let tcp = l.tcp[0].local_addr().map_err(|e| e.to_string())?.port();
+                assert_eq!(l.addrs()[0].port(), tcp, "UDP and TCP on one port");
+                Ok(tcp)
+            })
+            .collect()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let ports = outcome.expect("bound");
+    assert!(ports.iter().all(|p| *p == 40001), "{ports:?}");
+}
