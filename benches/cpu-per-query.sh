@@ -1,6 +1,6 @@
 #!/bin/bash
 # Server CPU per answered query, one server at a time (docs/performance.md, "Batched send"):
-# knotd as the upstream on core 1, the server pinned to core 0, dnsperf on core 1
+# knotd as the upstream on core 1 (every thread of it), the server pinned to core 0, dnsperf on core 1
 # (10 clients x 100 outstanding, 5 s), the server's utime+stime over the answered count, and each
 # apart; upstream_us is knotd's CPU per answered query.
 #
@@ -13,7 +13,9 @@
 #     stat:   also count system calls (perf stat) into $DIR/stat-SET.txt
 #
 # QPS=N sends at a fixed rate instead of as fast as the answers come back (every server then
-# does the same work per second). STAT_EVENTS replaces the system-call events of `stat`, and
+# does the same work per second). EDNS=1 makes dnsperf send EDNS 0 (as most clients do), so a
+# server that relays the client's OPT (dnsdist) asks its upstream with EDNS too, as cutoff
+# always does. STAT_EVENTS replaces the system-call events of `stat`, and
 # PERF_EVENT the cycles `perf` samples, e.g. with a uprobe on glibc's malloc:
 #   perf probe -x /lib/x86_64-linux-gnu/libc.so.6 malloc
 #   STAT_EVENTS=probe_libc:malloc benches/cpu-per-query.sh BIN miss stat   # mallocs per miss
@@ -129,6 +131,10 @@ for _ in $(seq 300); do
   dig +short +time=1 +tries=1 -p $SP @127.0.0.1 m0.example.net > /dev/null 2>&1 && break
   sleep 0.3
 done
+# knotd pins each UDP worker to a CPU of its own choosing (the first on CPU 0), whatever
+# taskset it was started under: put all its threads back on core 1, or its UDP worker shares
+# the server's core (and the server's CPU per miss counts the switches between them).
+taskset -a -p -c 1 $KP > /dev/null
 case $SET in
   blocked) F=$DATA/q-blocked-synth.txt ;;
   cached)
@@ -159,7 +165,7 @@ case $MODE in
   stat) perf stat -e "${STAT_EVENTS:-syscalls:sys_enter_*}" -p $CP -o "$D/stat-$SET.txt" -- sleep 5 > /dev/null 2>&1 & PP=$! ;;
   *) PP= ;;
 esac
-taskset -c 1 timeout 20 dnsperf -s 127.0.0.1 -p $SP -d "$F" -c 10 -q 100 ${QPS:+-Q "$QPS"} -t 2 -l 5 > "$D/dnsperf-$SET.txt" 2>&1
+taskset -c 1 timeout 20 dnsperf -s 127.0.0.1 -p $SP -d "$F" -c 10 -q ${OUTSTANDING:-100} ${QPS:+-Q "$QPS"} ${EDNS:+-e} -t 2 -l 5 > "$D/dnsperf-$SET.txt" 2>&1
 t1=$(cpu)
 k1=$(kcpu)
 [ -n "$PP" ] && wait $PP
