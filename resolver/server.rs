@@ -159,17 +159,18 @@ impl Listeners {
 }
 
 /// Tries at a port that is free for both UDP and TCP when the port is 0.
-const PAIR_TRIES: u32 = 32;
+const PAIR_TRIES: usize = 32;
 
 /// A UDP socket and a TCP listener on the same address and port. With port
 /// 0 the kernel picks the UDP port, and that port may be taken for TCP (by
 /// another program's listener or an outgoing connection); then another UDP
-/// port is picked, up to [`PAIR_TRIES`] times. A port given in the config
-/// is bound once: an error there is the user's to see.
+/// port is picked, up to [`PAIR_TRIES`] times. The rejected UDP sockets are
+/// held until the end, so the kernel cannot pick one of their ports again.
+/// A port given in the config is bound once: an error there is the user's
+/// to see.
 fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
-    let mut tries = 0;
+    let mut rejected = Vec::new();
     loop {
-        tries += 1;
         let u = bind_udp(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on udp {addr}: {e}")))?;
         let bound = u.local_addr()?;
@@ -178,14 +179,19 @@ fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
             Err(e)
                 if addr.port() == 0
                     && e.kind() == io::ErrorKind::AddrInUse
-                    && tries < PAIR_TRIES =>
+                    && rejected.len() + 1 < PAIR_TRIES =>
             {
-                drop(u);
+                rejected.push(u);
             }
             Err(e) => {
+                let tried = if rejected.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (the last of {} ports tried)", rejected.len() + 1)
+                };
                 return Err(io::Error::new(
                     e.kind(),
-                    format!("cannot listen on tcp {bound}: {e}"),
+                    format!("cannot listen on tcp {bound}: {e}{tried}"),
                 ));
             }
         }
@@ -210,10 +216,19 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     // Every worker's socket on one address shares it; the kernel spreads
     // clients over them by their address and port. Linux only lets sockets
     // of the same user join, and TCP (no SO_REUSEPORT) still fails at once
-    // when another server holds the address.
+    // when another server holds the address. With port 0 it is set only
+    // after the bind: Linux's choice of a free port skips no port that a
+    // socket of the same user holds with SO_REUSEPORT, so another cutoff's
+    // port could be picked and shared.
     #[cfg(unix)]
-    s.set_reuse_port(true)?;
+    if addr.port() != 0 {
+        s.set_reuse_port(true)?;
+    }
     s.bind(&addr.into())?;
+    #[cfg(unix)]
+    if addr.port() == 0 {
+        s.set_reuse_port(true)?;
+    }
     UdpSocket::from_std(s.into())
 }
 
