@@ -33,6 +33,8 @@ SET=${2:?blocked, cached or miss}
 MODE=${3:-}
 DATA=${DATA:-/tmp/peerbench/data}
 D=${DIR:-$(mktemp -d)}
+# A directory made here is removed on exit; one given in DIR is kept.
+[ -n "${DIR:-}" ] && TMPD= || TMPD=$D
 UP=${PORT:-15400}
 SP=$((UP + 4))
 [ -f "$DATA/blocklist-large.txt" ] || { echo "no peerbench data in $DATA (run gen_data.py)" >&2; exit 1; }
@@ -126,7 +128,7 @@ L
     ;;
 esac
 CP=$!
-trap 'kill $KP $CP 2>/dev/null; wait' EXIT
+trap 'kill $KP $CP 2>/dev/null; wait; [ -n "$TMPD" ] && rm -rf "$TMPD"' EXIT
 for _ in $(seq 300); do
   dig +short +time=1 +tries=1 -p $SP @127.0.0.1 m0.example.net > /dev/null 2>&1 && break
   sleep 0.3
@@ -134,7 +136,7 @@ done
 # knotd pins each UDP worker to a CPU of its own choosing (the first on CPU 0), whatever
 # taskset it was started under: put all its threads back on core 1, or its UDP worker shares
 # the server's core (and the server's CPU per miss counts the switches between them).
-taskset -a -p -c 1 $KP > /dev/null
+taskset -a -p -c 1 $KP > /dev/null || { echo "knotd is not running (see $D/knotd.log)" >&2; exit 1; }
 case $SET in
   blocked) F=$DATA/q-blocked-synth.txt ;;
   cached)
@@ -165,11 +167,12 @@ case $MODE in
   stat) perf stat -e "${STAT_EVENTS:-syscalls:sys_enter_*}" -p $CP -o "$D/stat-$SET.txt" -- sleep 5 > /dev/null 2>&1 & PP=$! ;;
   *) PP= ;;
 esac
-taskset -c 1 timeout 20 dnsperf -s 127.0.0.1 -p $SP -d "$F" -c 10 -q ${OUTSTANDING:-100} ${QPS:+-Q "$QPS"} ${EDNS:+-e} -t 2 -l 5 > "$D/dnsperf-$SET.txt" 2>&1
+taskset -c 1 timeout 20 dnsperf -s 127.0.0.1 -p $SP -d "$F" -c 10 -q ${OUTSTANDING:-100} ${QPS:+-Q "$QPS"} $([ "${EDNS:-0}" = 1 ] && printf %s -e) -t 2 -l 5 > "$D/dnsperf-$SET.txt" 2>&1
 t1=$(cpu)
 k1=$(kcpu)
 [ -n "$PP" ] && wait $PP
 q=$(awk '/Queries completed/{print $3}' "$D/dnsperf-$SET.txt")
+[ "${q:-0}" -gt 0 ] 2>/dev/null || { echo "$BIN $SET: no answers (see $D/dnsperf-$SET.txt)" >&2; exit 1; }
 qps=$(awk '/Queries per second/{printf "%d", $4}' "$D/dnsperf-$SET.txt")
 ticks=$(getconf CLK_TCK)
 # CPU per answered query, and its user and kernel (system) parts: the kernel part is what

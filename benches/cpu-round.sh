@@ -10,18 +10,22 @@
 # The environment is passed on (DATA, QPS, EDNS, OUTSTANDING, PORT, DIR); every run's
 # line goes to stderr as it comes, the medians to stdout. Bounded: REPS x servers x sets
 # runs of cpu-per-query.sh, each under its own timeouts.
-set -u
+set -u -o pipefail
 REPS=${1:?rounds}
 SERVERS=${2:?servers}
 shift 2
 SETS=${*:-blocked cached miss}
+for set in $SETS; do
+  case $set in blocked | cached | miss) ;; *) echo "cpu-round.sh: no set $set (blocked, cached or miss)" >&2; exit 2 ;; esac
+done
 HERE=$(dirname "$0")
 LINES=$(mktemp)
 trap 'rm -f "$LINES"' EXIT
 for _ in $(seq "$REPS"); do
   for set in $SETS; do
     for server in $SERVERS; do
-      "$HERE/cpu-per-query.sh" "$server" "$set" | tee -a "$LINES" >&2
+      # A run that fails says why on stderr and counts for nothing.
+      "$HERE/cpu-per-query.sh" "$server" "$set" | tee -a "$LINES" >&2 || echo "(that run failed)" >&2
     done
   done
 done
@@ -29,10 +33,11 @@ done
 awk '
   function median(key,   n, i, j, t, v) {
     n = split(vals[key], v, " ")
+    if (n == 0) return "-"
     for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
-    return n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2
+    return sprintf("%.2f", n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2)
   }
-  / answered=/ {
+  / answered=[1-9]/ {
     s = $2; sub(/:$/, "", s); k = s " " $1
     if (!(k in seen)) { seen[k] = 1; order[++count] = k }
     runs[k]++
@@ -42,7 +47,7 @@ awk '
     printf "%-8s %-28s %4s %8s %8s %8s %8s %8s\n", "set", "server", "runs", "qps", "cpu_us", "user_us", "sys_us", "upstr_us"
     for (i = 1; i <= count; i++) {
       k = order[i]; split(k, p, " ")
-      printf "%-8s %-28s %4d %8d %8.2f %8.2f %8.2f %8.2f\n", p[1], p[2], runs[k], median(k "|qps"),
+      printf "%-8s %-28s %4d %8s %8s %8s %8s %8s\n", p[1], p[2], runs[k], median(k "|qps"),
         median(k "|cpu_us_per_query"), median(k "|user_us"), median(k "|sys_us"), median(k "|upstream_us")
     }
   }' "$LINES"
