@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::util::{bin, installed, needs, temp_file, tool};
+use crate::util::{bin, installed, needs, own_network_namespace, temp_file, tool};
 
 /// Waits (bounded) for the child to exit; returns its code and stderr.
 fn finish(mut child: Child) -> (Option<i32>, String) {
@@ -272,17 +272,7 @@ fn port_0_picks_a_port_free_for_both_udp_and_tcp() {
         return;
     }
     let outcome = std::thread::spawn(|| -> Result<(), String> {
-        // SAFETY: unshare takes no pointers; on this thread only, it
-        // replaces the network namespace, which nothing on it holds yet.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(format!("unshare: {}", std::io::Error::last_os_error()));
-        }
-        let up = Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status();
-        if !up.is_ok_and(|s| s.success()) {
-            return Err("ip link set lo up failed".into());
-        }
+        own_network_namespace()?;
         // Per namespace: opened from this thread, it is this namespace's.
         std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "40000 40001")
             .map_err(|e| format!("cannot write ip_local_port_range: {e}"))?;

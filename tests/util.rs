@@ -135,3 +135,28 @@ mod skipped {
         });
     }
 }
+
+/// Moves this thread into a network namespace of its own, with `lo` up; a
+/// child forked from the thread starts in it. `Err` says why it could not
+/// (no CAP_SYS_ADMIN, no `ip`), for the caller to skip on.
+pub(crate) fn own_network_namespace() -> Result<(), String> {
+    // SAFETY: unshare takes no pointers; on this thread only, it replaces
+    // the network namespace, which nothing else on the thread holds yet.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(format!(
+            "unshare(CLONE_NEWNET): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let out = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip link set lo up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}

@@ -41,16 +41,8 @@ fn ip(args: &[&str]) -> Result<(), String> {
 /// Moves this thread into a new network namespace with the addresses up;
 /// `Err` says why it could not.
 fn namespace() -> Result<(), String> {
-    // SAFETY: unshare takes no pointers; on this thread only, it replaces
-    // the network namespace, which nothing else on the thread holds yet.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(format!(
-            "unshare(CLONE_NEWNET): {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let mut steps = vec![vec!["link", "set", "lo", "up"]];
+    crate::util::own_network_namespace()?;
+    let mut steps = Vec::new();
     for a in V4 {
         steps.push(vec!["addr", "add", a, "dev", "lo"]);
     }
